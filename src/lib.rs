@@ -1,1 +1,27 @@
+//! fleetcast: predictive monitoring for server fleets.
+//!
+//! Metrics stream in on NATS; a Temporal Fusion Transformer on ONNX Runtime forecasts every
+//! server's next 8 hours; a risk scorer and an alert router turn that into alerts before the
+//! trouble happens. Every stage is an actix actor that talks to the others only through
+//! MessagePack messages on NATS subjects (see [`subjects`] and [`wire`]), so each stage scales
+//! and fails on its own.
+//!
+//! # Map
+//!
+//! | actor | consumes | publishes |
+//! |---|---|---|
+//! | [`actors::generator`] | `control.scenario` (`ScenarioRequest`) | `metrics.<server>` (`MetricSample`) |
+//! | [`actors::window_keeper`] | `metrics.>` (`MetricSample`) | `jobs.predict.<server>` (`PredictJob`), `rejected.window_keeper` (`Rejection`), `status.window_keeper` (`StageStatus`) |
+//!
+//! Supporting modules: [`catalog`] (metrics and profiles), [`settings`] (the TOML file and
+//! its validation), [`bus`] (the connection, streams and a private nats-server), [`export`]
+//! (training data as Parquet), [`tail`] (decode any subject as JSON lines).
 
+pub mod actors;
+pub mod bus;
+pub mod catalog;
+pub mod export;
+pub mod settings;
+pub mod subjects;
+pub mod tail;
+pub mod wire;

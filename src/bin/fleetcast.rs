@@ -1,1 +1,177 @@
-fn main() {}
+//! The `fleetcast` command: run the pipeline (`up`) or one actor (`run`), watch subjects
+//! (`tail`), steer the simulation (`scenario`) and export training data (`export`).
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use fleetcast::bus::{self, Bus, NatsServer};
+use fleetcast::settings::Settings;
+use fleetcast::wire::{SCHEMA_VERSION, ScenarioReply, ScenarioRequest};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Predictive monitoring for server fleets: a Temporal Fusion Transformer on ONNX Runtime
+/// behind NATS actors.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Settings file (TOML). Default: ./fleetcast.toml when it exists. Every key can be
+    /// overridden by FLEETCAST_<SECTION>__<KEY>, e.g. FLEETCAST_GENERATOR__SERVERS=500.
+    #[arg(long, short, global = true, env = "FLEETCAST_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every actor in one process. Starts a private nats-server (JetStream on, data in
+    /// nats.data_dir) when nothing answers at the default local URL.
+    Up,
+    /// Run one actor as its own process (run several to scale out).
+    Run {
+        /// Which actor.
+        actor: ActorKind,
+    },
+    /// Print every message on a subject as one JSON line, e.g. tail 'fleetcast.metrics.>'.
+    Tail(fleetcast::tail::TailArgs),
+    /// Switch the running generator's scenario and print what changed.
+    Scenario {
+        /// healthy, degrading, critical or cascade; `status` only asks.
+        scenario: String,
+    },
+    /// Run the generator offline at full speed and write training data as Parquet.
+    Export(fleetcast::export::ExportArgs),
+    /// Check a settings file and print the settings in effect.
+    Config,
+}
+
+/// The actors that `run` can start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ActorKind {
+    /// The synthetic fleet.
+    Generator,
+    /// Per-server windows and predict jobs.
+    WindowKeeper,
+}
+
+impl ActorKind {
+    const ALL: [ActorKind; 2] = [ActorKind::Generator, ActorKind::WindowKeeper];
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_settings(path: Option<PathBuf>) -> Result<Settings> {
+    let path = path.or_else(|| {
+        let default = PathBuf::from("fleetcast.toml");
+        default.is_file().then_some(default)
+    });
+    Settings::load(path.as_deref()).with_context(|| match &path {
+        Some(path) => format!("settings from {}", path.display()),
+        None => "settings from the environment".to_string(),
+    })
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let settings = load_settings(cli.config)?;
+    init_tracing(&settings.log.level);
+    match cli.command {
+        Command::Export(args) => {
+            fleetcast::export::run(&args).context("export")?;
+            Ok(())
+        }
+        Command::Config => {
+            println!("{}", serde_json::to_string_pretty(&settings)?);
+            Ok(())
+        }
+        Command::Up => actix_main(settings, ActorKind::ALL.to_vec(), true),
+        Command::Run { actor } => actix_main(settings, vec![actor], false),
+        Command::Tail(args) => tokio_main(async move {
+            let bus = Bus::connect(&settings.nats).await?;
+            fleetcast::tail::run(&bus, &args, &mut std::io::stdout().lock()).await?;
+            Ok(())
+        }),
+        Command::Scenario { scenario } => tokio_main(async move {
+            let bus = Bus::connect(&settings.nats).await?;
+            let request = ScenarioRequest {
+                v: SCHEMA_VERSION,
+                scenario,
+            };
+            let reply: ScenarioReply = bus
+                .request(
+                    bus.subjects().control_scenario(),
+                    &request,
+                    Duration::from_secs(5),
+                )
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("is a generator running? (`fleetcast up` or `fleetcast run generator`)")?;
+            println!("{}", serde_json::to_string_pretty(&reply)?);
+            if !reply.ok {
+                bail!("scenario refused: {}", reply.error.unwrap_or_default());
+            }
+            Ok(())
+        }),
+    }
+}
+
+fn tokio_main(future: impl Future<Output = Result<()>>) -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
+}
+
+/// Runs the chosen actors on an actix system until Ctrl-C.
+fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result<()> {
+    let system = actix::System::new();
+    system.block_on(async move {
+        let (bus, _server): (Bus, Option<NatsServer>) = if embed {
+            bus::connect_or_embed(&settings.nats).await?
+        } else {
+            (Bus::connect(&settings.nats).await?, None)
+        };
+        bus.ensure_streams()
+            .await
+            .context("creating jetstream streams")?;
+        // Start last-to-first so every consumer listens before its producer publishes.
+        for actor in actors.iter().rev() {
+            match actor {
+                ActorKind::WindowKeeper => {
+                    fleetcast::actors::window_keeper::spawn(&settings, bus.clone())
+                        .await
+                        .context("starting the window keeper")?;
+                }
+                ActorKind::Generator => {
+                    fleetcast::actors::generator::spawn(&settings, bus.clone())
+                        .await
+                        .context("starting the generator")?;
+                }
+            }
+            tracing::info!(actor = ?actor, "actor started");
+        }
+        tokio::signal::ctrl_c().await?;
+        tracing::info!("shutting down");
+        bus.client().flush().await.ok();
+        anyhow::Ok(())
+    })?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The pipeline's stages, one module per actor. Each module opens with what it consumes and
+//! publishes, the state it keeps and how it fails, and offers an async `spawn(settings, bus)`
+//! that connects and validates everything that can fail before the actor starts.
+
+pub mod generator;
+pub mod window_keeper;

@@ -1,0 +1,356 @@
+//! Settings: one TOML file (`fleetcast.toml`) with `FLEETCAST_<SECTION>__<KEY>` environment
+//! overrides, read in two stages as ripgrep does: the raw values (what the file and the
+//! environment say, unknown keys refused), then [`Settings::validate`], which reports every
+//! bad value at once, each naming its key.
+//!
+//! `fleetcast.toml` at the repository root is the commented example; a test parses it.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Every setting, after parsing. Sections mirror the actors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Bus connection.
+    pub nats: NatsSettings,
+    /// Time resolution shared by every stage.
+    pub time: TimeSettings,
+    /// The synthetic fleet.
+    pub generator: GeneratorSettings,
+    /// The per-server windows.
+    pub window_keeper: WindowKeeperSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[nats]`: where the bus is and what to do when it is not there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSettings {
+    /// Server URL.
+    pub url: String,
+    /// Prefix of every subject and stream name.
+    pub prefix: String,
+    /// Start a private nats-server when nothing answers at the default local URL.
+    pub embedded: bool,
+    /// JetStream storage folder of the private server.
+    pub data_dir: PathBuf,
+    /// nats-server binary; empty means `.tools/bin/nats-server`, then `PATH`, then
+    /// `/usr/sbin/nats-server`.
+    pub server_bin: String,
+    /// Messages a subscription may buffer before the client drops (slow consumer).
+    pub subscription_capacity: usize,
+}
+
+/// `[time]`: the model's step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeSettings {
+    /// Length of one step in seconds (the model's resolution).
+    pub step_seconds: u32,
+}
+
+/// `[generator]`: the synthetic fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeneratorSettings {
+    /// Run the generator inside `fleetcast up`.
+    pub enabled: bool,
+    /// Fleet size, 1–100,000.
+    pub servers: u32,
+    /// Random seed: the same seed gives the same fleet and series.
+    pub seed: u64,
+    /// Wall-clock milliseconds per simulated step (5,000 = one 5-minute step every 5 s).
+    pub step_interval_ms: u64,
+    /// Hours of history to publish as fast as the bus takes it before going live.
+    pub backfill_hours: u32,
+    /// Scenario at start: healthy, natural, degrading, critical or cascade.
+    pub scenario: String,
+    /// Share of servers that are problem children, 0.08–0.12.
+    pub problem_child_share: f64,
+    /// Simulated start time (RFC 3339); empty means now minus the backfill, on a step
+    /// boundary.
+    pub start: String,
+}
+
+/// `[window_keeper]`: the per-server windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowKeeperSettings {
+    /// Steps kept per server (the model's context length).
+    pub context_steps: u32,
+    /// Samples stamped more than this many seconds ahead of the wall clock are rejected.
+    pub max_future_seconds: u64,
+    /// Seconds between status messages (warm-up progress).
+    pub status_interval_seconds: u64,
+    /// Publish a predict job when a full window's step closes.
+    pub publish_jobs: bool,
+}
+
+/// `[log]`: what the logs say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A `tracing` filter, e.g. `info` or `fleetcast=debug`.
+    pub level: String,
+}
+
+/// The local URL that `up` may serve itself with a private nats-server.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            nats: NatsSettings::default(),
+            time: TimeSettings::default(),
+            generator: GeneratorSettings::default(),
+            window_keeper: WindowKeeperSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_NATS_URL.into(),
+            prefix: "fleetcast".into(),
+            embedded: true,
+            data_dir: PathBuf::from(".data/nats"),
+            server_bin: String::new(),
+            subscription_capacity: 1 << 20,
+        }
+    }
+}
+
+impl Default for TimeSettings {
+    fn default() -> Self {
+        Self { step_seconds: 300 }
+    }
+}
+
+impl Default for GeneratorSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            servers: 90,
+            seed: 42,
+            step_interval_ms: 5_000,
+            backfill_hours: 0,
+            scenario: "healthy".into(),
+            problem_child_share: 0.10,
+            start: String::new(),
+        }
+    }
+}
+
+impl Default for WindowKeeperSettings {
+    fn default() -> Self {
+        Self {
+            context_steps: 288,
+            max_future_seconds: 600,
+            status_interval_seconds: 10,
+            publish_jobs: true,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Why settings could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file or an environment variable could not be read or parsed.
+    #[error("cannot read settings: {0}")]
+    Read(#[from] config::ConfigError),
+    /// Values parsed but are not valid; every problem is listed.
+    #[error("invalid settings:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+/// The scenarios the generator knows: `healthy` holds every server healthy (diurnal load and
+/// noise only), `natural` lets the original's Markov churn, incident ramps and cascades run
+/// (what training data is made of), and the other three force trouble on top of `natural`.
+pub const SCENARIOS: [&str; 5] = ["healthy", "natural", "degrading", "critical", "cascade"];
+
+impl Settings {
+    /// Reads `path` (when given; a missing file is an error) and `FLEETCAST_...` overrides
+    /// (`FLEETCAST_GENERATOR__SERVERS=500`), then validates.
+    ///
+    /// # Errors
+    /// [`SettingsError::Read`] for unreadable or unparsable input (unknown keys included),
+    /// [`SettingsError::Invalid`] listing every invalid value.
+    pub fn load(path: Option<&Path>) -> Result<Settings, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let raw: Settings = builder
+            .add_source(
+                config::Environment::with_prefix("FLEETCAST")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        raw.validate()
+    }
+
+    /// Parses settings from TOML text (no environment), then validates.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn from_toml(text: &str) -> Result<Settings, SettingsError> {
+        let raw: Settings = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()?
+            .try_deserialize()?;
+        raw.validate()
+    }
+
+    /// Checks every value, reporting all problems at once with their keys.
+    ///
+    /// # Errors
+    /// [`SettingsError::Invalid`] with one line per bad key.
+    pub fn validate(self) -> Result<Settings, SettingsError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &str, why: String| {
+            if !ok {
+                problems.push(format!("{key}: {why}"));
+            }
+        };
+        let nats = &self.nats;
+        check(
+            nats.url.starts_with("nats://") || nats.url.starts_with("tls://"),
+            "nats.url",
+            format!("`{}` must start with nats:// or tls://", nats.url),
+        );
+        check(
+            crate::catalog::is_valid_server_name(&nats.prefix),
+            "nats.prefix",
+            format!(
+                "`{}` must be letters, digits, `-` or `_` (it is a subject token)",
+                nats.prefix
+            ),
+        );
+        check(
+            nats.subscription_capacity >= 1024,
+            "nats.subscription_capacity",
+            format!(
+                "{} is below the minimum of 1024",
+                nats.subscription_capacity
+            ),
+        );
+        check(
+            (60..=86_400).contains(&self.time.step_seconds) && 86_400 % self.time.step_seconds == 0,
+            "time.step_seconds",
+            format!(
+                "{} must divide a day and lie in 60–86400",
+                self.time.step_seconds
+            ),
+        );
+        let generator = &self.generator;
+        check(
+            (1..=100_000).contains(&generator.servers),
+            "generator.servers",
+            format!("{} is outside 1–100000", generator.servers),
+        );
+        check(
+            generator.step_interval_ms <= 3_600_000,
+            "generator.step_interval_ms",
+            format!("{} is above one hour", generator.step_interval_ms),
+        );
+        check(
+            generator.backfill_hours <= 24 * 60,
+            "generator.backfill_hours",
+            format!("{} is above 60 days", generator.backfill_hours),
+        );
+        check(
+            SCENARIOS.contains(&generator.scenario.as_str()),
+            "generator.scenario",
+            format!(
+                "`{}` is not one of {}",
+                generator.scenario,
+                SCENARIOS.join(", ")
+            ),
+        );
+        check(
+            (0.0..=0.5).contains(&generator.problem_child_share),
+            "generator.problem_child_share",
+            format!("{} is outside 0–0.5", generator.problem_child_share),
+        );
+        check(
+            generator.start.is_empty()
+                || chrono::DateTime::parse_from_rfc3339(&generator.start).is_ok(),
+            "generator.start",
+            format!("`{}` is not an RFC 3339 time", generator.start),
+        );
+        let window = &self.window_keeper;
+        check(
+            (2..=10_000).contains(&window.context_steps),
+            "window_keeper.context_steps",
+            format!("{} is outside 2–10000", window.context_steps),
+        );
+        check(
+            window.status_interval_seconds >= 1,
+            "window_keeper.status_interval_seconds",
+            "must be at least 1".into(),
+        );
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level",
+            format!("`{}` is not a tracing filter", self.log.level),
+        );
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(SettingsError::Invalid(problems))
+        }
+    }
+
+    /// The subject builder for this deployment's prefix.
+    pub fn subjects(&self) -> crate::subjects::Subjects {
+        crate::subjects::Subjects::new(&self.nats.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed example file parses and validates.
+    #[test]
+    fn example_file_parses() {
+        let text = include_str!("../fleetcast.toml");
+        let settings = Settings::from_toml(text).expect("fleetcast.toml is valid");
+        assert_eq!(settings.time.step_seconds, 300);
+        assert_eq!(settings.generator.servers, 90);
+    }
+
+    /// Every bad value is reported at once, each with its key.
+    #[test]
+    fn bad_values_name_their_keys() {
+        let text = "[generator]\nservers = 0\nscenario = \"chaos\"\n[time]\nstep_seconds = 7\n";
+        let message = Settings::from_toml(text).unwrap_err().to_string();
+        assert!(message.contains("generator.servers"), "{message}");
+        assert!(message.contains("generator.scenario"), "{message}");
+        assert!(message.contains("time.step_seconds"), "{message}");
+    }
+
+    /// A misspelt key is refused, naming the key.
+    #[test]
+    fn unknown_keys_are_refused() {
+        let message = Settings::from_toml("[generator]\nserverz = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("serverz"), "{message}");
+    }
+}

@@ -1,0 +1,102 @@
+//! The bus itself: headers, streams, request/reply and `tail`.
+
+use crate::util::{TestNats, collect};
+use fleetcast::wire::{self, MetricSample, SCHEMA_VERSION};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn sample(server: &str) -> MetricSample {
+    MetricSample {
+        v: SCHEMA_VERSION,
+        server: server.into(),
+        ts_ms: 1_700_000_000_000,
+        profile: None,
+        metrics: BTreeMap::from([("cpu_user_pct".to_string(), 12.5)]),
+    }
+}
+
+/// A published message carries the msgpack content type and decodes back.
+#[tokio::test]
+async fn publish_sets_content_type() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let mut subscriber = bus
+        .client()
+        .subscribe(bus.subjects().metrics_all())
+        .await
+        .unwrap();
+    bus.publish(bus.subjects().metrics("ppweb001"), &sample("ppweb001"))
+        .await
+        .unwrap();
+    let messages = collect(&mut subscriber, 1, Duration::from_secs(5)).await;
+    assert_eq!(messages.len(), 1);
+    let headers = messages[0].headers.as_ref().expect("headers");
+    assert_eq!(
+        headers.get("Content-Type").map(|value| value.as_str()),
+        Some(wire::CONTENT_TYPE)
+    );
+    let decoded: MetricSample = wire::decode(&messages[0].payload).unwrap();
+    assert_eq!(decoded, sample("ppweb001"));
+}
+
+/// The design's streams exist after `ensure_streams`, which can run twice.
+#[tokio::test]
+async fn streams_are_created_idempotently() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    bus.ensure_streams().await.expect("second call is fine");
+    let jetstream = bus.jetstream();
+    for kind in [
+        fleetcast::subjects::StreamKind::Metrics,
+        fleetcast::subjects::StreamKind::PredictJobs,
+        fleetcast::subjects::StreamKind::Forecasts,
+        fleetcast::subjects::StreamKind::Risk,
+        fleetcast::subjects::StreamKind::Alerts,
+    ] {
+        let name = bus.subjects().stream_name(kind);
+        jetstream
+            .get_stream(&name)
+            .await
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+    }
+}
+
+/// `tail` prints one decodable JSON line per message, bad payloads included.
+#[tokio::test]
+async fn tail_prints_json_lines() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let args = fleetcast::tail::TailArgs {
+        subject: bus.subjects().metrics_all(),
+        count: Some(2),
+        seconds: Some(10),
+    };
+    let tail_bus = bus.clone();
+    let tail = tokio::spawn(async move {
+        let mut out = Vec::new();
+        fleetcast::tail::run(&tail_bus, &args, &mut out)
+            .await
+            .unwrap();
+        out
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    bus.publish(bus.subjects().metrics("ppdb001"), &sample("ppdb001"))
+        .await
+        .unwrap();
+    bus.client()
+        .publish(
+            bus.subjects().metrics("ppdb002"),
+            "not msgpack \u{1}".into(),
+        )
+        .await
+        .unwrap();
+    let out = String::from_utf8(tail.await.unwrap()).unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["data"]["server"], "ppdb001");
+    assert_eq!(lines[0]["data"]["metrics"]["cpu_user_pct"], 12.5);
+    assert!(lines[1]["subject"].as_str().unwrap().ends_with("ppdb002"));
+}

@@ -1,0 +1,6 @@
+//! Integration tests: one binary, one module per area, every test against a real
+//! nats-server started on a free loopback port (see `util`).
+
+mod util;
+
+mod bus;

@@ -1,0 +1,62 @@
+//! Test helpers: a real nats-server per test (free loopback port, JetStream in a temporary
+//! folder, killed on drop) and settings pointing at it.
+
+#![allow(dead_code)]
+
+use fleetcast::bus::{Bus, NatsServer, find_server_binary};
+use fleetcast::settings::Settings;
+use futures::StreamExt;
+use std::time::Duration;
+
+/// A private nats-server and settings that point at it.
+pub struct TestNats {
+    /// The server process (killed on drop).
+    pub server: NatsServer,
+    /// Settings with `nats.url` set to the server and a unique prefix.
+    pub settings: Settings,
+    _dir: tempfile::TempDir,
+}
+
+impl TestNats {
+    /// Starts nats-server with JetStream. Panics, loudly, when no binary is installed:
+    /// these tests never skip.
+    pub fn start() -> TestNats {
+        let binary = find_server_binary("")
+            .unwrap_or_else(|error| panic!("integration tests need nats-server: {error}"));
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let server = NatsServer::start(&binary, 0, dir.path()).expect("nats-server starts");
+        let mut settings = Settings::default();
+        settings.nats.url = server.url().to_string();
+        settings.nats.embedded = false;
+        settings.nats.data_dir = dir.path().to_path_buf();
+        TestNats {
+            server,
+            settings,
+            _dir: dir,
+        }
+    }
+
+    /// A connected bus with the streams created.
+    pub async fn bus(&self) -> Bus {
+        let bus = Bus::connect(&self.settings.nats).await.expect("connect");
+        bus.ensure_streams().await.expect("streams");
+        bus
+    }
+}
+
+/// Collects up to `count` messages from `subscriber`, waiting at most `timeout` in all.
+pub async fn collect(
+    subscriber: &mut async_nats::Subscriber,
+    count: usize,
+    timeout: Duration,
+) -> Vec<async_nats::Message> {
+    let mut messages = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while messages.len() < count {
+        match tokio::time::timeout_at(deadline, subscriber.next()).await {
+            Ok(Some(message)) => messages.push(message),
+            _ => break,
+        }
+    }
+    messages
+}
