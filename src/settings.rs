@@ -137,7 +137,7 @@ impl Default for GeneratorSettings {
             servers: 90,
             seed: 42,
             step_interval_ms: 5_000,
-            backfill_hours: 0,
+            backfill_hours: 25,
             scenario: "healthy".into(),
             problem_child_share: 0.10,
             start: String::new(),
