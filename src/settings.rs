@@ -41,6 +41,8 @@ pub struct NatsSettings {
     pub server_bin: String,
     /// Messages a subscription may buffer before the client drops (slow consumer).
     pub subscription_capacity: usize,
+    /// Replicas of each JetStream stream: 1 on a single server, 3 on a three-node cluster.
+    pub stream_replicas: usize,
 }
 
 /// `[time]`: the model's step.
@@ -120,6 +122,7 @@ impl Default for NatsSettings {
             data_dir: PathBuf::from(".data/nats"),
             server_bin: String::new(),
             subscription_capacity: 1 << 20,
+            stream_replicas: 1,
         }
     }
 }
@@ -248,6 +251,11 @@ impl Settings {
                 "{} is below the minimum of 1024",
                 nats.subscription_capacity
             ),
+        );
+        check(
+            (1..=5).contains(&nats.stream_replicas),
+            "nats.stream_replicas",
+            format!("{} is outside 1–5", nats.stream_replicas),
         );
         check(
             (60..=86_400).contains(&self.time.step_seconds) && 86_400 % self.time.step_seconds == 0,
