@@ -4,3 +4,5 @@
 mod util;
 
 mod bus;
+mod export;
+mod generator;
