@@ -4,3 +4,4 @@
 mod util;
 
 mod bus;
+mod window_keeper;

@@ -214,12 +214,14 @@ impl Ingest {
                 self.counters.accepted += 1;
                 self.counters.steps_closed += u64::from(closed_step);
                 self.counters.gap_steps += gap_steps;
-                if job_ready && self.publish_jobs && source == Source::Live {
-                    if let Some(job) = self.fleet.job(subject_server) {
-                        let _ = self
-                            .outbox
-                            .send(Outgoing::Job(subject_server.to_string(), job));
-                    }
+                if job_ready
+                    && self.publish_jobs
+                    && source == Source::Live
+                    && let Some(job) = self.fleet.job(subject_server)
+                {
+                    let _ = self
+                        .outbox
+                        .send(Outgoing::Job(subject_server.to_string(), job));
                 }
             }
             Verdict::Duplicate => self.counters.duplicates += 1,

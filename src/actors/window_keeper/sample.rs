@@ -299,10 +299,11 @@ mod tests {
         }
     }
 
+    /// A decode outcome reduced to comparable parts: version, server, time, profile, metrics.
+    type Outcome = Result<(u16, String, i64, Option<String>, Vec<(String, u64)>), RejectKind>;
+
     /// What `wire::decode` makes of a payload, reduced to a comparable outcome.
-    fn reference(
-        payload: &[u8],
-    ) -> Result<(u16, String, i64, Option<String>, Vec<(String, u64)>), RejectKind> {
+    fn reference(payload: &[u8]) -> Outcome {
         wire::decode::<MetricSample>(payload)
             .map(|sample| {
                 (
@@ -321,9 +322,7 @@ mod tests {
     }
 
     /// What the fast decoder makes of it, in the same shape.
-    fn fast(
-        payload: &[u8],
-    ) -> Result<(u16, String, i64, Option<String>, Vec<(String, u64)>), RejectKind> {
+    fn fast(payload: &[u8]) -> Outcome {
         decode(payload)
             .map(|sample| {
                 let mut metrics: BTreeMap<String, u64> = sample

@@ -184,10 +184,11 @@ impl ServerWindow {
             Some(_) => {}
             None => self.open_step = Some(step),
         }
-        for metric in 0..METRIC_COUNT {
+        let open = self.open_sum.iter_mut().zip(&mut self.open_count);
+        for (metric, ((sum, count), value)) in open.zip(values).enumerate() {
             if present & (1 << metric) != 0 {
-                self.open_sum[metric] += values[metric];
-                self.open_count[metric] += 1;
+                *sum += value;
+                *count += 1;
             }
         }
         Ok(added)
@@ -197,14 +198,14 @@ impl ServerWindow {
     fn close_open_step(&mut self) {
         let mut step_values = self.last;
         let mut carried = 0;
-        for metric in 0..METRIC_COUNT {
+        for (metric, step_value) in step_values.iter_mut().enumerate() {
             let count = self.open_count[metric];
             if count == 0 {
                 carried |= 1 << metric;
                 continue;
             }
             let mean = (self.open_sum[metric] / f64::from(count)) as f32;
-            step_values[metric] = mean;
+            *step_value = mean;
             if self.known & (1 << metric) == 0 {
                 self.backfill(metric, mean);
                 self.known |= 1 << metric;
