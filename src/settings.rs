@@ -82,12 +82,15 @@ pub struct GeneratorSettings {
 pub struct WindowKeeperSettings {
     /// Steps kept per server (the model's context length).
     pub context_steps: u32,
-    /// Samples stamped more than this many seconds ahead of the wall clock are rejected.
+    /// Samples stamped more than this many seconds ahead of the later of the wall clock and
+    /// the end of the newest step accepted from any server are rejected.
     pub max_future_seconds: u64,
     /// Seconds between status messages (warm-up progress).
     pub status_interval_seconds: u64,
     /// Publish a predict job when a full window's step closes.
     pub publish_jobs: bool,
+    /// Rebuild the windows from the JetStream metrics stream at start, before going live.
+    pub rebuild_on_start: bool,
 }
 
 /// `[log]`: what the logs say.
@@ -155,6 +158,7 @@ impl Default for WindowKeeperSettings {
             max_future_seconds: 600,
             status_interval_seconds: 10,
             publish_jobs: true,
+            rebuild_on_start: true,
         }
     }
 }

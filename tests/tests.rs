@@ -6,3 +6,4 @@ mod util;
 mod bus;
 mod export;
 mod generator;
+mod window_keeper;

@@ -1,0 +1,394 @@
+//! Every server's window and the ingest rule, with no I/O: payload in, verdict out.
+//!
+//! [`Fleet::ingest`] decodes a payload, validates it (content, then the timestamp against the
+//! fleet's clock and the server's open step) and adds it to its server's window. A sample with
+//! any problem is refused whole and touches no window.
+//!
+//! **Future timestamps.** A sample is refused when it is stamped more than
+//! `max_future_seconds` after the *later* of the wall clock and the end of the newest step the
+//! keeper has accepted from any server. The generator runs a simulated clock many times faster
+//! than real time, so the wall clock alone would refuse it; the fleet's own newest step lets a
+//! simulated clock advance step by step while a single sample stamped days ahead is still
+//! refused.
+
+use super::sample::{self, Invalid, Problems};
+use super::window::{Added, ServerWindow, WindowShape};
+use crate::catalog::{METRIC_COUNT, Profile};
+use crate::wire::{PredictJob, RejectKind, SCHEMA_VERSION};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// What became of one payload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Added to its server's window.
+    Accepted {
+        /// The sample closed its server's open step.
+        closed_step: bool,
+        /// Gap steps it revealed (steps with no sample before it).
+        gap_steps: u64,
+        /// The server's window is ready (full, every metric seen) after a step closed: time
+        /// for a predict job.
+        job_ready: bool,
+    },
+    /// Already replayed from the stream during a rebuild; ignored.
+    Duplicate,
+    /// Refused.
+    Rejected {
+        /// The server, when it could be read.
+        server: Option<String>,
+        /// What was wrong (the first problem).
+        kind: RejectKind,
+        /// Every problem in words.
+        reason: String,
+    },
+}
+
+/// Per-fleet limits that decide validity.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestRules {
+    /// Window size and step length.
+    pub shape: WindowShape,
+    /// How far ahead of the fleet's clock a timestamp may be, ms.
+    pub max_future_ms: i64,
+}
+
+/// Every server's window, keyed by name.
+#[derive(Debug)]
+pub struct Fleet {
+    rules: IngestRules,
+    servers: HashMap<Box<str>, ServerWindow, BuildHasherDefault<FnvHasher>>,
+    /// End of the newest step accepted from any server, unix ms (the simulated clock).
+    newest_step_end_ms: i64,
+}
+
+impl Fleet {
+    /// An empty fleet.
+    pub fn new(rules: IngestRules) -> Self {
+        Self {
+            rules,
+            servers: HashMap::default(),
+            newest_step_end_ms: i64::MIN,
+        }
+    }
+
+    /// The rules it validates with.
+    pub fn rules(&self) -> IngestRules {
+        self.rules
+    }
+
+    /// Decodes, validates and aggregates one payload that arrived on a subject whose last
+    /// token is `subject_server`, at wall-clock `now_ms`.
+    pub fn ingest(&mut self, subject_server: &str, payload: &[u8], now_ms: i64) -> Verdict {
+        let sample = match sample::decode(payload) {
+            Ok(sample) => sample,
+            Err(error) => {
+                return Verdict::Rejected {
+                    server: None,
+                    kind: error.kind(),
+                    reason: error.to_string(),
+                };
+            }
+        };
+        let mut problems = Problems::default();
+        let given_profile = sample::check_content(&sample, subject_server, &mut problems);
+        let shape = self.rules.shape;
+        let step = shape.step_of(sample.ts_ms);
+        let reference_ms = now_ms.max(self.newest_step_end_ms);
+        if sample.ts_ms > reference_ms.saturating_add(self.rules.max_future_ms) {
+            problems.push(
+                RejectKind::FutureTimestamp,
+                format_args!(
+                    "ts_ms = {} is {} s ahead of the fleet clock {reference_ms} (limit {} s)",
+                    sample.ts_ms,
+                    (sample.ts_ms - reference_ms) / 1000,
+                    self.rules.max_future_ms / 1000
+                ),
+            );
+        }
+        let known = self.servers.get(sample.server);
+        if let Some(window) = known {
+            if sample.ts_ms <= window.replayed_until_ms {
+                return Verdict::Duplicate;
+            }
+            if let Err(out_of_order) = window.check_order(step) {
+                problems.push(
+                    RejectKind::OutOfOrder,
+                    format_args!(
+                        "ts_ms = {} falls in the step starting {} s, older than the open step starting {} s",
+                        sample.ts_ms,
+                        shape.step_start_s(step),
+                        shape.step_start_s(out_of_order.open_step)
+                    ),
+                );
+            }
+        }
+        let is_new = known.is_none();
+        if let Err(Invalid { kind, reason }) = problems.into_result() {
+            let server = (!sample.server.is_empty()).then(|| sample.server.to_string());
+            return Verdict::Rejected {
+                server,
+                kind,
+                reason,
+            };
+        }
+        if is_new {
+            let profile = given_profile.unwrap_or_else(|| Profile::infer(sample.server));
+            self.servers.insert(
+                sample.server.into(),
+                ServerWindow::new(profile, shape.context_steps),
+            );
+        }
+        let window = self
+            .servers
+            .get_mut(sample.server)
+            .expect("inserted above when new");
+        if let Some(profile) = given_profile {
+            window.profile = profile;
+        }
+        window.replayed_until_ms = i64::MIN;
+        let Added {
+            closed_step,
+            gap_steps,
+        } = window
+            .add(step, &sample.metrics.values, sample.metrics.present)
+            .expect("order checked above");
+        window.newest_ts_ms = window.newest_ts_ms.max(sample.ts_ms);
+        let step_end_ms = (step + 1).saturating_mul(shape.step_seconds * 1000);
+        self.newest_step_end_ms = self.newest_step_end_ms.max(step_end_ms);
+        Verdict::Accepted {
+            closed_step,
+            gap_steps,
+            job_ready: closed_step && window.is_ready(),
+        }
+    }
+
+    /// Marks every server's newest sample as replayed, so live copies of replayed samples
+    /// are recognised as duplicates until the server's first new sample.
+    pub fn finish_replay(&mut self) {
+        for window in self.servers.values_mut() {
+            window.replayed_until_ms = window.newest_ts_ms;
+        }
+    }
+
+    /// One server's window.
+    pub fn window(&self, server: &str) -> Option<&ServerWindow> {
+        self.servers.get(server)
+    }
+
+    /// Every server and its window, in no particular order.
+    pub fn windows(&self) -> impl Iterator<Item = (&str, &ServerWindow)> {
+        self.servers
+            .iter()
+            .map(|(server, window)| (&**server, window))
+    }
+
+    /// Servers tracked.
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Whether no server is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// Servers whose window is ready, and fleet warm-up 0–100 (mean of filled/needed).
+    pub fn warmup(&self) -> (usize, f64) {
+        if self.servers.is_empty() {
+            return (0, 0.0);
+        }
+        let mut ready = 0;
+        let mut progress = 0.0;
+        for window in self.servers.values() {
+            ready += usize::from(window.is_ready());
+            progress += window.filled() as f64 / window.capacity() as f64;
+        }
+        (ready, 100.0 * progress / self.servers.len() as f64)
+    }
+
+    /// The predict job for a server's current window, when it is ready.
+    pub fn job(&self, server: &str) -> Option<PredictJob> {
+        let window = self.servers.get(server)?;
+        if !window.is_ready() {
+            return None;
+        }
+        let shape = self.rules.shape;
+        let mut values = Vec::with_capacity(window.capacity() * METRIC_COUNT);
+        window.values_into(&mut values);
+        Some(PredictJob {
+            v: SCHEMA_VERSION,
+            server: server.to_string(),
+            profile: window.profile.name().to_string(),
+            last_step_s: shape.step_start_s(window.newest_closed_step()?),
+            step_seconds: shape.step_seconds as u32,
+            steps: window.capacity() as u32,
+            values,
+            gap_steps: window.gap_steps() as u32,
+        })
+    }
+
+    /// Bytes held by the windows and the map (keys and table included), an estimate from the
+    /// data structures' sizes.
+    pub fn memory_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(Box<str>, ServerWindow)>() + 1;
+        self.servers.capacity() * entry
+            + self
+                .servers
+                .iter()
+                .map(|(server, window)| server.len() + window.memory_bytes())
+                .sum::<usize>()
+    }
+}
+
+/// FNV-1a: server names are short, and SipHash's flood resistance buys nothing here that a
+/// bounded, validated name space does not (names are subject tokens of at most 128 bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct FnvHasher(u64);
+
+impl Default for FnvHasher {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Metric;
+    use crate::wire::{self, MetricSample};
+
+    const STEP_MS: i64 = 300_000;
+    const T0: i64 = 1_700_000_100_000 / STEP_MS * STEP_MS;
+
+    fn fleet(context_steps: usize) -> Fleet {
+        Fleet::new(IngestRules {
+            shape: WindowShape {
+                context_steps,
+                step_seconds: 300,
+            },
+            max_future_ms: 600_000,
+        })
+    }
+
+    fn payload(server: &str, ts_ms: i64, value: f64) -> Vec<u8> {
+        wire::encode(&MetricSample {
+            v: SCHEMA_VERSION,
+            server: server.into(),
+            ts_ms,
+            profile: None,
+            metrics: Metric::ALL
+                .into_iter()
+                .map(|metric| (metric.name().to_string(), value))
+                .collect(),
+        })
+    }
+
+    fn kind(verdict: Verdict) -> RejectKind {
+        match verdict {
+            Verdict::Rejected { kind, .. } => kind,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    /// A job appears when a full window's step closes, with the window oldest first.
+    #[test]
+    fn job_when_full() {
+        let mut fleet = fleet(3);
+        for step in 0..3 {
+            let verdict = fleet.ingest(
+                "ppdb001",
+                &payload("ppdb001", T0 + step * STEP_MS, step as f64),
+                T0,
+            );
+            assert!(matches!(
+                verdict,
+                Verdict::Accepted {
+                    job_ready: false,
+                    ..
+                }
+            ));
+        }
+        let verdict = fleet.ingest("ppdb001", &payload("ppdb001", T0 + 3 * STEP_MS, 3.0), T0);
+        assert!(matches!(
+            verdict,
+            Verdict::Accepted {
+                job_ready: true,
+                ..
+            }
+        ));
+        let job = fleet.job("ppdb001").unwrap();
+        assert_eq!(job.values.len(), 3 * METRIC_COUNT);
+        assert_eq!(job.values[0], 0.0);
+        assert_eq!(job.values[2 * METRIC_COUNT], 2.0);
+        assert_eq!(job.last_step_s, (T0 + 2 * STEP_MS) / 1000);
+        assert_eq!(job.profile, "database");
+        assert_eq!(job.gap_steps, 0);
+    }
+
+    /// The fleet clock follows accepted steps, so a fast simulated clock is not refused, but a
+    /// jump far ahead is; a refused sample leaves the window untouched.
+    #[test]
+    fn future_is_relative_to_the_fleet_clock() {
+        let mut fleet = fleet(3);
+        let wall = T0;
+        for step in 0..20 {
+            let verdict = fleet.ingest("a", &payload("a", T0 + step * STEP_MS, 1.0), wall);
+            assert!(
+                matches!(verdict, Verdict::Accepted { .. }),
+                "{step}: {verdict:?}"
+            );
+        }
+        let verdict = fleet.ingest("a", &payload("a", T0 + 100 * STEP_MS, 1.0), wall);
+        assert_eq!(kind(verdict), RejectKind::FutureTimestamp);
+        assert_eq!(
+            fleet.window("a").unwrap().open_step(),
+            Some(T0 / STEP_MS + 19)
+        );
+    }
+
+    /// Samples older than the open step are refused as out of order.
+    #[test]
+    fn old_samples_are_out_of_order() {
+        let mut fleet = fleet(3);
+        fleet.ingest("a", &payload("a", T0 + STEP_MS, 1.0), T0);
+        let verdict = fleet.ingest("a", &payload("a", T0, 1.0), T0);
+        assert_eq!(kind(verdict), RejectKind::OutOfOrder);
+        let verdict = fleet.ingest("a", &payload("a", T0 + STEP_MS + 1, 1.0), T0);
+        assert!(matches!(verdict, Verdict::Accepted { .. }));
+    }
+
+    /// After a replay, live copies of replayed samples are duplicates until new ones arrive.
+    #[test]
+    fn replayed_samples_are_deduplicated() {
+        let mut fleet = fleet(3);
+        fleet.ingest("a", &payload("a", T0, 1.0), T0);
+        fleet.ingest("a", &payload("a", T0 + 10, 1.0), T0);
+        fleet.finish_replay();
+        assert_eq!(
+            fleet.ingest("a", &payload("a", T0 + 10, 1.0), T0),
+            Verdict::Duplicate
+        );
+        assert!(matches!(
+            fleet.ingest("a", &payload("a", T0 + 20, 1.0), T0),
+            Verdict::Accepted { .. }
+        ));
+        assert!(matches!(
+            fleet.ingest("a", &payload("a", T0 + 20, 1.0), T0),
+            Verdict::Accepted { .. }
+        ));
+    }
+}

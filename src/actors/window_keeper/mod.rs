@@ -1,0 +1,753 @@
+//! The window keeper: turns the raw sample stream into per-server windows of step means, refuses
+//! bad samples with a reason, and hands full windows to the predictor.
+//!
+//! **Consumes** `metrics.>` ([`MetricSample`](crate::wire::MetricSample)) on a core NATS
+//! subscription of its own connection (the fast path; the JetStream `METRICS` stream keeps the
+//! same samples for rebuilds). Payloads are decoded without allocation by [`sample::decode`],
+//! which refuses exactly what [`wire::decode`] refuses.
+//!
+//! **Publishes**
+//! - `jobs.predict.<server>` ([`PredictJob`]): when a step closes and the server's window is
+//!   ready (full and every metric seen) and `window_keeper.publish_jobs` is on; the JetStream
+//!   work queue `PREDICT_JOBS` captures it.
+//! - `rejected.window_keeper` ([`Rejection`]): every refused sample with its kind and a reason
+//!   naming the field and value (see [`fleet`] for the rules).
+//! - `status.window_keeper` ([`StageStatus`]): every `window_keeper.status_interval_seconds`,
+//!   with counters and warm-up; the same numbers go to the log as one info line.
+//!
+//! **State**: per server a [`ServerWindow`] of `context_steps × 14` `f32` step values with
+//! carried-forward marks, the open step's sums, and counters ([`Counters`]). Memory is
+//! O(servers × context), allocated when a server first appears (about 17 KiB per server at
+//! 288 steps).
+//!
+//! **Start-up** ([`spawn`]): connects its ingest connection and subscribes, then, when
+//! `window_keeper.rebuild_on_start` is on and the `METRICS` stream exists, replays the stream
+//! into the windows (rejections counted, not republished; no jobs) before going live. Live
+//! samples that were also replayed (published while the replay ran) are recognised by their
+//! timestamp and dropped as duplicates.
+//!
+//! **Failure**: bad input never stops it (refused, counted, published, logged at debug and a
+//! rate-limited warn). A failed publish is counted and logged. Messages the client drops because
+//! the keeper fell behind (slow consumer) are counted. The actor stops only when its subscription
+//! ends (the connection closed for good), logging an error.
+//!
+//! Read access for tests and the predictor: [`GetCounters`], [`GetWindow`], [`GetWarmup`],
+//! [`GetMemory`] and [`GetFullWindows`] (full windows as predict jobs, in pages by server name).
+
+pub mod fleet;
+pub mod sample;
+pub mod window;
+
+use crate::bus::{Bus, BusError};
+use crate::catalog::METRIC_COUNT;
+use crate::settings::Settings;
+use crate::subjects::StreamKind;
+use crate::wire::{self, PredictJob, RejectKind, Rejection, SCHEMA_VERSION, StageStatus};
+use actix::prelude::*;
+use fleet::{Fleet, IngestRules, Verdict};
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use window::{MetricMask, ServerWindow, WindowShape};
+
+/// The stage name on `rejected.<stage>` and `status.<stage>`.
+pub const STAGE: &str = "window_keeper";
+
+/// Messages handled per actor turn: large enough to amortise the turn, small enough to keep
+/// the actor's mailbox (queries, status timer) responsive.
+const BATCH: usize = 1024;
+
+/// At most one warn line about rejections per this interval (the rest are counted in it).
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why the window keeper could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WindowKeeperError {
+    /// Its ingest connection could not be opened.
+    #[error("window keeper ingest connection: {0}")]
+    Connect(#[source] BusError),
+    /// The subscription to `metrics.>` was refused.
+    #[error("cannot subscribe to {subject}: {source}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// What the client said.
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+    /// The rebuild from the `METRICS` stream failed part way.
+    #[error("rebuilding windows from stream {stream}: {reason}")]
+    Rebuild {
+        /// The stream.
+        stream: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The keeper's counters, readable with [`GetCounters`] and published in its status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Live messages received on `metrics.>`.
+    pub received: u64,
+    /// Samples added to a window.
+    pub accepted: u64,
+    /// Samples refused.
+    pub rejected: u64,
+    /// Refusals per kind (snake_case kind name).
+    pub rejected_by_kind: BTreeMap<&'static str, u64>,
+    /// Live copies of samples already replayed from the stream.
+    pub duplicates: u64,
+    /// Steps closed by a later sample.
+    pub steps_closed: u64,
+    /// Gap steps (no sample at all) carried forward.
+    pub gap_steps: u64,
+    /// Messages replayed from the `METRICS` stream at start.
+    pub replayed: u64,
+    /// Predict jobs published.
+    pub jobs_published: u64,
+    /// Messages published (jobs, rejections, status).
+    pub sent: u64,
+    /// Publishes that failed.
+    pub errors: u64,
+    /// Slow-consumer events: the client dropped messages because the keeper fell behind (a
+    /// lower bound on the messages lost).
+    pub slow_consumer_events: u64,
+}
+
+impl Counters {
+    /// The counters as the `counters` map of a [`StageStatus`].
+    pub fn to_map(&self) -> BTreeMap<String, u64> {
+        let mut map = BTreeMap::from([
+            ("received".to_string(), self.received),
+            ("accepted".to_string(), self.accepted),
+            ("rejected".to_string(), self.rejected),
+            ("duplicates".to_string(), self.duplicates),
+            ("steps_closed".to_string(), self.steps_closed),
+            ("gap_steps".to_string(), self.gap_steps),
+            ("replayed".to_string(), self.replayed),
+            ("jobs_published".to_string(), self.jobs_published),
+            ("sent".to_string(), self.sent),
+            ("errors".to_string(), self.errors),
+            (
+                "slow_consumer_events".to_string(),
+                self.slow_consumer_events,
+            ),
+        ]);
+        for (kind, count) in &self.rejected_by_kind {
+            map.insert(format!("rejected.{kind}"), *count);
+        }
+        map
+    }
+}
+
+/// The snake_case name of a rejection kind, as on the wire.
+pub fn kind_name(kind: RejectKind) -> &'static str {
+    match kind {
+        RejectKind::Undecodable => "undecodable",
+        RejectKind::SchemaVersion => "schema_version",
+        RejectKind::BadServer => "bad_server",
+        RejectKind::UnknownMetric => "unknown_metric",
+        RejectKind::NonFinite => "non_finite",
+        RejectKind::OutOfRange => "out_of_range",
+        RejectKind::FutureTimestamp => "future_timestamp",
+        RejectKind::OutOfOrder => "out_of_order",
+        RejectKind::Empty => "empty",
+        RejectKind::UnknownProfile => "unknown_profile",
+        RejectKind::BadContent => "bad_content",
+    }
+}
+
+/// Counters the publisher task updates.
+#[derive(Debug, Default)]
+struct PublishCounters {
+    jobs: AtomicU64,
+    sent: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Something to publish, in order.
+enum Outgoing {
+    Job(String, PredictJob),
+    Rejection(Rejection),
+    Status(StageStatus),
+}
+
+/// Whether a message came from the live subscription or the start-up replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Live,
+    Replay,
+}
+
+/// The fleet plus what ingesting needs around it; shared by the replay and the actor.
+struct Ingest {
+    fleet: Fleet,
+    counters: Counters,
+    metrics_prefix: String,
+    publish_jobs: bool,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    last_warn: Option<Instant>,
+    unwarned: u64,
+}
+
+impl Ingest {
+    fn message(&mut self, subject: &str, payload: &[u8], now_ms: i64, source: Source) {
+        match source {
+            Source::Live => self.counters.received += 1,
+            Source::Replay => self.counters.replayed += 1,
+        }
+        // The server token is everything after `<prefix>.metrics.`; a deeper subject yields a
+        // name with dots, which no valid server name matches.
+        let subject_server = subject
+            .strip_prefix(&self.metrics_prefix)
+            .unwrap_or(subject);
+        match self.fleet.ingest(subject_server, payload, now_ms) {
+            Verdict::Accepted {
+                closed_step,
+                gap_steps,
+                job_ready,
+            } => {
+                self.counters.accepted += 1;
+                self.counters.steps_closed += u64::from(closed_step);
+                self.counters.gap_steps += gap_steps;
+                if job_ready
+                    && self.publish_jobs
+                    && source == Source::Live
+                    && let Some(job) = self.fleet.job(subject_server)
+                {
+                    let _ = self
+                        .outbox
+                        .send(Outgoing::Job(subject_server.to_string(), job));
+                }
+            }
+            Verdict::Duplicate => self.counters.duplicates += 1,
+            Verdict::Rejected {
+                server,
+                kind,
+                reason,
+            } => {
+                self.counters.rejected += 1;
+                *self
+                    .counters
+                    .rejected_by_kind
+                    .entry(kind_name(kind))
+                    .or_default() += 1;
+                tracing::debug!(subject, kind = kind_name(kind), %reason, "sample rejected");
+                if source == Source::Replay {
+                    return;
+                }
+                self.warn_rate_limited(subject, kind, &reason);
+                let rejection = Rejection {
+                    v: SCHEMA_VERSION,
+                    stage: STAGE.to_string(),
+                    subject: subject.to_string(),
+                    server,
+                    kind,
+                    reason,
+                    at_ms: now_ms,
+                };
+                let _ = self.outbox.send(Outgoing::Rejection(rejection));
+            }
+        }
+    }
+
+    fn warn_rate_limited(&mut self, subject: &str, kind: RejectKind, reason: &str) {
+        let now = Instant::now();
+        match self.last_warn {
+            Some(last) if now.duration_since(last) < WARN_INTERVAL => self.unwarned += 1,
+            _ => {
+                tracing::warn!(
+                    subject,
+                    kind = kind_name(kind),
+                    reason,
+                    rejected_since_last_warning = self.unwarned,
+                    "sample rejected"
+                );
+                self.last_warn = Some(now);
+                self.unwarned = 0;
+            }
+        }
+    }
+}
+
+/// The window keeper actor. See the module documentation.
+pub struct WindowKeeper {
+    ingest: Ingest,
+    bus: Bus,
+    publish: Arc<PublishCounters>,
+    slow_consumer: Arc<AtomicU64>,
+    status_interval: Duration,
+    /// Keeps the ingest connection open as long as the actor lives.
+    _ingest_client: async_nats::Client,
+    subscriber: Option<async_nats::Subscriber>,
+}
+
+impl WindowKeeper {
+    fn counters(&self) -> Counters {
+        let mut counters = self.ingest.counters.clone();
+        counters.jobs_published = self.publish.jobs.load(Ordering::Relaxed);
+        counters.sent = self.publish.sent.load(Ordering::Relaxed);
+        counters.errors = self.publish.errors.load(Ordering::Relaxed);
+        counters.slow_consumer_events = self.slow_consumer.load(Ordering::Relaxed);
+        counters
+    }
+
+    fn warmup(&self, per_server: bool) -> Warmup {
+        let fleet = &self.ingest.fleet;
+        let (ready, warmup_pct) = fleet.warmup();
+        let mut servers: Vec<ServerWarmup> = Vec::new();
+        if per_server {
+            servers = fleet
+                .windows()
+                .map(|(server, window)| ServerWarmup {
+                    server: server.to_string(),
+                    filled: window.filled() as u32,
+                    needed: window.capacity() as u32,
+                    ready: window.is_ready(),
+                })
+                .collect();
+            servers.sort_by(|a, b| a.server.cmp(&b.server));
+        }
+        Warmup {
+            servers_tracked: fleet.len() as u32,
+            servers_ready: ready as u32,
+            warmup_pct,
+            per_server: servers,
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let counters = self.counters();
+        let warmup = self.warmup(false);
+        tracing::info!(
+            servers = warmup.servers_tracked,
+            ready = warmup.servers_ready,
+            warmup_pct = format_args!("{:.1}", warmup.warmup_pct),
+            received = counters.received,
+            accepted = counters.accepted,
+            rejected = counters.rejected,
+            rejected_by_kind = ?counters.rejected_by_kind,
+            jobs = counters.jobs_published,
+            gap_steps = counters.gap_steps,
+            slow_consumer_events = counters.slow_consumer_events,
+            "window keeper status"
+        );
+        let status = StageStatus {
+            v: SCHEMA_VERSION,
+            stage: STAGE.to_string(),
+            at_ms: wire::now_ms(),
+            counters: counters.to_map(),
+            servers: warmup.servers_tracked,
+            servers_ready: warmup.servers_ready,
+            warmup_pct: warmup.warmup_pct,
+        };
+        let _ = self.ingest.outbox.send(Outgoing::Status(status));
+    }
+}
+
+impl Actor for WindowKeeper {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(subscriber) = self.subscriber.take() {
+            ctx.add_stream(subscriber.ready_chunks(BATCH));
+        }
+        ctx.run_interval(self.status_interval, |keeper, _| keeper.publish_status());
+        tracing::info!(
+            servers = self.ingest.fleet.len(),
+            context_steps = self.ingest.fleet.rules().shape.context_steps,
+            step_seconds = self.ingest.fleet.rules().shape.step_seconds,
+            subject = %self.bus.subjects().metrics_all(),
+            "window keeper live"
+        );
+    }
+}
+
+impl StreamHandler<Vec<async_nats::Message>> for WindowKeeper {
+    fn handle(&mut self, messages: Vec<async_nats::Message>, _: &mut Self::Context) {
+        let now_ms = wire::now_ms();
+        for message in &messages {
+            self.ingest
+                .message(&message.subject, &message.payload, now_ms, Source::Live);
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        tracing::error!("metrics subscription ended (connection closed): window keeper stops");
+        ctx.stop();
+    }
+}
+
+/// Reads the counters.
+#[derive(Debug, Message)]
+#[rtype(result = "Counters")]
+pub struct GetCounters;
+
+impl Handler<GetCounters> for WindowKeeper {
+    type Result = MessageResult<GetCounters>;
+
+    fn handle(&mut self, _: GetCounters, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.counters())
+    }
+}
+
+/// One server's window as it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowSnapshot {
+    /// Server name.
+    pub server: String,
+    /// Profile in use (wire name).
+    pub profile: String,
+    /// Closed steps held.
+    pub filled: u32,
+    /// Closed steps a full window holds.
+    pub needed: u32,
+    /// Full and every metric seen: jobs are published for it.
+    pub ready: bool,
+    /// Closed steps' values, step-major (`[step * 14 + metric]`), oldest first.
+    pub values: Vec<f32>,
+    /// Per closed step, oldest first: bit `m` set when metric `m` was carried forward.
+    pub carried: Vec<MetricMask>,
+    /// Closed steps held that were gaps (no sample at all).
+    pub gap_steps: u32,
+    /// Start of the newest closed step, unix seconds.
+    pub last_step_s: Option<i64>,
+    /// Start of the open step, unix seconds.
+    pub open_step_s: Option<i64>,
+}
+
+impl WindowSnapshot {
+    fn of(server: &str, window: &ServerWindow, shape: WindowShape) -> Self {
+        let mut values = Vec::with_capacity(window.filled() * METRIC_COUNT);
+        window.values_into(&mut values);
+        Self {
+            server: server.to_string(),
+            profile: window.profile.name().to_string(),
+            filled: window.filled() as u32,
+            needed: window.capacity() as u32,
+            ready: window.is_ready(),
+            values,
+            carried: window.carried_marks(),
+            gap_steps: window.gap_steps() as u32,
+            last_step_s: window
+                .newest_closed_step()
+                .map(|step| shape.step_start_s(step)),
+            open_step_s: window.open_step().map(|step| shape.step_start_s(step)),
+        }
+    }
+}
+
+/// Reads one server's window; `None` for a server never seen.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<WindowSnapshot>")]
+pub struct GetWindow {
+    /// Server name.
+    pub server: String,
+}
+
+impl Handler<GetWindow> for WindowKeeper {
+    type Result = MessageResult<GetWindow>;
+
+    fn handle(&mut self, request: GetWindow, _: &mut Self::Context) -> Self::Result {
+        let fleet = &self.ingest.fleet;
+        MessageResult(
+            fleet
+                .window(&request.server)
+                .map(|window| WindowSnapshot::of(&request.server, window, fleet.rules().shape)),
+        )
+    }
+}
+
+/// One server's warm-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerWarmup {
+    /// Server name.
+    pub server: String,
+    /// Closed steps held.
+    pub filled: u32,
+    /// Closed steps needed for a full window.
+    pub needed: u32,
+    /// Full and every metric seen.
+    pub ready: bool,
+}
+
+/// Fleet warm-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warmup {
+    /// Servers with a window.
+    pub servers_tracked: u32,
+    /// Servers whose window is ready.
+    pub servers_ready: u32,
+    /// Mean over servers of filled/needed, 0–100.
+    pub warmup_pct: f64,
+    /// Per server, sorted by name (empty unless asked for).
+    pub per_server: Vec<ServerWarmup>,
+}
+
+/// Reads the fleet's warm-up, per server when `per_server` is set.
+#[derive(Debug, Message)]
+#[rtype(result = "Warmup")]
+pub struct GetWarmup {
+    /// Include every server's warm-up.
+    pub per_server: bool,
+}
+
+impl Handler<GetWarmup> for WindowKeeper {
+    type Result = MessageResult<GetWarmup>;
+
+    fn handle(&mut self, request: GetWarmup, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.warmup(request.per_server))
+    }
+}
+
+/// Memory held by the windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryReport {
+    /// Servers tracked.
+    pub servers: usize,
+    /// Bytes held by windows and the server map (from the data structures' sizes).
+    pub bytes: usize,
+}
+
+/// Reads the memory the windows hold.
+#[derive(Debug, Message)]
+#[rtype(result = "MemoryReport")]
+pub struct GetMemory;
+
+impl Handler<GetMemory> for WindowKeeper {
+    type Result = MessageResult<GetMemory>;
+
+    fn handle(&mut self, _: GetMemory, _: &mut Self::Context) -> Self::Result {
+        MessageResult(MemoryReport {
+            servers: self.ingest.fleet.len(),
+            bytes: self.ingest.fleet.memory_bytes(),
+        })
+    }
+}
+
+/// Takes a batch of the ready windows as predict jobs, in server-name order: up to `limit`
+/// servers whose name sorts after `after` (page through the fleet by passing the last
+/// server of the previous page). For in-process batch prediction; the bus path is the
+/// `jobs.predict.<server>` stream.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<PredictJob>")]
+pub struct GetFullWindows {
+    /// Start after this server name (`None`: from the first).
+    pub after: Option<String>,
+    /// Most jobs returned.
+    pub limit: usize,
+}
+
+impl Handler<GetFullWindows> for WindowKeeper {
+    type Result = MessageResult<GetFullWindows>;
+
+    fn handle(&mut self, request: GetFullWindows, _: &mut Self::Context) -> Self::Result {
+        let fleet = &self.ingest.fleet;
+        let mut ready: Vec<&str> = fleet
+            .windows()
+            .filter(|(server, window)| {
+                window.is_ready() && request.after.as_deref().is_none_or(|after| *server > after)
+            })
+            .map(|(server, _)| server)
+            .collect();
+        ready.sort_unstable();
+        ready.truncate(request.limit);
+        MessageResult(
+            ready
+                .into_iter()
+                .filter_map(|server| fleet.job(server))
+                .collect(),
+        )
+    }
+}
+
+/// Opens the keeper's own connection (so a slow-consumer event on it is the keeper's), with
+/// the same options as [`Bus::connect`] plus a slow-consumer counter.
+async fn connect_ingest(
+    settings: &Settings,
+    slow_consumer: Arc<AtomicU64>,
+) -> Result<async_nats::Client, BusError> {
+    let nats = &settings.nats;
+    async_nats::ConnectOptions::new()
+        .name("fleetcast-window-keeper")
+        .subscription_capacity(nats.subscription_capacity)
+        .connection_timeout(Duration::from_secs(3))
+        .event_callback(move |event| {
+            let slow_consumer = slow_consumer.clone();
+            async move {
+                match event {
+                    async_nats::Event::SlowConsumer(sid) => {
+                        slow_consumer.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            subscription = sid,
+                            "window keeper is a slow consumer: messages dropped"
+                        );
+                    }
+                    other => tracing::debug!(event = %other, "nats event"),
+                }
+            }
+        })
+        .connect(nats.url.as_str())
+        .await
+        .map_err(|source| BusError::Connect {
+            url: nats.url.clone(),
+            source,
+        })
+}
+
+/// Publishes the outbox in order until every sender is gone.
+async fn run_publisher(
+    bus: Bus,
+    mut outbox: mpsc::UnboundedReceiver<Outgoing>,
+    counters: Arc<PublishCounters>,
+) {
+    let subjects = bus.subjects().clone();
+    let rejected = subjects.rejected(STAGE);
+    let status = subjects.status(STAGE);
+    while let Some(outgoing) = outbox.recv().await {
+        let result = match outgoing {
+            Outgoing::Job(server, job) => {
+                let result = bus.publish(subjects.predict_job(&server), &job).await;
+                if result.is_ok() {
+                    counters.jobs.fetch_add(1, Ordering::Relaxed);
+                }
+                result
+            }
+            Outgoing::Rejection(rejection) => bus.publish(rejected.clone(), &rejection).await,
+            Outgoing::Status(stage_status) => bus.publish(status.clone(), &stage_status).await,
+        };
+        match result {
+            Ok(()) => counters.sent.fetch_add(1, Ordering::Relaxed),
+            Err(error) => {
+                tracing::warn!(%error, "window keeper publish failed");
+                counters.errors.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
+}
+
+/// Replays the `METRICS` stream into the windows, up to the last message stored when the
+/// replay began. A missing stream (or no JetStream) is not an error: there is nothing to
+/// rebuild from.
+async fn rebuild(bus: &Bus, ingest: &mut Ingest) -> Result<(), WindowKeeperError> {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    let name = bus.subjects().stream_name(StreamKind::Metrics);
+    let failed = |reason: String| WindowKeeperError::Rebuild {
+        stream: name.clone(),
+        reason,
+    };
+    let mut stream = match bus.jetstream().get_stream(&name).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::info!(stream = %name, %error, "no stream to rebuild windows from: starting empty");
+            return Ok(());
+        }
+    };
+    let state = stream
+        .info()
+        .await
+        .map_err(|error| failed(error.to_string()))?
+        .state
+        .clone();
+    if state.messages == 0 {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            filter_subject: bus.subjects().metrics_all(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|error| failed(error.to_string()))?;
+        let sequence = message
+            .info()
+            .map_err(|error| failed(error.to_string()))?
+            .stream_sequence;
+        ingest.message(
+            &message.subject,
+            &message.payload,
+            wire::now_ms(),
+            Source::Replay,
+        );
+        if sequence >= state.last_sequence {
+            break;
+        }
+    }
+    ingest.fleet.finish_replay();
+    tracing::info!(
+        stream = %name,
+        replayed = ingest.counters.replayed,
+        servers = ingest.fleet.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "windows rebuilt from the stream"
+    );
+    Ok(())
+}
+
+/// Builds and starts the window keeper: opens its ingest connection, subscribes to
+/// `metrics.>`, rebuilds the windows from the `METRICS` stream when enabled, then starts the
+/// actor. Must run inside an actix system.
+///
+/// # Errors
+/// [`WindowKeeperError::Connect`] when its connection cannot be opened,
+/// [`WindowKeeperError::Subscribe`] when the subscription is refused,
+/// [`WindowKeeperError::Rebuild`] when a replay fails part way.
+pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<WindowKeeper>, WindowKeeperError> {
+    let keeper = &settings.window_keeper;
+    let rules = IngestRules {
+        shape: WindowShape {
+            context_steps: keeper.context_steps as usize,
+            step_seconds: i64::from(settings.time.step_seconds),
+        },
+        max_future_ms: i64::try_from(keeper.max_future_seconds.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
+    };
+    let slow_consumer = Arc::new(AtomicU64::new(0));
+    let client = connect_ingest(settings, slow_consumer.clone())
+        .await
+        .map_err(WindowKeeperError::Connect)?;
+    let subject = bus.subjects().metrics_all();
+    let subscriber = client
+        .subscribe(subject.clone())
+        .await
+        .map_err(|source| WindowKeeperError::Subscribe { subject, source })?;
+    // Make sure the server registered the subscription before replaying or going live.
+    let _ = client.flush().await;
+    let (outbox, outbox_receiver) = mpsc::unbounded_channel();
+    let publish = Arc::new(PublishCounters::default());
+    actix::spawn(run_publisher(bus.clone(), outbox_receiver, publish.clone()));
+    let mut ingest = Ingest {
+        fleet: Fleet::new(rules),
+        counters: Counters::default(),
+        metrics_prefix: bus.subjects().metrics(""),
+        publish_jobs: keeper.publish_jobs,
+        outbox,
+        last_warn: None,
+        unwarned: 0,
+    };
+    if keeper.rebuild_on_start {
+        rebuild(&bus, &mut ingest).await?;
+    }
+    Ok(WindowKeeper {
+        ingest,
+        bus,
+        publish,
+        slow_consumer,
+        status_interval: Duration::from_secs(keeper.status_interval_seconds),
+        _ingest_client: client,
+        subscriber: Some(subscriber),
+    }
+    .start())
+}
