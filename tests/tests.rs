@@ -3,4 +3,6 @@
 
 mod util;
 
+mod alerts;
 mod bus;
+mod risk;

@@ -315,10 +315,10 @@ impl AlertBook {
         let quantile = config.quantile;
         let alerts = self.server(&forecast.server);
         // Refuse an old forecast before any ladder moves.
-        if let Some(latest_ms) = alerts.forecast_ms {
-            if at_ms < latest_ms {
-                return Err(OutOfOrder { at_ms, latest_ms });
-            }
+        if let Some(latest_ms) = alerts.forecast_ms
+            && at_ms < latest_ms
+        {
+            return Err(OutOfOrder { at_ms, latest_ms });
         }
         alerts.forecast_ms = Some(at_ms);
         let mut events = Vec::new();
