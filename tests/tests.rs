@@ -3,7 +3,9 @@
 
 mod util;
 
+mod alerts;
 mod bus;
 mod export;
 mod generator;
 mod window_keeper;
+mod risk;

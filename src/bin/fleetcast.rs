@@ -53,10 +53,19 @@ enum ActorKind {
     Generator,
     /// Per-server windows and predict jobs.
     WindowKeeper,
+    /// Risk per server from samples and forecasts, and the fleet summary.
+    RiskScorer,
+    /// Alerts with hysteresis from risk scores and forecasts.
+    AlertRouter,
 }
 
 impl ActorKind {
-    const ALL: [ActorKind; 2] = [ActorKind::Generator, ActorKind::WindowKeeper];
+    const ALL: [ActorKind; 4] = [
+        ActorKind::Generator,
+        ActorKind::WindowKeeper,
+        ActorKind::RiskScorer,
+        ActorKind::AlertRouter,
+    ];
 }
 
 fn main() -> ExitCode {
@@ -159,6 +168,16 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
                     fleetcast::actors::window_keeper::spawn(&settings, bus.clone())
                         .await
                         .context("starting the window keeper")?;
+                }
+                ActorKind::RiskScorer => {
+                    fleetcast::actors::risk_scorer::spawn(&settings, bus.clone())
+                        .await
+                        .context("starting the risk scorer")?;
+                }
+                ActorKind::AlertRouter => {
+                    fleetcast::actors::alert_router::spawn(&settings, bus.clone())
+                        .await
+                        .context("starting the alert router")?;
                 }
                 ActorKind::Generator => {
                     fleetcast::actors::generator::spawn(&settings, bus.clone())
