@@ -7,5 +7,5 @@ mod alerts;
 mod bus;
 mod export;
 mod generator;
-mod window_keeper;
 mod risk;
+mod window_keeper;
