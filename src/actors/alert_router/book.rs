@@ -228,6 +228,36 @@ impl AlertBook {
             })
     }
 
+    /// Replays one event from the alert history (oldest first) into the book, so a
+    /// restarted router continues open alerts under their ids instead of raising them anew.
+    /// Events of subjects or severities this configuration does not know are skipped.
+    pub fn restore(&mut self, event: &AlertEvent) {
+        let config = self.config.clone();
+        let Ok(severity) = event.severity.parse::<Level>() else {
+            return;
+        };
+        let alerts = self.server(&event.server);
+        if event.subject == RISK_SUBJECT {
+            alerts.risk =
+                Ladder::restored(&config.risk, severity.rank(), event.at_ms, event.opened_ms);
+            return;
+        }
+        let Some(rule) = Metric::from_name(&event.subject)
+            .and_then(|metric| config.rules.iter().find(|rule| rule.metric == metric))
+        else {
+            return;
+        };
+        let Some(level) = METRIC_LEVELS.iter().position(|&level| level == severity) else {
+            return;
+        };
+        let ladder_config = config.metric_ladder(rule);
+        alerts.metrics.insert(
+            rule.metric,
+            Ladder::restored(&ladder_config, level, event.at_ms, event.opened_ms),
+        );
+        alerts.forecast_ms = Some(alerts.forecast_ms.unwrap_or(i64::MIN).max(event.at_ms));
+    }
+
     /// Alerts open now (risk and metric).
     pub fn open_alerts(&self) -> usize {
         self.servers
@@ -554,6 +584,26 @@ mod tests {
             escalate[0].reason
         );
         assert_eq!(escalate[0].id, raise.id);
+        // A book rebuilt from these events continues the same alert: the next calm
+        // forecasts resolve it under its id instead of raising anything.
+        let mut rebuilt = AlertBook::new(BookConfig::from_settings(&AlertSettings::default()));
+        for event in events.iter().chain(&escalate) {
+            rebuilt.restore(event);
+        }
+        assert_eq!(rebuilt.open_alerts(), 1);
+        let mut resolve = Vec::new();
+        for i in 8..12 {
+            let mut f = forecast(96, &[("mem_used_pct", vec![50.0; 96])]);
+            f.server = "ppdb001".into();
+            f.origin_s += i * 300;
+            f.step_s.iter_mut().for_each(|s| *s += i * 300);
+            resolve.extend(rebuilt.on_forecast(&f).unwrap());
+        }
+        assert_eq!(resolve.len(), 1, "{resolve:?}");
+        assert_eq!(
+            (resolve[0].action, &resolve[0].id),
+            (AlertAction::Resolve, &raise.id)
+        );
         // An older forecast is refused without moving anything.
         let f = forecast(96, &[("mem_used_pct", vec![10.0; 96])]);
         let mut f = f;
