@@ -1,7 +1,7 @@
 //! The alert book: every server's open alerts, fed risk scores and forecasts, answering with
 //! the alert events to publish. Plain logic, no bus; the actor in `mod.rs` does the I/O.
 //!
-//! Two kinds of alert, each a [`Ladder`](super::ladder::Ladder) per server:
+//! Two kinds of alert, each a [`Ladder`] per server:
 //!
 //! - **risk** (`subject = "risk"`): the server's risk score on the one scale (healthy /
 //!   watch / warning / critical), timed by the score's `sample_ms`.
@@ -71,7 +71,7 @@ pub struct BookConfig {
     pub scale: Scale,
     /// Ladder of the risk alerts.
     pub risk: LadderConfig,
-    /// Hysteresis, dwell and raise wait of the metric alerts (thresholds per rule).
+    /// Hysteresis of the metric alerts, in the metric's unit (their thresholds are per rule).
     pub hysteresis: f64,
     /// Dwell of the metric alerts, ms.
     pub dwell_ms: i64,
@@ -89,9 +89,12 @@ impl BookConfig {
     /// From validated settings.
     pub fn from_settings(settings: &AlertSettings) -> BookConfig {
         let scale = settings.scale();
-        let dwell_ms = i64::try_from(settings.min_dwell_seconds).unwrap_or(i64::MAX / 2) * 1000;
-        let raise_after_ms =
-            i64::try_from(settings.raise_after_seconds).unwrap_or(i64::MAX / 2) * 1000;
+        let dwell_ms = i64::try_from(settings.min_dwell_seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        let raise_after_ms = i64::try_from(settings.raise_after_seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
         BookConfig {
             scale,
             risk: LadderConfig {
@@ -179,7 +182,6 @@ fn minutes(ms: i64) -> String {
     format!("{} min", ms / 60_000)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn event(
     server: &str,
     profile: &str,

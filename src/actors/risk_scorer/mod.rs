@@ -3,7 +3,7 @@
 //!
 //! - **Consumes** `metrics.>` ([`MetricSample`]) and `forecasts.>` ([`Forecast`]).
 //! - **Publishes** `risk.<server>` ([`RiskScore`]) on every accepted sample, and on every
-//!   accepted forecast of a server that has a sample; `summary.fleet` ([`FleetSummary`])
+//!   accepted forecast of a server that has a sample; `summary.fleet` ([`FleetSummary`](crate::wire::FleetSummary))
 //!   every `summary.interval_seconds` of wall time when some score changed; refused inputs
 //!   on `rejected.risk_scorer` ([`Rejection`]).
 //! - **State**, per server: the latest value of each metric (a sample may carry a subset, so
