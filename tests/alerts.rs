@@ -7,6 +7,7 @@ use crate::util::{TestNats, collect};
 use actix::Addr;
 use fleetcast::actors::alert_router::{self, AlertRouter, GetOpenAlerts};
 use fleetcast::actors::risk_scorer;
+use fleetcast::actors::stage::Stop;
 use fleetcast::bus::Bus;
 use fleetcast::wire::{
     self, AlertAction, AlertEvent, RejectKind, Rejection, RiskScore, SCHEMA_VERSION,
@@ -295,4 +296,34 @@ async fn scorer_and_router_chain() {
         "{}",
         event.reason
     );
+}
+
+/// A router that stops with a critical alert open and a new one started in its place
+/// continue that alert: the new router resolves it under the same id (read back from the
+/// ALERTS stream) instead of staying silent or raising it again.
+#[actix::test]
+async fn restarted_router_continues_open_alerts() {
+    let nats = TestNats::start();
+    let (bus, first, mut alerts) = start(&nats).await;
+    feed(&bus, "ppdb001", &[85.0, 85.0]).await;
+    let raised = events(&collect(&mut alerts, 1, Duration::from_secs(5)).await);
+    assert_eq!(raised.len(), 1);
+    first.send(Stop).await.unwrap();
+    let second = alert_router::spawn(&nats.settings, bus.clone())
+        .await
+        .unwrap();
+    assert_eq!(second.send(GetOpenAlerts).await.unwrap(), 1);
+    for step in 2..6 {
+        let message = risk("ppdb001", 3.0, NOW + step * 300);
+        bus.publish(bus.subjects().risk("ppdb001"), &message)
+            .await
+            .unwrap();
+    }
+    let got = events(&collect(&mut alerts, 2, Duration::from_secs(2)).await);
+    assert_eq!(got.len(), 1, "only the new router answers: {got:?}");
+    let (subject, resolve) = &got[0];
+    assert_eq!(resolve.action, AlertAction::Resolve);
+    assert_eq!(resolve.id, raised[0].1.id);
+    assert_eq!(resolve.previous, "critical");
+    assert!(subject.ends_with(".alerts.critical.ppdb001"), "{subject}");
 }

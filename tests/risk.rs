@@ -4,7 +4,7 @@
 use crate::util::{TestNats, collect};
 use actix::Addr;
 use fleetcast::actors::risk_scorer::{self, RiskScorer};
-use fleetcast::actors::stage_counters::{Counters, GetCounters};
+use fleetcast::actors::stage::{Counters, GetCounters};
 use fleetcast::bus::Bus;
 use fleetcast::wire::{
     self, AttentionSummary, FactorSource, FleetSummary, Forecast, MetricSample, QuantileSeries,
@@ -366,4 +366,58 @@ async fn fleet_summary_is_published_when_something_changed() {
             .await
             .is_empty()
     );
+}
+
+/// Publishes through JetStream and waits for the stream's ack, so the message is stored.
+pub async fn publish_stored<T: wire::WireMessage>(bus: &Bus, subject: String, message: &T) {
+    bus.jetstream()
+        .publish_with_headers(
+            subject,
+            fleetcast::bus::headers(),
+            wire::encode(message).into(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+}
+
+/// A scorer started after a server's sample and forecast were stored rebuilds its view from
+/// the METRICS and FORECASTS streams: it holds the server's score at once, and the next
+/// sample (load only) merges with the replayed memory and forecast:
+/// 0.7 × (15 + 10) + 0.3 × 20 = 23.5.
+#[actix::test]
+async fn restarted_scorer_rebuilds_its_view_from_the_streams() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let subjects = bus.subjects().clone();
+    publish_stored(
+        &bus,
+        subjects.metrics("ppgen001"),
+        &sample("ppgen001", NOW, &[("mem_used_pct", 91.0)]),
+    )
+    .await;
+    publish_stored(
+        &bus,
+        subjects.forecasts("ppgen001"),
+        &forecast("ppgen001", NOW, &[("mem_used_pct", 96.0)]),
+    )
+    .await;
+    let mut risk = bus.client().subscribe(subjects.risk_all()).await.unwrap();
+    let scorer = risk_scorer::spawn(&nats.settings, bus.clone())
+        .await
+        .unwrap();
+    let scores = scorer.send(risk_scorer::GetScores).await.unwrap();
+    assert!((scores["ppgen001"] - 16.5).abs() < 1e-9, "{scores:?}");
+    bus.publish(
+        subjects.metrics("ppgen001"),
+        &sample("ppgen001", NOW + 300, &[("load_average", 9.0)]),
+    )
+    .await
+    .unwrap();
+    let got: Vec<RiskScore> = decode_all(&collect(&mut risk, 2, Duration::from_secs(3)).await);
+    assert_eq!(got.len(), 1, "replayed input is not re-published: {got:?}");
+    assert_eq!((got[0].current, got[0].predicted), (25.0, 20.0));
+    assert!((got[0].score - 23.5).abs() < 1e-9, "{}", got[0].score);
+    assert_eq!(got[0].forecast_status, "used");
 }

@@ -5,5 +5,5 @@
 pub mod alert_router;
 pub mod generator;
 pub mod risk_scorer;
-pub mod stage_counters;
+pub mod stage;
 pub mod window_keeper;

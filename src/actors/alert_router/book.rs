@@ -1,7 +1,7 @@
 //! The alert book: every server's open alerts, fed risk scores and forecasts, answering with
 //! the alert events to publish. Plain logic, no bus; the actor in `mod.rs` does the I/O.
 //!
-//! Two kinds of alert, each a [`Ladder`](super::ladder::Ladder) per server:
+//! Two kinds of alert, each a [`Ladder`] per server:
 //!
 //! - **risk** (`subject = "risk"`): the server's risk score on the one scale (healthy /
 //!   watch / warning / critical), timed by the score's `sample_ms`.
@@ -71,7 +71,7 @@ pub struct BookConfig {
     pub scale: Scale,
     /// Ladder of the risk alerts.
     pub risk: LadderConfig,
-    /// Hysteresis, dwell and raise wait of the metric alerts (thresholds per rule).
+    /// Hysteresis of the metric alerts, in the metric's unit (their thresholds are per rule).
     pub hysteresis: f64,
     /// Dwell of the metric alerts, ms.
     pub dwell_ms: i64,
@@ -89,9 +89,12 @@ impl BookConfig {
     /// From validated settings.
     pub fn from_settings(settings: &AlertSettings) -> BookConfig {
         let scale = settings.scale();
-        let dwell_ms = i64::try_from(settings.min_dwell_seconds).unwrap_or(i64::MAX / 2) * 1000;
-        let raise_after_ms =
-            i64::try_from(settings.raise_after_seconds).unwrap_or(i64::MAX / 2) * 1000;
+        let dwell_ms = i64::try_from(settings.min_dwell_seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        let raise_after_ms = i64::try_from(settings.raise_after_seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
         BookConfig {
             scale,
             risk: LadderConfig {
@@ -179,7 +182,6 @@ fn minutes(ms: i64) -> String {
     format!("{} min", ms / 60_000)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn event(
     server: &str,
     profile: &str,
@@ -226,6 +228,36 @@ impl AlertBook {
                 metrics: BTreeMap::new(),
                 forecast_ms: None,
             })
+    }
+
+    /// Replays one event from the alert history (oldest first) into the book, so a
+    /// restarted router continues open alerts under their ids instead of raising them anew.
+    /// Events of subjects or severities this configuration does not know are skipped.
+    pub fn restore(&mut self, event: &AlertEvent) {
+        let config = self.config.clone();
+        let Ok(severity) = event.severity.parse::<Level>() else {
+            return;
+        };
+        let alerts = self.server(&event.server);
+        if event.subject == RISK_SUBJECT {
+            alerts.risk =
+                Ladder::restored(&config.risk, severity.rank(), event.at_ms, event.opened_ms);
+            return;
+        }
+        let Some(rule) = Metric::from_name(&event.subject)
+            .and_then(|metric| config.rules.iter().find(|rule| rule.metric == metric))
+        else {
+            return;
+        };
+        let Some(level) = METRIC_LEVELS.iter().position(|&level| level == severity) else {
+            return;
+        };
+        let ladder_config = config.metric_ladder(rule);
+        alerts.metrics.insert(
+            rule.metric,
+            Ladder::restored(&ladder_config, level, event.at_ms, event.opened_ms),
+        );
+        alerts.forecast_ms = Some(alerts.forecast_ms.unwrap_or(i64::MIN).max(event.at_ms));
     }
 
     /// Alerts open now (risk and metric).
@@ -554,6 +586,26 @@ mod tests {
             escalate[0].reason
         );
         assert_eq!(escalate[0].id, raise.id);
+        // A book rebuilt from these events continues the same alert: the next calm
+        // forecasts resolve it under its id instead of raising anything.
+        let mut rebuilt = AlertBook::new(BookConfig::from_settings(&AlertSettings::default()));
+        for event in events.iter().chain(&escalate) {
+            rebuilt.restore(event);
+        }
+        assert_eq!(rebuilt.open_alerts(), 1);
+        let mut resolve = Vec::new();
+        for i in 8..12 {
+            let mut f = forecast(96, &[("mem_used_pct", vec![50.0; 96])]);
+            f.server = "ppdb001".into();
+            f.origin_s += i * 300;
+            f.step_s.iter_mut().for_each(|s| *s += i * 300);
+            resolve.extend(rebuilt.on_forecast(&f).unwrap());
+        }
+        assert_eq!(resolve.len(), 1, "{resolve:?}");
+        assert_eq!(
+            (resolve[0].action, &resolve[0].id),
+            (AlertAction::Resolve, &raise.id)
+        );
         // An older forecast is refused without moving anything.
         let f = forecast(96, &[("mem_used_pct", vec![10.0; 96])]);
         let mut f = f;

@@ -83,6 +83,25 @@ impl Ladder {
         }
     }
 
+    /// A ladder put back at `level`, entered at `entered_ms`, whose alert opened at
+    /// `opened_ms` (rebuilt from the alert history after a restart). Observations older than
+    /// `entered_ms` are refused; the raise and dwell waits start afresh.
+    pub fn restored(
+        config: &LadderConfig,
+        level: usize,
+        entered_ms: i64,
+        opened_ms: i64,
+    ) -> Ladder {
+        let level = level.min(config.thresholds.len());
+        Ladder {
+            level,
+            entered_ms,
+            opened_ms: (level > 0).then_some(opened_ms),
+            latest_ms: Some(entered_ms),
+            ..Ladder::new(config)
+        }
+    }
+
     /// The current level (0 = no alert).
     pub fn level(&self) -> usize {
         self.level

@@ -14,23 +14,28 @@
 //!   opening time (its id is `<server>-<subject>-<opened_ms>`). Times are the messages'
 //!   own (`sample_ms` of a score, `origin_s` of a forecast), so the simulated clock drives
 //!   hysteresis and dwell and tests are deterministic.
-//! - **Fails** only at start (subscribing). Bad input (undecodable, another schema version,
+//! - **Fails** only at start (subscribing, reading the history back). Bad input (undecodable, another schema version,
 //!   a server that does not match its subject, a NaN or out-of-range score, a forecast with
 //!   NaN or wrong-length series, a score or forecast older than the server's latest) is
 //!   refused with its reason on the dead-letter subject, counted, and the actor goes on.
-//!   The state is in memory: a restarted router starts every server healthy.
+//! - **Restart**: before it starts, the router reads the ALERTS stream back (oldest first)
+//!   and puts every open alert back at its level with its id and opening time, so a
+//!   restarted router de-escalates and resolves the alerts it had raised instead of raising
+//!   them again; the raise and dwell waits start afresh.
 
 pub mod book;
 pub mod ladder;
 
 use self::book::{AlertBook, BookConfig, publish_severity};
 use crate::actors::risk_scorer::inputs::{Invalid, check_forecast, check_risk, server_of_subject};
-use crate::actors::stage_counters::{GetCounters, Outbox, RejectLog, StageCounters};
+use crate::actors::stage::{GetCounters, Outbox, RejectLog, StageCounters, Stop, replay};
 use crate::bus::Bus;
 use crate::settings::Settings;
+use crate::subjects::StreamKind;
 use crate::subjects::Subjects;
 use crate::wire::{self, AlertEvent, Forecast, RejectKind, Rejection, RiskScore, SCHEMA_VERSION};
 use actix::prelude::*;
+use async_nats::jetstream::consumer::DeliverPolicy;
 
 /// The stage name, in rejections and logs.
 pub const STAGE: &str = "alert_router";
@@ -38,6 +43,9 @@ pub const STAGE: &str = "alert_router";
 /// Why the alert router could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AlertRouterError {
+    /// The alert history could not be read back.
+    #[error(transparent)]
+    Replay(#[from] crate::actors::stage::ReplayError),
     /// A subscription failed.
     #[error("cannot subscribe to {subject}: {source}")]
     Subscribe {
@@ -96,9 +104,31 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<AlertRouter>, A
         .map_err(AlertRouterError::Flush)?;
     let counters = StageCounters::default();
     let outbox = Outbox::start(bus.client().clone(), counters.clone(), STAGE);
+    let mut book = AlertBook::new(BookConfig::from_settings(&settings.alerts));
+    let history = replay(
+        &bus,
+        StreamKind::Alerts,
+        bus.subjects().alerts_all(),
+        DeliverPolicy::All,
+    )
+    .await?;
+    for message in &history {
+        match wire::decode::<AlertEvent>(&message.payload) {
+            Ok(event) => book.restore(&event),
+            Err(error) => {
+                tracing::debug!(stage = STAGE, subject = %message.subject, %error, "alert history entry skipped")
+            }
+        }
+    }
+    tracing::info!(
+        stage = STAGE,
+        events = history.len(),
+        open = book.open_alerts(),
+        "alert history read back"
+    );
     let router = AlertRouter {
         subjects,
-        book: AlertBook::new(BookConfig::from_settings(&settings.alerts)),
+        book,
         counters,
         outbox,
         reject_log: RejectLog::default(),
@@ -206,6 +236,14 @@ impl Handler<GetCounters> for AlertRouter {
 
     fn handle(&mut self, _: GetCounters, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.counters.snapshot())
+    }
+}
+
+impl Handler<Stop> for AlertRouter {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

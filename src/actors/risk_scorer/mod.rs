@@ -3,7 +3,7 @@
 //!
 //! - **Consumes** `metrics.>` ([`MetricSample`]) and `forecasts.>` ([`Forecast`]).
 //! - **Publishes** `risk.<server>` ([`RiskScore`]) on every accepted sample, and on every
-//!   accepted forecast of a server that has a sample; `summary.fleet` ([`FleetSummary`])
+//!   accepted forecast of a server that has a sample; `summary.fleet` ([`FleetSummary`](crate::wire::FleetSummary))
 //!   every `summary.interval_seconds` of wall time when some score changed; refused inputs
 //!   on `rejected.risk_scorer` ([`Rejection`]).
 //! - **State**, per server: the latest value of each metric (a sample may carry a subset, so
@@ -13,7 +13,12 @@
 //!   [`scoring`]); the level is the one scale's ([`crate::levels`]). "Now" is the latest
 //!   sample's own timestamp, so simulated time works as real time. A server with a forecast
 //!   but no sample yet is held until its first sample.
-//! - **Fails** only at start (subscribing); afterwards bad input (undecodable, another
+//! - **Restart**: before it starts, the scorer reads back the latest sample and forecast of
+//!   every server from the METRICS and FORECASTS JetStream streams (`LastPerSubject`), so
+//!   a restarted scorer has the fleet's view at once; replayed input is scored silently
+//!   (no risk is re-published until the server's next sample or forecast) and feeds the
+//!   next fleet summary.
+//! - **Fails** only at start (subscribing, reading the streams back); afterwards bad input (undecodable, another
 //!   schema version, a sample or forecast for another server than its subject, NaN or
 //!   out-of-range values, wrong-length series, an older sample or forecast than the one
 //!   held) is refused with its reason on the dead-letter subject, counted, and the actor
@@ -25,14 +30,16 @@ pub mod summary;
 
 use self::inputs::{Invalid, check_forecast, check_sample, server_of_subject};
 use self::scoring::{RiskConfig, assess};
-use crate::actors::stage_counters::{GetCounters, Outbox, RejectLog, StageCounters};
+use crate::actors::stage::{GetCounters, Outbox, RejectLog, StageCounters, Stop, replay};
 use crate::bus::Bus;
 use crate::catalog::{Metric, Profile};
 use crate::levels::Scale;
 use crate::settings::Settings;
+use crate::subjects::StreamKind;
 use crate::subjects::Subjects;
 use crate::wire::{self, Forecast, MetricSample, RejectKind, Rejection, RiskScore, SCHEMA_VERSION};
 use actix::prelude::*;
+use async_nats::jetstream::consumer::DeliverPolicy;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -42,6 +49,9 @@ pub const STAGE: &str = "risk_scorer";
 /// Why the risk scorer could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RiskScorerError {
+    /// A stream could not be read back.
+    #[error(transparent)]
+    Replay(#[from] crate::actors::stage::ReplayError),
     /// A subscription failed.
     #[error("cannot subscribe to {subject}: {source}")]
     Subscribe {
@@ -116,7 +126,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<RiskScorer>, Ri
     bus.client().flush().await.map_err(RiskScorerError::Flush)?;
     let counters = StageCounters::default();
     let outbox = Outbox::start(bus.client().clone(), counters.clone(), STAGE);
-    let scorer = RiskScorer {
+    let mut scorer = RiskScorer {
         subjects,
         config: RiskConfig::from(&settings.risk),
         scale: settings.alerts.scale(),
@@ -129,7 +139,37 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<RiskScorer>, Ri
         reject_log: RejectLog::default(),
         subscriptions: Some((metrics, forecasts)),
     };
-    tracing::info!(stage = STAGE, "risk scorer started");
+    // The live subscriptions buffer while the streams are read back; a message seen twice
+    // has the same time as its replayed copy, which is accepted.
+    let mut replayed = 0;
+    let sources = [
+        (StreamKind::Metrics, bus.subjects().metrics_all()),
+        (StreamKind::Forecasts, bus.subjects().forecasts_all()),
+    ];
+    for (kind, filter) in sources {
+        for message in replay(&bus, kind, filter, DeliverPolicy::LastPerSubject).await? {
+            let subject = message.subject.as_str();
+            let outcome = match kind {
+                StreamKind::Forecasts => scorer.on_forecast(subject, &message.payload),
+                _ => scorer.on_sample(subject, &message.payload),
+            };
+            match outcome {
+                Ok(server) => {
+                    scorer.score(&server, false);
+                    replayed += 1;
+                }
+                Err((_, invalid)) => {
+                    tracing::debug!(stage = STAGE, subject, reason = %invalid, "replayed input skipped")
+                }
+            }
+        }
+    }
+    tracing::info!(
+        stage = STAGE,
+        replayed,
+        servers = scorer.servers.len(),
+        "risk scorer started"
+    );
     Ok(scorer.start())
 }
 
@@ -241,8 +281,8 @@ impl RiskScorer {
         Ok(server)
     }
 
-    /// Scores `server` and queues its risk, when it has a sample.
-    fn score(&mut self, server: &str) {
+    /// Scores `server`, when it has a sample, and queues its risk when `publish`.
+    fn score(&mut self, server: &str, publish: bool) {
         let Some(state) = self.servers.get_mut(server) else {
             return;
         };
@@ -277,7 +317,9 @@ impl RiskScorer {
         };
         state.score = Some(risk.score);
         self.changed = true;
-        self.outbox.send(self.subjects.risk(server), &risk);
+        if publish {
+            self.outbox.send(self.subjects.risk(server), &risk);
+        }
     }
 
     /// Publishes the fleet summary when some score changed since the last one.
@@ -309,7 +351,7 @@ impl StreamHandler<async_nats::Message> for RiskScorer {
             self.on_sample(subject, &message.payload)
         };
         match outcome {
-            Ok(server) => self.score(&server),
+            Ok(server) => self.score(&server, true),
             Err((server, invalid)) => self.reject(subject, server, invalid),
         }
     }
@@ -327,6 +369,14 @@ impl Handler<GetCounters> for RiskScorer {
 
     fn handle(&mut self, _: GetCounters, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.counters.snapshot())
+    }
+}
+
+impl Handler<Stop> for RiskScorer {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

@@ -1,9 +1,16 @@
-//! Received / published / rejected / error counters shared by a stage's actor and its
-//! publishing task, readable through the actix message [`GetCounters`].
+//! Plumbing shared by the risk scorer and the alert router: received / published /
+//! rejected / error counters readable through the actix message [`GetCounters`], an
+//! in-order publishing [`Outbox`], rate-limited rejection logs, a [`Stop`] message, and
+//! [`replay`], which reads a JetStream stream back at start-up to rebuild an actor's view.
 
+use crate::bus::Bus;
+use crate::subjects::StreamKind;
 use actix::prelude::*;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A snapshot of a stage's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -125,6 +132,74 @@ impl RejectLog {
             );
         } else {
             tracing::debug!(stage, subject, reason, "input rejected");
+        }
+    }
+}
+
+/// Asks a stage to stop (its subscriptions end with it).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// Why a stream could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot replay stream {stream}: {reason}")]
+pub struct ReplayError {
+    /// The stream.
+    pub stream: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Reads back the messages of one JetStream stream on subjects matching `filter`
+/// (`LastPerSubject`: the latest per subject; `All`: everything kept), oldest first, with an ordered consumer that is gone
+/// afterwards. An empty stream gives an empty list.
+///
+/// # Errors
+/// [`ReplayError`] when the stream is missing, the consumer cannot be made, or a message
+/// does not come within 5 s.
+pub async fn replay(
+    bus: &Bus,
+    kind: StreamKind,
+    filter: String,
+    deliver_policy: DeliverPolicy,
+) -> Result<Vec<async_nats::Message>, ReplayError> {
+    let name = bus.subjects().stream_name(kind);
+    let error = |reason: String| ReplayError {
+        stream: name.clone(),
+        reason,
+    };
+    let stream = bus
+        .jetstream()
+        .get_stream(&name)
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy,
+            filter_subject: filter,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(Vec::new());
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    let mut replayed = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), messages.next())
+            .await
+            .map_err(|_| error("no message within 5 s".into()))?
+            .ok_or_else(|| error("the consumer ended early".into()))?
+            .map_err(|e| error(e.to_string()))?;
+        let pending = message.info().map_err(|e| error(e.to_string()))?.pending;
+        replayed.push(message.message);
+        if pending == 0 {
+            return Ok(replayed);
         }
     }
 }
