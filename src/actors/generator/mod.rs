@@ -377,31 +377,47 @@ impl Shared {
 /// One step's messages: subject and encoded sample per server.
 type Batch = Vec<(String, Bytes)>;
 
-/// Computes the next step and encodes every server's sample (on the blocking pool).
+/// Computes the next step and encodes every server's sample (on the blocking pool; big
+/// fleets encode on several threads, as they compute).
 fn compute_step(fleet: &mut Fleet, subjects: &[String]) -> Batch {
+    let layout = fleet.layout().clone();
     let step = fleet.step();
     let ts_ms = step.ts_ms;
-    let rows = step.rows.to_vec();
-    fleet
-        .servers()
-        .iter()
-        .zip(rows)
-        .zip(subjects)
-        .map(|((spec, row), subject)| {
-            let sample = MetricSample {
-                v: SCHEMA_VERSION,
-                server: spec.name.clone(),
-                ts_ms,
-                profile: Some(spec.profile.name().to_string()),
-                metrics: Metric::ALL
-                    .iter()
-                    .zip(row.values)
-                    .map(|(metric, value)| (metric.name().to_string(), value))
-                    .collect::<BTreeMap<_, _>>(),
-            };
-            (subject.clone(), Bytes::from(wire::encode(&sample)))
+    let encode = |(spec, row): (&ServerSpec, &Row)| {
+        let sample = MetricSample {
+            v: SCHEMA_VERSION,
+            server: spec.name.clone(),
+            ts_ms,
+            profile: Some(spec.profile.name().to_string()),
+            metrics: Metric::ALL
+                .iter()
+                .zip(row.values)
+                .map(|(metric, value)| (metric.name().to_string(), value))
+                .collect::<BTreeMap<_, _>>(),
+        };
+        Bytes::from(wire::encode(&sample))
+    };
+    let specs = layout.servers();
+    let threads = std::thread::available_parallelism().map_or(1, |count| count.get().min(16));
+    let payloads: Vec<Bytes> = if specs.len() < 4096 || threads == 1 {
+        specs.iter().zip(step.rows).map(encode).collect()
+    } else {
+        let chunk = specs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = specs
+                .chunks(chunk)
+                .zip(step.rows.chunks(chunk))
+                .map(|(specs, rows)| {
+                    scope.spawn(move || specs.iter().zip(rows).map(encode).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().expect("encoding does not panic"))
+                .collect()
         })
-        .collect()
+    };
+    subjects.iter().cloned().zip(payloads).collect()
 }
 
 /// The simulated clock: backfill as fast as the bus takes it, then one step per interval.
@@ -424,18 +440,16 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
     let started = Instant::now();
     let mut ticker: Option<tokio::time::Interval> = None;
     let mut last_error_log: Option<Instant> = None;
+    let mut last_slow_log: Option<Instant> = None;
     loop {
         let backfilling = fleet.next_step() < backfill_steps;
         if !backfilling {
-            match &mut ticker {
-                None if backfill_steps > 0 && fleet.next_step() == backfill_steps => {
-                    tracing::info!(
-                        steps = backfill_steps,
-                        seconds = started.elapsed().as_secs_f64(),
-                        "backfill done, going live"
-                    );
-                }
-                _ => {}
+            if backfill_steps > 0 && fleet.next_step() == backfill_steps {
+                tracing::info!(
+                    steps = backfill_steps,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "backfill done, going live"
+                );
             }
             if interval.is_zero() {
                 tokio::task::yield_now().await;
@@ -457,6 +471,7 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
         for scenario in pending {
             fleet.set_scenario(scenario);
         }
+        let step_started = Instant::now();
         let step_subjects = subjects.clone();
         let computed = tokio::task::spawn_blocking(move || {
             let batch = compute_step(&mut fleet, &step_subjects);
@@ -473,7 +488,13 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
                 return;
             }
         };
-        for (subject, payload) in batch {
+        let computed_in = step_started.elapsed();
+        let samples = batch.len();
+        for (published, (subject, payload)) in batch.into_iter().enumerate() {
+            // Big fleets: let control requests and other actors in between publishes.
+            if published % 1024 == 1023 {
+                tokio::task::yield_now().await;
+            }
             match client
                 .publish_with_headers(subject, headers.clone(), payload)
                 .await
@@ -506,6 +527,26 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
                     "backfill progress"
                 );
             }
+        }
+        let took = step_started.elapsed();
+        tracing::debug!(
+            step = fleet.next_step() - 1,
+            samples,
+            compute_ms = computed_in.as_secs_f64() * 1e3,
+            total_ms = took.as_secs_f64() * 1e3,
+            "step published"
+        );
+        if !backfilling
+            && !interval.is_zero()
+            && took > interval
+            && last_slow_log.is_none_or(|at| at.elapsed() > Duration::from_secs(60))
+        {
+            last_slow_log = Some(Instant::now());
+            tracing::warn!(
+                took_ms = took.as_secs_f64() * 1e3,
+                interval_ms = interval.as_secs_f64() * 1e3,
+                "a step takes longer than the step interval: the simulated clock runs slow (logged at most every 60 s)"
+            );
         }
         counters.steps.fetch_add(1, Ordering::Relaxed);
     }
