@@ -10,7 +10,7 @@
 //!
 //! | actor | consumes | publishes |
 //! |---|---|---|
-//! | [`actors::generator`] | `control.scenario` (`ScenarioRequest`) | `metrics.<server>` (`MetricSample`) |
+//! | [`actors::generator`] | `control.scenario` (`ScenarioRequest`, replies `ScenarioReply`) | `metrics.<server>` (`MetricSample`), `rejected.generator` (`Rejection`) |
 //! | [`actors::window_keeper`] | `metrics.>` (`MetricSample`) | `jobs.predict.<server>` (`PredictJob`), `rejected.window_keeper` (`Rejection`), `status.window_keeper` (`StageStatus`) |
 //!
 //! Supporting modules: [`catalog`] (metrics and profiles), [`settings`] (the TOML file and

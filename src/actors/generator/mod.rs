@@ -51,6 +51,10 @@ use std::time::{Duration, Instant};
 /// The stage name in `rejected.<stage>` and logs.
 pub const STAGE: &str = "generator";
 
+/// Most server names a scenario reply lists, so it stays well inside NATS's 1 MB payload
+/// limit at 100,000 servers.
+pub const MAX_LISTED_SERVERS: usize = 10_000;
+
 /// The generator actor.
 pub struct Generator {
     bus: Bus,
@@ -160,16 +164,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<Generator>, Gen
     let fleet = tokio::task::spawn_blocking(move || Fleet::new(&config))
         .await
         .expect("fleet construction does not panic")?;
-    let shared = Arc::new(Shared {
-        layout: fleet.layout().clone(),
-        control: Mutex::new(Control {
-            scenario: fleet.scenario(),
-            affected: fleet.affected().to_vec(),
-            pending: Vec::new(),
-            next_step: 0,
-        }),
-        counters: Counters::default(),
-    });
+    let shared = Arc::new(Shared::new(&fleet));
     if !generator.enabled {
         tracing::info!("generator disabled (generator.enabled = false): not publishing");
         return Ok(Generator::create(|_| Generator {
@@ -335,6 +330,19 @@ impl StreamHandler<service::Request> for Generator {
 }
 
 impl Shared {
+    fn new(fleet: &Fleet) -> Shared {
+        Shared {
+            layout: fleet.layout().clone(),
+            control: Mutex::new(Control {
+                scenario: fleet.scenario(),
+                affected: fleet.affected().to_vec(),
+                pending: Vec::new(),
+                next_step: fleet.next_step(),
+            }),
+            counters: Counters::default(),
+        }
+    }
+
     /// Applies (or, for `status`, only reports) a scenario request.
     fn answer(&self, requested: &str) -> ScenarioReply {
         let mut control = self.control.lock().expect("control lock");
@@ -366,8 +374,10 @@ impl Shared {
             affected_servers: control
                 .affected
                 .iter()
+                .take(MAX_LISTED_SERVERS)
                 .map(|&index| servers[index as usize].name.clone())
                 .collect(),
+            affected_total: control.affected.len() as u32,
             step: control.next_step,
             fleet_size: servers.len() as u32,
         }
@@ -549,5 +559,50 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
             );
         }
         counters.steps.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replies stay inside NATS's payload limit at 100,000 servers, counting every server.
+    #[test]
+    fn big_fleet_replies_fit_a_nats_message() {
+        let mut config = FleetConfig::new(100_000, 42);
+        config.scenario = Scenario::Natural;
+        let shared = Shared::new(&Fleet::new(&config).unwrap());
+        let reply = shared.answer("healthy");
+        assert!(reply.ok);
+        assert_eq!(reply.affected_total, 100_000);
+        assert_eq!(reply.affected_servers.len(), MAX_LISTED_SERVERS);
+        assert!(wire::encode(&reply).len() < 512 * 1024);
+        assert_eq!(
+            shared.control.lock().unwrap().pending,
+            vec![Scenario::Healthy]
+        );
+    }
+
+    /// `status` and a refused name change nothing and queue nothing.
+    #[test]
+    fn status_and_unknown_names_change_nothing() {
+        let shared = Shared::new(&Fleet::new(&FleetConfig::new(30, 1)).unwrap());
+        let status = shared.answer("status");
+        assert!(status.ok);
+        assert_eq!(status.new_scenario, "natural");
+        let refused = shared.answer("Critical");
+        assert!(!refused.ok);
+        assert!(
+            refused
+                .error
+                .unwrap()
+                .contains("healthy, natural, degrading")
+        );
+        assert!(shared.control.lock().unwrap().pending.is_empty());
+        let degrading = shared.answer("degrading");
+        assert_eq!(degrading.affected_total, 6);
+        let critical = shared.answer("critical");
+        assert_eq!(critical.old_scenario, "degrading");
+        assert_eq!(critical.affected_servers, degrading.affected_servers);
     }
 }
