@@ -7,13 +7,14 @@
 //! - **Serves** `control.scenario` ([`ScenarioRequest`] → [`ScenarioReply`]): a scenario
 //!   name switches the scenario from the next step on and answers with the old and new
 //!   scenario, the servers it drives, the step and the fleet size; `status` answers without
-//!   changing anything; an unknown name is answered `ok: false` with the valid names. The
+//!   changing anything; an unknown name is answered `ok: false` with the valid names
+//!   (replies list at most [`MAX_LISTED_SERVERS`] names; `affected_total` counts all). The
 //!   endpoint belongs to the NATS micro service `fleetcast-generator`, so `$SRV.PING`,
 //!   `$SRV.INFO` and `$SRV.STATS` list and count it.
 //! - **State**: the [`fleet::Fleet`] (simulation in [`fleet`], numbers in `model`), the
 //!   simulated clock and the counters ([`GetCounters`]).
 //! - **Clock**: the first step starts at `generator.start` or, when that is empty, at now
-//!   minus `generator.backfill_hours`, rounded down to a step. The first
+//!   minus `generator.backfill_hours`, either rounded down to a step. The first
 //!   `backfill_hours` of steps are published as fast as the bus takes them (flushing after
 //!   every step so memory stays bounded, progress logged every 10 %), then one step every
 //!   `generator.step_interval_ms` of wall time (0: no pause). Steps are computed on the
