@@ -10,7 +10,7 @@
 //!
 //! | actor | consumes | publishes |
 //! |---|---|---|
-//! | [`actors::generator`] | `control.scenario` (`ScenarioRequest`) | `metrics.<server>` (`MetricSample`) |
+//! | [`actors::generator`] | `control.scenario` (`ScenarioRequest`, replies `ScenarioReply`) | `metrics.<server>` (`MetricSample`), `rejected.generator` (`Rejection`) |
 //! | [`actors::window_keeper`] | `metrics.>` (`MetricSample`) | `jobs.predict.<server>` (`PredictJob`), `rejected.window_keeper` (`Rejection`), `status.window_keeper` (`StageStatus`) |
 //! | [`actors::risk_scorer`] | `metrics.>` (`MetricSample`), `forecasts.>` (`Forecast`) | `risk.<server>` (`RiskScore`), `summary.fleet` (`FleetSummary`), `rejected.risk_scorer` (`Rejection`) |
 //! | [`actors::alert_router`] | `risk.>` (`RiskScore`), `forecasts.>` (`Forecast`) | `alerts.<severity>.<server>` (`AlertEvent`), `rejected.alert_router` (`Rejection`) |

@@ -391,8 +391,12 @@ pub struct ScenarioReply {
     pub old_scenario: String,
     /// Scenario now.
     pub new_scenario: String,
-    /// Servers the scenario drives (all of them, cascade dependents included).
+    /// Servers the scenario drives (all of them, cascade dependents included), at most the
+    /// first 10,000 by name order of the fleet; `affected_total` counts them all.
     pub affected_servers: Vec<String>,
+    /// How many servers the scenario drives (the list above may be cut short).
+    #[serde(default)]
+    pub affected_total: u32,
     /// Simulated step at which it took effect.
     pub step: u64,
     /// Fleet size.

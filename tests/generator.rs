@@ -165,6 +165,7 @@ async fn scenario_request_switches_and_moves_the_affected_servers() {
     assert_eq!(reply.old_scenario, "healthy");
     assert_eq!(reply.new_scenario, "critical");
     assert_eq!(reply.affected_servers.len(), 5, "25 % of 20");
+    assert_eq!(reply.affected_total, 5);
     assert_eq!(reply.fleet_size, 20);
     let switch_ms = START_MS + reply.step as i64 * 300_000;
 

@@ -37,7 +37,7 @@ enum Command {
     Tail(fleetcast::tail::TailArgs),
     /// Switch the running generator's scenario and print what changed.
     Scenario {
-        /// healthy, degrading, critical or cascade; `status` only asks.
+        /// healthy, natural, degrading, critical or cascade; `status` only asks.
         scenario: String,
     },
     /// Run the generator offline at full speed and write training data as Parquet.

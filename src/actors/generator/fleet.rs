@@ -1028,7 +1028,8 @@ fn step_server(spec: &ServerSpec, state: &mut ServerState, context: &StepContext
     let base = model::baseline(spec.profile);
     let multipliers = state.state.multipliers();
     let diurnal = model::diurnal(spec.profile, context.hour);
-    for m in 0..METRIC_COUNT {
+    for (m, ar) in state.ar.iter_mut().enumerate() {
+        // Two draws per metric whatever happens next, so the stream never shifts.
         let z: f64 = state.values_rng.sample(StandardNormal);
         let noise: f64 = state.values_rng.sample(StandardNormal);
         if m == IDLE || m == UPTIME {
@@ -1036,7 +1037,7 @@ fn step_server(spec: &ServerSpec, state: &mut ServerState, context: &StepContext
         }
         let factor = multipliers[m] * if m == model::DISK { 1.0 } else { diurnal };
         let x = (base.mean[m] + base.std[m] * z) * factor;
-        state.ar[m] = 0.85 * state.ar[m] + 0.15 * x + 0.1 * base.std[m] * noise;
+        *ar = 0.85 * *ar + 0.15 * x + 0.1 * base.std[m] * noise;
     }
     for (slot, &m) in FORCED.iter().enumerate() {
         state.level[slot] =

@@ -7,13 +7,14 @@
 //! - **Serves** `control.scenario` ([`ScenarioRequest`] → [`ScenarioReply`]): a scenario
 //!   name switches the scenario from the next step on and answers with the old and new
 //!   scenario, the servers it drives, the step and the fleet size; `status` answers without
-//!   changing anything; an unknown name is answered `ok: false` with the valid names. The
+//!   changing anything; an unknown name is answered `ok: false` with the valid names
+//!   (replies list at most [`MAX_LISTED_SERVERS`] names; `affected_total` counts all). The
 //!   endpoint belongs to the NATS micro service `fleetcast-generator`, so `$SRV.PING`,
 //!   `$SRV.INFO` and `$SRV.STATS` list and count it.
 //! - **State**: the [`fleet::Fleet`] (simulation in [`fleet`], numbers in `model`), the
 //!   simulated clock and the counters ([`GetCounters`]).
 //! - **Clock**: the first step starts at `generator.start` or, when that is empty, at now
-//!   minus `generator.backfill_hours`, rounded down to a step. The first
+//!   minus `generator.backfill_hours`, either rounded down to a step. The first
 //!   `backfill_hours` of steps are published as fast as the bus takes them (flushing after
 //!   every step so memory stays bounded, progress logged every 10 %), then one step every
 //!   `generator.step_interval_ms` of wall time (0: no pause). Steps are computed on the
@@ -50,6 +51,10 @@ use std::time::{Duration, Instant};
 
 /// The stage name in `rejected.<stage>` and logs.
 pub const STAGE: &str = "generator";
+
+/// Most server names a scenario reply lists, so it stays well inside NATS's 1 MB payload
+/// limit at 100,000 servers.
+pub const MAX_LISTED_SERVERS: usize = 10_000;
 
 /// The generator actor.
 pub struct Generator {
@@ -160,16 +165,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<Generator>, Gen
     let fleet = tokio::task::spawn_blocking(move || Fleet::new(&config))
         .await
         .expect("fleet construction does not panic")?;
-    let shared = Arc::new(Shared {
-        layout: fleet.layout().clone(),
-        control: Mutex::new(Control {
-            scenario: fleet.scenario(),
-            affected: fleet.affected().to_vec(),
-            pending: Vec::new(),
-            next_step: 0,
-        }),
-        counters: Counters::default(),
-    });
+    let shared = Arc::new(Shared::new(&fleet));
     if !generator.enabled {
         tracing::info!("generator disabled (generator.enabled = false): not publishing");
         return Ok(Generator::create(|_| Generator {
@@ -335,6 +331,19 @@ impl StreamHandler<service::Request> for Generator {
 }
 
 impl Shared {
+    fn new(fleet: &Fleet) -> Shared {
+        Shared {
+            layout: fleet.layout().clone(),
+            control: Mutex::new(Control {
+                scenario: fleet.scenario(),
+                affected: fleet.affected().to_vec(),
+                pending: Vec::new(),
+                next_step: fleet.next_step(),
+            }),
+            counters: Counters::default(),
+        }
+    }
+
     /// Applies (or, for `status`, only reports) a scenario request.
     fn answer(&self, requested: &str) -> ScenarioReply {
         let mut control = self.control.lock().expect("control lock");
@@ -366,8 +375,10 @@ impl Shared {
             affected_servers: control
                 .affected
                 .iter()
+                .take(MAX_LISTED_SERVERS)
                 .map(|&index| servers[index as usize].name.clone())
                 .collect(),
+            affected_total: control.affected.len() as u32,
             step: control.next_step,
             fleet_size: servers.len() as u32,
         }
@@ -377,31 +388,47 @@ impl Shared {
 /// One step's messages: subject and encoded sample per server.
 type Batch = Vec<(String, Bytes)>;
 
-/// Computes the next step and encodes every server's sample (on the blocking pool).
+/// Computes the next step and encodes every server's sample (on the blocking pool; big
+/// fleets encode on several threads, as they compute).
 fn compute_step(fleet: &mut Fleet, subjects: &[String]) -> Batch {
+    let layout = fleet.layout().clone();
     let step = fleet.step();
     let ts_ms = step.ts_ms;
-    let rows = step.rows.to_vec();
-    fleet
-        .servers()
-        .iter()
-        .zip(rows)
-        .zip(subjects)
-        .map(|((spec, row), subject)| {
-            let sample = MetricSample {
-                v: SCHEMA_VERSION,
-                server: spec.name.clone(),
-                ts_ms,
-                profile: Some(spec.profile.name().to_string()),
-                metrics: Metric::ALL
-                    .iter()
-                    .zip(row.values)
-                    .map(|(metric, value)| (metric.name().to_string(), value))
-                    .collect::<BTreeMap<_, _>>(),
-            };
-            (subject.clone(), Bytes::from(wire::encode(&sample)))
+    let encode = |(spec, row): (&ServerSpec, &Row)| {
+        let sample = MetricSample {
+            v: SCHEMA_VERSION,
+            server: spec.name.clone(),
+            ts_ms,
+            profile: Some(spec.profile.name().to_string()),
+            metrics: Metric::ALL
+                .iter()
+                .zip(row.values)
+                .map(|(metric, value)| (metric.name().to_string(), value))
+                .collect::<BTreeMap<_, _>>(),
+        };
+        Bytes::from(wire::encode(&sample))
+    };
+    let specs = layout.servers();
+    let threads = std::thread::available_parallelism().map_or(1, |count| count.get().min(16));
+    let payloads: Vec<Bytes> = if specs.len() < 4096 || threads == 1 {
+        specs.iter().zip(step.rows).map(encode).collect()
+    } else {
+        let chunk = specs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = specs
+                .chunks(chunk)
+                .zip(step.rows.chunks(chunk))
+                .map(|(specs, rows)| {
+                    scope.spawn(move || specs.iter().zip(rows).map(encode).collect::<Vec<_>>())
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().expect("encoding does not panic"))
+                .collect()
         })
-        .collect()
+    };
+    subjects.iter().cloned().zip(payloads).collect()
 }
 
 /// The simulated clock: backfill as fast as the bus takes it, then one step per interval.
@@ -424,18 +451,16 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
     let started = Instant::now();
     let mut ticker: Option<tokio::time::Interval> = None;
     let mut last_error_log: Option<Instant> = None;
+    let mut last_slow_log: Option<Instant> = None;
     loop {
         let backfilling = fleet.next_step() < backfill_steps;
         if !backfilling {
-            match &mut ticker {
-                None if backfill_steps > 0 && fleet.next_step() == backfill_steps => {
-                    tracing::info!(
-                        steps = backfill_steps,
-                        seconds = started.elapsed().as_secs_f64(),
-                        "backfill done, going live"
-                    );
-                }
-                _ => {}
+            if backfill_steps > 0 && fleet.next_step() == backfill_steps {
+                tracing::info!(
+                    steps = backfill_steps,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "backfill done, going live"
+                );
             }
             if interval.is_zero() {
                 tokio::task::yield_now().await;
@@ -457,6 +482,7 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
         for scenario in pending {
             fleet.set_scenario(scenario);
         }
+        let step_started = Instant::now();
         let step_subjects = subjects.clone();
         let computed = tokio::task::spawn_blocking(move || {
             let batch = compute_step(&mut fleet, &step_subjects);
@@ -473,7 +499,13 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
                 return;
             }
         };
-        for (subject, payload) in batch {
+        let computed_in = step_started.elapsed();
+        let samples = batch.len();
+        for (published, (subject, payload)) in batch.into_iter().enumerate() {
+            // Big fleets: let control requests and other actors in between publishes.
+            if published % 1024 == 1023 {
+                tokio::task::yield_now().await;
+            }
             match client
                 .publish_with_headers(subject, headers.clone(), payload)
                 .await
@@ -507,6 +539,71 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
                 );
             }
         }
+        let took = step_started.elapsed();
+        tracing::debug!(
+            step = fleet.next_step() - 1,
+            samples,
+            compute_ms = computed_in.as_secs_f64() * 1e3,
+            total_ms = took.as_secs_f64() * 1e3,
+            "step published"
+        );
+        if !backfilling
+            && !interval.is_zero()
+            && took > interval
+            && last_slow_log.is_none_or(|at| at.elapsed() > Duration::from_secs(60))
+        {
+            last_slow_log = Some(Instant::now());
+            tracing::warn!(
+                took_ms = took.as_secs_f64() * 1e3,
+                interval_ms = interval.as_secs_f64() * 1e3,
+                "a step takes longer than the step interval: the simulated clock runs slow (logged at most every 60 s)"
+            );
+        }
         counters.steps.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replies stay inside NATS's payload limit at 100,000 servers, counting every server.
+    #[test]
+    fn big_fleet_replies_fit_a_nats_message() {
+        let mut config = FleetConfig::new(100_000, 42);
+        config.scenario = Scenario::Natural;
+        let shared = Shared::new(&Fleet::new(&config).unwrap());
+        let reply = shared.answer("healthy");
+        assert!(reply.ok);
+        assert_eq!(reply.affected_total, 100_000);
+        assert_eq!(reply.affected_servers.len(), MAX_LISTED_SERVERS);
+        assert!(wire::encode(&reply).len() < 512 * 1024);
+        assert_eq!(
+            shared.control.lock().unwrap().pending,
+            vec![Scenario::Healthy]
+        );
+    }
+
+    /// `status` and a refused name change nothing and queue nothing.
+    #[test]
+    fn status_and_unknown_names_change_nothing() {
+        let shared = Shared::new(&Fleet::new(&FleetConfig::new(30, 1)).unwrap());
+        let status = shared.answer("status");
+        assert!(status.ok);
+        assert_eq!(status.new_scenario, "natural");
+        let refused = shared.answer("Critical");
+        assert!(!refused.ok);
+        assert!(
+            refused
+                .error
+                .unwrap()
+                .contains("healthy, natural, degrading")
+        );
+        assert!(shared.control.lock().unwrap().pending.is_empty());
+        let degrading = shared.answer("degrading");
+        assert_eq!(degrading.affected_total, 6);
+        let critical = shared.answer("critical");
+        assert_eq!(critical.old_scenario, "degrading");
+        assert_eq!(critical.affected_servers, degrading.affected_servers);
     }
 }

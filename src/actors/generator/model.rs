@@ -293,11 +293,11 @@ pub(crate) fn diurnal(profile: Profile, hour: u32) -> f64 {
     let business = (9..16).contains(&hour);
     let evening = (16..19).contains(&hour);
     let adjust = match profile {
-        Profile::MlCompute if hour >= 19 || hour < 7 => 1.15,
+        Profile::MlCompute if !(7..19).contains(&hour) => 1.15,
         Profile::Database if business => 1.1,
         Profile::Database if evening => 1.2,
         Profile::WebApi if business => 1.15,
-        Profile::WebApi if hour < 7 || hour > 20 => 0.6,
+        Profile::WebApi if !(7..=20).contains(&hour) => 0.6,
         Profile::RiskAnalytics if evening => 1.3,
         Profile::DataIngest if business => 1.2,
         _ => 1.0,
