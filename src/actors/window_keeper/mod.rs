@@ -58,7 +58,7 @@ pub const STAGE: &str = "window_keeper";
 
 /// Messages handled per actor turn: large enough to amortise the turn, small enough to keep
 /// the actor's mailbox (queries, status timer) responsive.
-const BATCH: usize = 1024;
+const BATCH: usize = 64;
 
 /// At most one warn line about rejections per this interval (the rest are counted in it).
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
