@@ -55,6 +55,8 @@ pub enum BusError {
 pub struct Bus {
     client: async_nats::Client,
     subjects: Subjects,
+    /// Replicas of each JetStream stream (1 on a single server, 3 on a cluster).
+    stream_replicas: usize,
 }
 
 impl Bus {
@@ -83,6 +85,7 @@ impl Bus {
         Ok(Bus {
             client,
             subjects: Subjects::new(&settings.prefix),
+            stream_replicas: settings.stream_replicas,
         })
     }
 
@@ -181,7 +184,8 @@ impl Bus {
                 ..Default::default()
             },
         ];
-        for config in configs {
+        for mut config in configs {
+            config.num_replicas = self.stream_replicas;
             let name = config.name.clone();
             jetstream
                 .get_or_create_stream(config)

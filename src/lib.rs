@@ -12,15 +12,19 @@
 //! |---|---|---|
 //! | [`actors::generator`] | `control.scenario` (`ScenarioRequest`) | `metrics.<server>` (`MetricSample`) |
 //! | [`actors::window_keeper`] | `metrics.>` (`MetricSample`) | `jobs.predict.<server>` (`PredictJob`), `rejected.window_keeper` (`Rejection`), `status.window_keeper` (`StageStatus`) |
+//! | [`actors::risk_scorer`] | `metrics.>` (`MetricSample`), `forecasts.>` (`Forecast`) | `risk.<server>` (`RiskScore`), `summary.fleet` (`FleetSummary`), `rejected.risk_scorer` (`Rejection`) |
+//! | [`actors::alert_router`] | `risk.>` (`RiskScore`), `forecasts.>` (`Forecast`) | `alerts.<severity>.<server>` (`AlertEvent`), `rejected.alert_router` (`Rejection`) |
 //!
 //! Supporting modules: [`catalog`] (metrics and profiles), [`settings`] (the TOML file and
 //! its validation), [`bus`] (the connection, streams and a private nats-server), [`export`]
-//! (training data as Parquet), [`tail`] (decode any subject as JSON lines).
+//! (training data as Parquet), [`tail`] (decode any subject as JSON lines), [`levels`] (the
+//! one alert scale).
 
 pub mod actors;
 pub mod bus;
 pub mod catalog;
 pub mod export;
+pub mod levels;
 pub mod settings;
 pub mod subjects;
 pub mod tail;

@@ -20,6 +20,12 @@ pub struct Settings {
     pub generator: GeneratorSettings,
     /// The per-server windows.
     pub window_keeper: WindowKeeperSettings,
+    /// The risk score.
+    pub risk: RiskSettings,
+    /// The one alert scale and the alert router's state machine.
+    pub alerts: AlertSettings,
+    /// The periodic fleet summary.
+    pub summary: SummarySettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -41,6 +47,8 @@ pub struct NatsSettings {
     pub server_bin: String,
     /// Messages a subscription may buffer before the client drops (slow consumer).
     pub subscription_capacity: usize,
+    /// Replicas of each JetStream stream: 1 on a single server, 3 on a three-node cluster.
+    pub stream_replicas: usize,
 }
 
 /// `[time]`: the model's step.
@@ -91,6 +99,67 @@ pub struct WindowKeeperSettings {
     pub rebuild_on_start: bool,
 }
 
+/// `[risk]`: how the risk scorer blends the present and the forecast (catalog §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskSettings {
+    /// Minutes of forecast whose p90 is averaged into the predicted state (the original's
+    /// 30 minutes = 6 steps of 300 s).
+    pub predicted_window_minutes: u32,
+    /// Weight of the current points (the original's 0.7).
+    pub current_weight: f64,
+    /// Weight of the predicted points (the original's 0.3).
+    pub predicted_weight: f64,
+}
+
+/// `[alerts]`: the one alert scale, the alert router's hysteresis and dwell, and the
+/// predictive per-metric thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSettings {
+    /// Lowest risk score that is `watch`.
+    pub watch: f64,
+    /// Lowest risk score that is `warning`.
+    pub warning: f64,
+    /// Lowest risk score that is `critical`.
+    pub critical: f64,
+    /// To go down from a level, the value must fall this far below that level's threshold.
+    pub hysteresis_points: f64,
+    /// Seconds (message time) the value must stay below a level's threshold minus the
+    /// hysteresis before the alert steps down from it or resolves.
+    pub min_dwell_seconds: u64,
+    /// Seconds (message time) the value must stay at or above a higher level's threshold
+    /// before the alert rises to it; 0 rises on the first message.
+    pub raise_after_seconds: u64,
+    /// Forecast steps a predictive metric alert looks at (the original's 12 = 1 hour).
+    pub predictive_steps: u32,
+    /// Quantile the predictive metric alerts test: `p10`, `p50` (the original's) or `p90`.
+    pub predictive_quantile: String,
+    /// Predictive metric thresholds: metric name → warning and critical values. Giving this
+    /// table replaces the whole default set.
+    pub metrics: std::collections::BTreeMap<String, MetricThresholds>,
+}
+
+/// The warning and critical values of one predictive metric alert.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricThresholds {
+    /// Value from which the forecast raises a warning.
+    pub warning: f64,
+    /// Value from which it is critical.
+    pub critical: f64,
+}
+
+/// `[summary]`: the fleet summary on `summary.fleet`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SummarySettings {
+    /// Wall-clock seconds between summaries (one is sent only when something changed).
+    pub interval_seconds: u64,
+    /// How many of the highest risks the summary lists.
+    pub top: u32,
+}
+
 /// `[log]`: what the logs say.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -109,6 +178,9 @@ impl Default for Settings {
             time: TimeSettings::default(),
             generator: GeneratorSettings::default(),
             window_keeper: WindowKeeperSettings::default(),
+            risk: RiskSettings::default(),
+            alerts: AlertSettings::default(),
+            summary: SummarySettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -123,6 +195,7 @@ impl Default for NatsSettings {
             data_dir: PathBuf::from(".data/nats"),
             server_bin: String::new(),
             subscription_capacity: 1 << 20,
+            stream_replicas: 1,
         }
     }
 }
@@ -140,7 +213,7 @@ impl Default for GeneratorSettings {
             servers: 90,
             seed: 42,
             step_interval_ms: 5_000,
-            backfill_hours: 0,
+            backfill_hours: 25,
             scenario: "healthy".into(),
             problem_child_share: 0.10,
             start: String::new(),
@@ -156,6 +229,60 @@ impl Default for WindowKeeperSettings {
             status_interval_seconds: 10,
             publish_jobs: true,
             rebuild_on_start: true,
+        }
+    }
+}
+
+impl Default for RiskSettings {
+    fn default() -> Self {
+        Self {
+            predicted_window_minutes: 30,
+            current_weight: 0.7,
+            predicted_weight: 0.3,
+        }
+    }
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        let thresholds = |warning, critical| MetricThresholds { warning, critical };
+        Self {
+            watch: 20.0,
+            warning: 40.0,
+            critical: 70.0,
+            hysteresis_points: 5.0,
+            min_dwell_seconds: 900,
+            raise_after_seconds: 300,
+            predictive_steps: 12,
+            predictive_quantile: "p50".into(),
+            // Catalog §5 "Alerts": (critical, warning) per metric.
+            metrics: std::collections::BTreeMap::from([
+                ("cpu_user_pct".to_string(), thresholds(85.0, 95.0)),
+                ("mem_used_pct".to_string(), thresholds(90.0, 98.0)),
+                ("cpu_iowait_pct".to_string(), thresholds(20.0, 30.0)),
+                ("swap_used_pct".to_string(), thresholds(25.0, 50.0)),
+                ("disk_usage_pct".to_string(), thresholds(85.0, 95.0)),
+            ]),
+        }
+    }
+}
+
+impl AlertSettings {
+    /// The one alert scale these settings define.
+    pub fn scale(&self) -> crate::levels::Scale {
+        crate::levels::Scale {
+            watch: self.watch,
+            warning: self.warning,
+            critical: self.critical,
+        }
+    }
+}
+
+impl Default for SummarySettings {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 10,
+            top: 10,
         }
     }
 }
@@ -254,6 +381,11 @@ impl Settings {
             ),
         );
         check(
+            (1..=5).contains(&nats.stream_replicas),
+            "nats.stream_replicas",
+            format!("{} is outside 1–5", nats.stream_replicas),
+        );
+        check(
             (60..=86_400).contains(&self.time.step_seconds) && 86_400 % self.time.step_seconds == 0,
             "time.step_seconds",
             format!(
@@ -308,6 +440,101 @@ impl Settings {
             "window_keeper.status_interval_seconds",
             "must be at least 1".into(),
         );
+        let risk = &self.risk;
+        check(
+            (1..=1440).contains(&risk.predicted_window_minutes),
+            "risk.predicted_window_minutes",
+            format!("{} is outside 1–1440", risk.predicted_window_minutes),
+        );
+        for (key, weight) in [
+            ("risk.current_weight", risk.current_weight),
+            ("risk.predicted_weight", risk.predicted_weight),
+        ] {
+            check(
+                (0.0..=1.0).contains(&weight),
+                key,
+                format!("{weight} is outside 0–1"),
+            );
+        }
+        check(
+            (risk.current_weight + risk.predicted_weight - 1.0).abs() < 1e-9,
+            "risk.predicted_weight",
+            format!(
+                "risk.current_weight + risk.predicted_weight is {}, not 1",
+                risk.current_weight + risk.predicted_weight
+            ),
+        );
+        let alerts = &self.alerts;
+        check(
+            0.0 < alerts.watch
+                && alerts.watch < alerts.warning
+                && alerts.warning < alerts.critical
+                && alerts.critical <= 100.0,
+            "alerts.watch",
+            format!(
+                "0 < watch ({}) < warning ({}) < critical ({}) <= 100 does not hold",
+                alerts.watch, alerts.warning, alerts.critical
+            ),
+        );
+        check(
+            (0.0..=alerts.watch).contains(&alerts.hysteresis_points),
+            "alerts.hysteresis_points",
+            format!(
+                "{} is outside 0–{} (alerts.watch)",
+                alerts.hysteresis_points, alerts.watch
+            ),
+        );
+        check(
+            alerts.min_dwell_seconds <= 7 * 86_400,
+            "alerts.min_dwell_seconds",
+            format!("{} is above a week", alerts.min_dwell_seconds),
+        );
+        check(
+            alerts.raise_after_seconds <= 86_400,
+            "alerts.raise_after_seconds",
+            format!("{} is above a day", alerts.raise_after_seconds),
+        );
+        check(
+            (1..=10_000).contains(&alerts.predictive_steps),
+            "alerts.predictive_steps",
+            format!("{} is outside 1–10000", alerts.predictive_steps),
+        );
+        check(
+            ["p10", "p50", "p90"].contains(&alerts.predictive_quantile.as_str()),
+            "alerts.predictive_quantile",
+            format!(
+                "`{}` is not one of p10, p50, p90",
+                alerts.predictive_quantile
+            ),
+        );
+        for (metric, thresholds) in &alerts.metrics {
+            let key = format!("alerts.metrics.{metric}");
+            check(
+                crate::catalog::Metric::from_name(metric).is_some(),
+                &key,
+                format!("`{metric}` is not a metric"),
+            );
+            check(
+                thresholds.warning.is_finite()
+                    && thresholds.critical.is_finite()
+                    && thresholds.warning < thresholds.critical,
+                &key,
+                format!(
+                    "warning ({}) must be below critical ({})",
+                    thresholds.warning, thresholds.critical
+                ),
+            );
+        }
+        check(
+            self.summary.interval_seconds >= 1,
+            "summary.interval_seconds",
+            "must be at least 1".into(),
+        );
+        check(
+            (1..=1000).contains(&self.summary.top),
+            "summary.top",
+            format!("{} is outside 1–1000", self.summary.top),
+        );
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level",
@@ -347,6 +574,34 @@ mod tests {
         assert!(message.contains("generator.servers"), "{message}");
         assert!(message.contains("generator.scenario"), "{message}");
         assert!(message.contains("time.step_seconds"), "{message}");
+    }
+
+    /// Bad risk, alert and summary values are reported with their keys.
+    #[test]
+    fn risk_and_alert_values_name_their_keys() {
+        let text = "[risk]\ncurrent_weight = 0.9\n[alerts]\nwatch = 50\npredictive_quantile = \"p99\"\n\
+                    [alerts.metrics]\nmem_used_pct = { warning = 99, critical = 90 }\nfoo = { warning = 1, critical = 2 }\n\
+                    [summary]\ninterval_seconds = 0\n";
+        let message = Settings::from_toml(text).unwrap_err().to_string();
+        for key in [
+            "risk.predicted_weight",
+            "alerts.watch",
+            "alerts.predictive_quantile",
+            "alerts.metrics.mem_used_pct",
+            "alerts.metrics.foo",
+            "summary.interval_seconds",
+        ] {
+            assert!(message.contains(key), "{key} missing in {message}");
+        }
+    }
+
+    /// The example file's alert section is the original API's scale and catalog thresholds.
+    #[test]
+    fn example_alert_section_matches_the_defaults() {
+        let settings = Settings::from_toml(include_str!("../fleetcast.toml")).unwrap();
+        assert_eq!(settings.alerts, AlertSettings::default());
+        assert_eq!(settings.risk, RiskSettings::default());
+        assert_eq!(settings.summary, SummarySettings::default());
     }
 
     /// A misspelt key is refused, naming the key.

@@ -289,6 +289,10 @@ pub struct RiskScore {
     pub level: String,
     /// What contributed.
     pub factors: Vec<RiskFactor>,
+    /// Whether a forecast fed the predicted points: `used`, `missing` (none yet: predicted
+    /// is 0) or `stale` (its steps all ended before the sample: ignored, predicted is 0).
+    #[serde(default)]
+    pub forecast_status: String,
 }
 
 /// What happened to an alert.
@@ -359,6 +363,9 @@ pub struct FleetSummary {
     pub top_risks: Vec<(String, f64)>,
     /// Mean risk score.
     pub avg_risk: f64,
+    /// Servers whose 30-minute incident probability exceeds 0.5.
+    #[serde(default)]
+    pub high_risk_servers: u32,
 }
 
 /// Request on `control.scenario`.

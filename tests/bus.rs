@@ -100,3 +100,28 @@ async fn tail_prints_json_lines() {
     assert_eq!(lines[0]["data"]["metrics"]["cpu_user_pct"], 12.5);
     assert!(lines[1]["subject"].as_str().unwrap().ends_with("ppdb002"));
 }
+
+/// The shipped nats-server configurations (single node and the three-node cluster) are valid.
+#[test]
+fn shipped_nats_configs_are_valid() {
+    let binary = fleetcast::bus::find_server_binary("").expect("nats-server installed");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let configs = [
+        "nats/nats-server.conf",
+        "nats/cluster/n1.conf",
+        "nats/cluster/n2.conf",
+        "nats/cluster/n3.conf",
+    ];
+    for config in configs {
+        let output = std::process::Command::new(&binary)
+            .args(["-t", "-c"])
+            .arg(root.join(config))
+            .output()
+            .expect("nats-server runs");
+        assert!(
+            output.status.success(),
+            "{config}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

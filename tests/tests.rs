@@ -3,5 +3,9 @@
 
 mod util;
 
+mod alerts;
 mod bus;
+mod export;
+mod generator;
+mod risk;
 mod window_keeper;

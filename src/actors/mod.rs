@@ -2,5 +2,8 @@
 //! publishes, the state it keeps and how it fails, and offers an async `spawn(settings, bus)`
 //! that connects and validates everything that can fail before the actor starts.
 
+pub mod alert_router;
 pub mod generator;
+pub mod risk_scorer;
+pub mod stage;
 pub mod window_keeper;

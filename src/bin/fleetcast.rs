@@ -53,10 +53,19 @@ enum ActorKind {
     Generator,
     /// Per-server windows and predict jobs.
     WindowKeeper,
+    /// Risk per server from samples and forecasts, and the fleet summary.
+    RiskScorer,
+    /// Alerts with hysteresis from risk scores and forecasts.
+    AlertRouter,
 }
 
 impl ActorKind {
-    const ALL: [ActorKind; 2] = [ActorKind::Generator, ActorKind::WindowKeeper];
+    const ALL: [ActorKind; 4] = [
+        ActorKind::Generator,
+        ActorKind::WindowKeeper,
+        ActorKind::RiskScorer,
+        ActorKind::AlertRouter,
+    ];
 }
 
 fn main() -> ExitCode {
@@ -87,6 +96,7 @@ fn init_tracing(level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -160,6 +170,16 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
                         .await
                         .context("starting the window keeper")?;
                 }
+                ActorKind::RiskScorer => {
+                    fleetcast::actors::risk_scorer::spawn(&settings, bus.clone())
+                        .await
+                        .context("starting the risk scorer")?;
+                }
+                ActorKind::AlertRouter => {
+                    fleetcast::actors::alert_router::spawn(&settings, bus.clone())
+                        .await
+                        .context("starting the alert router")?;
+                }
                 ActorKind::Generator => {
                     fleetcast::actors::generator::spawn(&settings, bus.clone())
                         .await
@@ -168,10 +188,21 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
             }
             tracing::info!(actor = ?actor, "actor started");
         }
-        tokio::signal::ctrl_c().await?;
-        tracing::info!("shutting down");
+        let signal = shutdown_signal().await?;
+        tracing::info!(signal, "shutting down");
         bus.client().flush().await.ok();
         anyhow::Ok(())
     })?;
     Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM (what `kill` and service managers send), so the private
+/// nats-server is stopped and buffers are flushed either way.
+async fn shutdown_signal() -> Result<&'static str> {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.map(|()| "interrupt").map_err(Into::into),
+        _ = terminate.recv() => Ok("terminate"),
+    }
 }

@@ -1,0 +1,510 @@
+//! The numbers of the synthetic fleet: per-profile baselines, Markov states and their
+//! multipliers, the diurnal curve, the dependency graph's impact effects and the incident
+//! targets. All from the original generator (catalog §2–3); where the catalog gives only a
+//! range ("about 1.2–1.5") the value chosen here is written next to it.
+//!
+//! Percent metrics are fractions (0–1) inside the simulation and become percent on output.
+
+use crate::catalog::{METRIC_COUNT, Metric, Profile};
+
+/// Index of each metric in a value array (model order, [`Metric::ALL`]).
+pub(crate) const USER: usize = Metric::CpuUserPct as usize;
+pub(crate) const SYS: usize = Metric::CpuSysPct as usize;
+pub(crate) const IOWAIT: usize = Metric::CpuIowaitPct as usize;
+pub(crate) const IDLE: usize = Metric::CpuIdlePct as usize;
+pub(crate) const JAVA: usize = Metric::JavaCpuPct as usize;
+pub(crate) const MEM: usize = Metric::MemUsedPct as usize;
+pub(crate) const DISK: usize = Metric::DiskUsagePct as usize;
+pub(crate) const NET_IN: usize = Metric::NetInMbS as usize;
+pub(crate) const NET_OUT: usize = Metric::NetOutMbS as usize;
+pub(crate) const BACK_CW: usize = Metric::BackCloseWait as usize;
+pub(crate) const FRONT_CW: usize = Metric::FrontCloseWait as usize;
+pub(crate) const LOAD: usize = Metric::LoadAverage as usize;
+pub(crate) const UPTIME: usize = Metric::UptimeDays as usize;
+
+/// Mean and standard deviation of every metric for one profile.
+pub(crate) struct Baseline {
+    pub mean: [f64; METRIC_COUNT],
+    pub std: [f64; METRIC_COUNT],
+}
+
+/// Per-profile baselines, catalog §2 (`metrics_config.py:92-212`), in model order:
+/// user, sys, iowait, idle, java, mem, swap, disk, net_in, net_out, back_cw, front_cw, load,
+/// uptime.
+pub(crate) fn baseline(profile: Profile) -> &'static Baseline {
+    const ML: Baseline = Baseline {
+        mean: [
+            0.45, 0.08, 0.02, 0.45, 0.50, 0.72, 0.05, 0.55, 8.5, 5.2, 2.0, 2.0, 6.5, 25.0,
+        ],
+        std: [
+            0.12, 0.03, 0.01, 0.15, 0.15, 0.10, 0.03, 0.08, 3.0, 2.0, 1.0, 1.0, 2.0, 2.0,
+        ],
+    };
+    const DB: Baseline = Baseline {
+        mean: [
+            0.25, 0.12, 0.15, 0.48, 0.10, 0.68, 0.03, 0.70, 35.0, 28.0, 8.0, 6.0, 4.2, 25.0,
+        ],
+        std: [
+            0.08, 0.04, 0.05, 0.12, 0.05, 0.10, 0.02, 0.10, 12.0, 10.0, 3.0, 2.0, 1.5, 2.0,
+        ],
+    };
+    const WEB: Baseline = Baseline {
+        mean: [
+            0.18, 0.05, 0.03, 0.74, 0.25, 0.45, 0.02, 0.35, 85.0, 120.0, 15.0, 12.0, 2.8, 25.0,
+        ],
+        std: [
+            0.06, 0.02, 0.02, 0.10, 0.08, 0.10, 0.01, 0.08, 25.0, 35.0, 5.0, 4.0, 1.0, 2.0,
+        ],
+    };
+    const CONDUCTOR: Baseline = Baseline {
+        mean: [
+            0.15, 0.06, 0.02, 0.77, 0.20, 0.42, 0.02, 0.40, 22.0, 18.0, 5.0, 4.0, 3.2, 25.0,
+        ],
+        std: [
+            0.06, 0.02, 0.01, 0.08, 0.06, 0.08, 0.01, 0.08, 8.0, 6.0, 2.0, 2.0, 1.2, 2.0,
+        ],
+    };
+    const INGEST: Baseline = Baseline {
+        mean: [
+            0.35, 0.10, 0.08, 0.47, 0.45, 0.62, 0.04, 0.65, 150.0, 95.0, 10.0, 8.0, 5.5, 25.0,
+        ],
+        std: [
+            0.10, 0.03, 0.03, 0.12, 0.12, 0.12, 0.02, 0.12, 45.0, 30.0, 4.0, 3.0, 2.0, 2.0,
+        ],
+    };
+    const RISK: Baseline = Baseline {
+        mean: [
+            0.55, 0.08, 0.02, 0.35, 0.60, 0.70, 0.05, 0.50, 12.0, 8.0, 3.0, 2.0, 8.2, 25.0,
+        ],
+        std: [
+            0.15, 0.03, 0.01, 0.15, 0.15, 0.10, 0.03, 0.10, 4.0, 3.0, 1.0, 1.0, 2.5, 2.0,
+        ],
+    };
+    const GENERIC: Baseline = Baseline {
+        mean: [
+            0.12, 0.04, 0.01, 0.83, 0.08, 0.35, 0.01, 0.30, 15.0, 12.0, 2.0, 2.0, 1.5, 25.0,
+        ],
+        std: [
+            0.05, 0.02, 0.01, 0.08, 0.03, 0.08, 0.01, 0.08, 8.0, 6.0, 1.0, 1.0, 0.8, 2.0,
+        ],
+    };
+    match profile {
+        Profile::MlCompute => &ML,
+        Profile::Database => &DB,
+        Profile::WebApi => &WEB,
+        Profile::ConductorMgmt => &CONDUCTOR,
+        Profile::DataIngest => &INGEST,
+        Profile::RiskAnalytics => &RISK,
+        Profile::Generic => &GENERIC,
+    }
+}
+
+/// Number of Markov states.
+pub const STATE_COUNT: usize = 8;
+
+/// A server's Markov state (catalog §1 status enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    /// Normal operation.
+    Healthy,
+    /// Start-of-day surge.
+    MorningSpike,
+    /// Sustained high load.
+    HeavyLoad,
+    /// Something is badly wrong.
+    CriticalIssue,
+    /// Little work.
+    Idle,
+    /// Planned work; low load.
+    Maintenance,
+    /// Coming back after trouble.
+    Recovery,
+    /// Down: every metric reads zero.
+    Offline,
+}
+
+impl State {
+    /// Every state, in index order.
+    pub const ALL: [State; STATE_COUNT] = [
+        State::Healthy,
+        State::MorningSpike,
+        State::HeavyLoad,
+        State::CriticalIssue,
+        State::Idle,
+        State::Maintenance,
+        State::Recovery,
+        State::Offline,
+    ];
+
+    /// The lowercase name used in exported data, e.g. `critical_issue`.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Healthy => "healthy",
+            State::MorningSpike => "morning_spike",
+            State::HeavyLoad => "heavy_load",
+            State::CriticalIssue => "critical_issue",
+            State::Idle => "idle",
+            State::Maintenance => "maintenance",
+            State::Recovery => "recovery",
+            State::Offline => "offline",
+        }
+    }
+
+    /// Multiplier of each metric's draw in this state. cpu_idle's entry is unused: idle is
+    /// derived from user + sys + iowait. Disk and uptime always stay at 1.
+    pub(crate) fn multipliers(self) -> &'static [f64; METRIC_COUNT] {
+        // user, sys, iowait, idle, java, mem, swap, disk, net_in, net_out, back_cw, front_cw,
+        // load, uptime
+        const HEALTHY: [f64; METRIC_COUNT] = [1.0; METRIC_COUNT];
+        // catalog: "about 1.2-1.5"
+        const MORNING_SPIKE: [f64; METRIC_COUNT] = [
+            1.4, 1.3, 1.2, 1.0, 1.4, 1.1, 1.2, 1.0, 1.5, 1.5, 1.3, 1.3, 1.5, 1.0,
+        ];
+        // catalog: "about 1.2-1.5"
+        const HEAVY_LOAD: [f64; METRIC_COUNT] = [
+            1.5, 1.4, 1.5, 1.0, 1.5, 1.2, 1.5, 1.0, 1.3, 1.3, 1.5, 1.5, 1.5, 1.0,
+        ];
+        // catalog, exact
+        const CRITICAL: [f64; METRIC_COUNT] = [
+            2.5, 2.0, 3.5, 0.3, 2.8, 1.4, 3.0, 1.0, 0.4, 0.3, 2.5, 2.5, 2.5, 1.0,
+        ];
+        // catalog: "about 0.2-0.5 (idle 1.5)"
+        const IDLE_STATE: [f64; METRIC_COUNT] = [
+            0.3, 0.5, 0.3, 1.5, 0.2, 0.7, 0.5, 1.0, 0.2, 0.2, 0.3, 0.3, 0.2, 1.0,
+        ];
+        // catalog: "low"
+        const MAINTENANCE: [f64; METRIC_COUNT] = [
+            0.2, 0.3, 0.3, 1.5, 0.1, 0.5, 0.5, 1.0, 0.1, 0.1, 0.2, 0.2, 0.3, 1.0,
+        ];
+        // catalog: "about 0.7-1.2"
+        const RECOVERY: [f64; METRIC_COUNT] = [
+            0.8, 1.1, 1.2, 1.0, 0.7, 0.9, 1.2, 1.0, 0.8, 0.8, 1.0, 1.0, 0.9, 1.0,
+        ];
+        const OFFLINE: [f64; METRIC_COUNT] = [0.0; METRIC_COUNT];
+        match self {
+            State::Healthy => &HEALTHY,
+            State::MorningSpike => &MORNING_SPIKE,
+            State::HeavyLoad => &HEAVY_LOAD,
+            State::CriticalIssue => &CRITICAL,
+            State::Idle => &IDLE_STATE,
+            State::Maintenance => &MAINTENANCE,
+            State::Recovery => &RECOVERY,
+            State::Offline => &OFFLINE,
+        }
+    }
+
+    /// The next state, given a uniform draw `u` in [0, 1), the UTC hour and whether the
+    /// server is a problem child (catalog §3 matrix; problem children ×2 CRITICAL and ×1.5
+    /// OFFLINE, then the row is renormalised, as is the HEALTHY row whose hour-dependent
+    /// entries do not sum to 1).
+    pub(crate) fn next(self, hour: u32, problem_child: bool, u: f64) -> State {
+        let mut row = [0.0_f64; STATE_COUNT];
+        let mut set = |state: State, p: f64| row[state as usize] = p;
+        match self {
+            State::Healthy => {
+                set(State::Healthy, 0.85);
+                set(
+                    State::MorningSpike,
+                    if (7..=9).contains(&hour) { 0.08 } else { 0.02 },
+                );
+                set(
+                    State::HeavyLoad,
+                    if (10..=17).contains(&hour) {
+                        0.06
+                    } else {
+                        0.02
+                    },
+                );
+                set(State::CriticalIssue, 0.02);
+                set(
+                    State::Idle,
+                    if !(6..=22).contains(&hour) {
+                        0.03
+                    } else {
+                        0.01
+                    },
+                );
+            }
+            State::Idle => {
+                set(State::Idle, 0.7);
+                set(State::Healthy, 0.25);
+                set(State::Maintenance, 0.05);
+            }
+            State::MorningSpike => {
+                set(State::MorningSpike, 0.6);
+                set(State::Healthy, 0.25);
+                set(State::HeavyLoad, 0.1);
+                set(State::CriticalIssue, 0.05);
+            }
+            State::HeavyLoad => {
+                set(State::HeavyLoad, 0.7);
+                set(State::Healthy, 0.2);
+                set(State::CriticalIssue, 0.08);
+                set(State::Idle, 0.02);
+            }
+            State::CriticalIssue => {
+                set(State::CriticalIssue, 0.3);
+                set(State::Offline, 0.4);
+                set(State::Recovery, 0.3);
+            }
+            State::Maintenance => {
+                set(State::Maintenance, 0.8);
+                set(State::Offline, 0.1);
+                set(State::Healthy, 0.1);
+            }
+            State::Recovery => {
+                set(State::Recovery, 0.6);
+                set(State::Healthy, 0.35);
+                set(State::Idle, 0.05);
+            }
+            State::Offline => {
+                set(State::Offline, 0.7);
+                set(State::Recovery, 0.3);
+            }
+        }
+        if problem_child {
+            row[State::CriticalIssue as usize] *= 2.0;
+            row[State::Offline as usize] *= 1.5;
+        }
+        let total: f64 = row.iter().sum();
+        let mut threshold = u * total;
+        for state in State::ALL {
+            let p = row[state as usize];
+            if threshold < p {
+                return state;
+            }
+            threshold -= p;
+        }
+        // Only reachable through rounding at u ≈ 1: stay.
+        self
+    }
+}
+
+/// The diurnal load factor for `profile` at UTC `hour` (catalog §3, lines 383-410): a base
+/// curve with per-profile adjustments, clipped to 0.5–1.5.
+pub(crate) fn diurnal(profile: Profile, hour: u32) -> f64 {
+    let base: f64 = match hour {
+        0..7 => 0.8,
+        7..9 => 1.0,
+        9..16 => 1.1,
+        16..19 => 1.2,
+        _ => 1.0,
+    };
+    let business = (9..16).contains(&hour);
+    let evening = (16..19).contains(&hour);
+    let adjust = match profile {
+        Profile::MlCompute if hour >= 19 || hour < 7 => 1.15,
+        Profile::Database if business => 1.1,
+        Profile::Database if evening => 1.2,
+        Profile::WebApi if business => 1.15,
+        Profile::WebApi if hour < 7 || hour > 20 => 0.6,
+        Profile::RiskAnalytics if evening => 1.3,
+        Profile::DataIngest if business => 1.2,
+        _ => 1.0,
+    };
+    (base * adjust).clamp(0.5, 1.5)
+}
+
+/// How an upstream failure hurts a dependent (catalog §3 cascades).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Impact {
+    ConnectionFailures,
+    RequestQueuing,
+    IdleResources,
+    DataStarvation,
+}
+
+impl Impact {
+    /// (metric, multiplier, added value): each applies as `v·(1 + (m−1)·i·s) + add·i·s`.
+    pub(crate) fn effects(self) -> &'static [(usize, f64, f64)] {
+        match self {
+            Impact::ConnectionFailures => &[
+                (BACK_CW, 3.0, 15.0),
+                (FRONT_CW, 2.5, 10.0),
+                (LOAD, 1.3, 0.0),
+                (SYS, 1.4, 0.0),
+            ],
+            Impact::RequestQueuing => &[
+                (LOAD, 2.0, 0.0),
+                (MEM, 1.15, 0.0),
+                (BACK_CW, 1.5, 5.0),
+                (JAVA, 1.2, 0.0),
+            ],
+            Impact::IdleResources => &[
+                (USER, 0.3, 0.0),
+                (JAVA, 0.2, 0.0),
+                (NET_IN, 0.1, 0.0),
+                (NET_OUT, 0.1, 0.0),
+                (LOAD, 0.4, 0.0),
+            ],
+            Impact::DataStarvation => &[
+                (USER, 0.4, 0.0),
+                (JAVA, 0.3, 0.0),
+                (NET_IN, 0.15, 0.0),
+                (MEM, 0.9, 0.0),
+                (LOAD, 0.5, 0.0),
+            ],
+        }
+    }
+}
+
+/// One edge of the dependency graph: `downstream` depends on `upstream`, suffering these
+/// impacts with these strengths.
+pub(crate) struct Edge {
+    pub downstream: Profile,
+    pub upstream: Profile,
+    pub impacts: &'static [(Impact, f64)],
+}
+
+/// The dependency edges (catalog §3).
+pub(crate) const EDGES: &[Edge] = &[
+    Edge {
+        downstream: Profile::WebApi,
+        upstream: Profile::Database,
+        impacts: &[
+            (Impact::ConnectionFailures, 0.85),
+            (Impact::RequestQueuing, 0.70),
+        ],
+    },
+    Edge {
+        downstream: Profile::DataIngest,
+        upstream: Profile::Database,
+        impacts: &[
+            (Impact::ConnectionFailures, 0.75),
+            (Impact::RequestQueuing, 0.60),
+        ],
+    },
+    Edge {
+        downstream: Profile::RiskAnalytics,
+        upstream: Profile::Database,
+        impacts: &[
+            (Impact::DataStarvation, 0.80),
+            (Impact::IdleResources, 0.50),
+        ],
+    },
+    Edge {
+        downstream: Profile::MlCompute,
+        upstream: Profile::ConductorMgmt,
+        impacts: &[(Impact::IdleResources, 0.90)],
+    },
+    Edge {
+        downstream: Profile::MlCompute,
+        upstream: Profile::DataIngest,
+        impacts: &[(Impact::DataStarvation, 0.60)],
+    },
+    Edge {
+        downstream: Profile::ConductorMgmt,
+        upstream: Profile::Database,
+        impacts: &[(Impact::ConnectionFailures, 0.70)],
+    },
+];
+
+/// Whether servers of `profile` start cascades (they are some edge's upstream).
+pub(crate) fn is_upstream(profile: Profile) -> bool {
+    EDGES.iter().any(|edge| edge.upstream == profile)
+}
+
+/// Levels an incident drives cpu_user, mem_used and (databases only, as the original's
+/// scenarios) cpu_iowait towards, as fractions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Targets {
+    pub user: f64,
+    pub mem: f64,
+    pub iowait: f64,
+}
+
+/// The metrics an incident drives, with the matching field of [`Targets`].
+pub(crate) const FORCED: [usize; 3] = [USER, MEM, IOWAIT];
+
+impl Targets {
+    pub(crate) const fn get(&self, slot: usize) -> f64 {
+        match slot {
+            0 => self.user,
+            1 => self.mem,
+            _ => self.iowait,
+        }
+    }
+
+    pub(crate) fn lerp(&self, other: &Targets, p: f64) -> Targets {
+        Targets {
+            user: self.user + (other.user - self.user) * p,
+            mem: self.mem + (other.mem - self.mem) * p,
+            iowait: self.iowait + (other.iowait - self.iowait) * p,
+        }
+    }
+}
+
+/// Degrading incidents and the `degrading` scenario: cpu 75 %, mem 80 %, iowait 18 %.
+pub(crate) const DEGRADING: Targets = Targets {
+    user: 0.75,
+    mem: 0.80,
+    iowait: 0.18,
+};
+/// Critical incidents and `critical` after `degrading`: cpu 92 %, mem 95 %, iowait 40 %.
+pub(crate) const CRITICAL: Targets = Targets {
+    user: 0.92,
+    mem: 0.95,
+    iowait: 0.40,
+};
+/// `critical` from any other scenario: cpu 90 %, mem 93 %, iowait 35 %.
+pub(crate) const CRITICAL_FRESH: Targets = Targets {
+    user: 0.90,
+    mem: 0.93,
+    iowait: 0.35,
+};
+/// The failing databases of the `cascade` scenario: cpu 95 %, mem 92 %, iowait 45 %.
+pub(crate) const CASCADE_SOURCE: Targets = Targets {
+    user: 0.95,
+    mem: 0.92,
+    iowait: 0.45,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The baselines' cpu components already sum to ~100 %, so deriving idle keeps its mean.
+    #[test]
+    fn idle_baseline_is_the_rest_of_the_cpu() {
+        for profile in Profile::ALL {
+            let mean = &baseline(profile).mean;
+            let rest = 1.0 - mean[USER] - mean[SYS] - mean[IOWAIT];
+            assert!((rest - mean[IDLE]).abs() < 0.011, "{profile}: {rest}");
+        }
+    }
+
+    /// Every Markov row is a distribution: all states reachable only as the catalog says.
+    #[test]
+    fn markov_rows_follow_the_catalog() {
+        // A draw just below 0.85/1.0 stays healthy at noon; offline never goes straight to
+        // healthy.
+        assert_eq!(State::Healthy.next(12, false, 0.0), State::Healthy);
+        for i in 0..1000 {
+            let u = f64::from(i) / 1000.0;
+            assert_ne!(State::Offline.next(3, true, u), State::Healthy);
+            assert_ne!(State::Idle.next(3, false, u), State::CriticalIssue);
+        }
+        assert_eq!(
+            State::CriticalIssue.next(0, false, 0.999_999),
+            State::Offline
+        );
+        assert_eq!(
+            State::CriticalIssue.next(0, false, 0.0),
+            State::CriticalIssue
+        );
+    }
+
+    /// The diurnal curve peaks in the late afternoon and stays within 0.5–1.5.
+    #[test]
+    fn diurnal_curve_shape() {
+        for profile in Profile::ALL {
+            for hour in 0..24 {
+                let factor = diurnal(profile, hour);
+                assert!((0.5..=1.5).contains(&factor));
+            }
+            assert!(diurnal(profile, 17) > diurnal(profile, 3), "{profile}");
+        }
+        assert_eq!(diurnal(Profile::WebApi, 3), 0.5);
+        assert!((diurnal(Profile::RiskAnalytics, 17) - 1.5).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,205 @@
+//! Plumbing shared by the risk scorer and the alert router: received / published /
+//! rejected / error counters readable through the actix message [`GetCounters`], an
+//! in-order publishing [`Outbox`], rate-limited rejection logs, a [`Stop`] message, and
+//! [`replay`], which reads a JetStream stream back at start-up to rebuild an actor's view.
+
+use crate::bus::Bus;
+use crate::subjects::StreamKind;
+use actix::prelude::*;
+use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A snapshot of a stage's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Messages taken off the bus.
+    pub received: u64,
+    /// Messages published (confirmed handed to the client).
+    pub published: u64,
+    /// Inputs refused to the dead-letter subject.
+    pub rejected: u64,
+    /// Failures of the stage itself (a publish that failed).
+    pub errors: u64,
+}
+
+/// Asks a stage for its [`Counters`].
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Counters")]
+pub struct GetCounters;
+
+/// The live counters; cheap to clone (one shared allocation), updated from any thread.
+#[derive(Debug, Clone, Default)]
+pub struct StageCounters {
+    inner: Arc<[AtomicU64; 4]>,
+}
+
+impl StageCounters {
+    /// Counts one received message.
+    pub fn received(&self) {
+        self.inner[0].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one published message.
+    pub fn published(&self) {
+        self.inner[1].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one rejected input.
+    pub fn rejected(&self) {
+        self.inner[2].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one error.
+    pub fn error(&self) {
+        self.inner[3].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The values now.
+    pub fn snapshot(&self) -> Counters {
+        let load = |index: usize| self.inner[index].load(Ordering::Relaxed);
+        Counters {
+            received: load(0),
+            published: load(1),
+            rejected: load(2),
+            errors: load(3),
+        }
+    }
+}
+
+/// Publishes messages in the order they were queued, from one task, counting successes and
+/// failures: the actors never await the bus inside a handler, yet an alert's raise always
+/// leaves before its escalation.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    sender: tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>)>,
+}
+
+impl Outbox {
+    /// Starts the publishing task on the current runtime.
+    pub fn start(
+        client: async_nats::Client,
+        counters: StageCounters,
+        stage: &'static str,
+    ) -> Outbox {
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<u8>)>();
+        tokio::spawn(async move {
+            while let Some((subject, payload)) = receiver.recv().await {
+                match client
+                    .publish_with_headers(subject.clone(), crate::bus::headers(), payload.into())
+                    .await
+                {
+                    Ok(()) => counters.published(),
+                    Err(error) => {
+                        counters.error();
+                        tracing::warn!(stage, subject, %error, "publish failed");
+                    }
+                }
+            }
+        });
+        Outbox { sender }
+    }
+
+    /// Queues `message` for `subject`.
+    pub fn send<T: crate::wire::WireMessage>(&self, subject: String, message: &T) {
+        // The task only ends when every sender is gone, so this cannot fail while we hold one.
+        let _ = self.sender.send((subject, crate::wire::encode(message)));
+    }
+}
+
+/// Logs rejections at warn at most once per interval, at debug otherwise.
+#[derive(Debug, Default)]
+pub struct RejectLog {
+    last_warn: Option<std::time::Instant>,
+}
+
+impl RejectLog {
+    /// Logs one rejection.
+    pub fn log(&mut self, stage: &str, subject: &str, reason: &str) {
+        let now = std::time::Instant::now();
+        if self
+            .last_warn
+            .is_none_or(|last| now.duration_since(last) >= std::time::Duration::from_secs(10))
+        {
+            self.last_warn = Some(now);
+            tracing::warn!(
+                stage,
+                subject,
+                reason,
+                "input rejected (further ones for 10 s at debug)"
+            );
+        } else {
+            tracing::debug!(stage, subject, reason, "input rejected");
+        }
+    }
+}
+
+/// Asks a stage to stop (its subscriptions end with it).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+/// Why a stream could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot replay stream {stream}: {reason}")]
+pub struct ReplayError {
+    /// The stream.
+    pub stream: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Reads back the messages of one JetStream stream on subjects matching `filter`
+/// (`LastPerSubject`: the latest per subject; `All`: everything kept), oldest first, with an ordered consumer that is gone
+/// afterwards. An empty stream gives an empty list.
+///
+/// # Errors
+/// [`ReplayError`] when the stream is missing, the consumer cannot be made, or a message
+/// does not come within 5 s.
+pub async fn replay(
+    bus: &Bus,
+    kind: StreamKind,
+    filter: String,
+    deliver_policy: DeliverPolicy,
+) -> Result<Vec<async_nats::Message>, ReplayError> {
+    let name = bus.subjects().stream_name(kind);
+    let error = |reason: String| ReplayError {
+        stream: name.clone(),
+        reason,
+    };
+    let stream = bus
+        .jetstream()
+        .get_stream(&name)
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy,
+            filter_subject: filter,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(Vec::new());
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    let mut replayed = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), messages.next())
+            .await
+            .map_err(|_| error("no message within 5 s".into()))?
+            .ok_or_else(|| error("the consumer ended early".into()))?
+            .map_err(|e| error(e.to_string()))?;
+        let pending = message.info().map_err(|e| error(e.to_string()))?.pending;
+        replayed.push(message.message);
+        if pending == 0 {
+            return Ok(replayed);
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The generator actor against a real nats-server: live publishing, backfill, scenario
+//! control by request (the `fleetcast scenario` path), and live data equal to the engine's.
+
+use crate::util::{TestNats, collect};
+use fleetcast::actors::generator::{self, Fleet, FleetConfig, GetCounters, Scenario, State};
+use fleetcast::catalog::{Metric, Profile};
+use fleetcast::settings::Settings;
+use fleetcast::wire::{
+    self, MetricSample, Rejection, SCHEMA_VERSION, ScenarioReply, ScenarioRequest,
+};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const START: &str = "2026-01-05T12:00:00Z";
+const START_MS: i64 = 1_767_614_400_000;
+
+/// Settings for a small, fast fleet on the test server.
+fn fast_settings(nats: &TestNats, servers: u32, scenario: &str) -> Settings {
+    let mut settings = nats.settings.clone();
+    settings.generator.servers = servers;
+    settings.generator.step_interval_ms = 20;
+    settings.generator.scenario = scenario.into();
+    settings.generator.start = START.into();
+    settings
+}
+
+fn decode_all(messages: &[async_nats::Message]) -> Vec<MetricSample> {
+    messages
+        .iter()
+        .map(|message| wire::decode(&message.payload).expect("a metric sample"))
+        .collect()
+}
+
+async fn request(bus: &fleetcast::bus::Bus, scenario: &str) -> ScenarioReply {
+    bus.request(
+        bus.subjects().control_scenario(),
+        &ScenarioRequest {
+            v: SCHEMA_VERSION,
+            scenario: scenario.into(),
+        },
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("the generator answers")
+}
+
+/// Every server publishes one complete sample per step, stamped on step boundaries, with
+/// its profile and the msgpack header; the counters count them.
+#[actix::test]
+async fn publishes_one_sample_per_server_per_step() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let settings = fast_settings(&nats, 7, "healthy");
+    let mut subscriber = bus
+        .client()
+        .subscribe(bus.subjects().metrics_all())
+        .await
+        .unwrap();
+    let generator = generator::spawn(&settings, bus.clone()).await.unwrap();
+    let messages = collect(&mut subscriber, 7 * 3, Duration::from_secs(10)).await;
+    assert_eq!(messages.len(), 21);
+    let header = messages[0]
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Content-Type"));
+    assert_eq!(header.map(|value| value.as_str()), Some(wire::CONTENT_TYPE));
+    let samples = decode_all(&messages);
+    for (message, sample) in messages.iter().zip(&samples) {
+        assert_eq!(
+            message.subject.as_str(),
+            bus.subjects().metrics(&sample.server)
+        );
+        assert_eq!(sample.metrics.len(), 14);
+        for metric in Metric::ALL {
+            assert!(
+                sample.metrics.contains_key(metric.name()),
+                "{}",
+                metric.name()
+            );
+        }
+        assert_eq!(
+            sample.profile.as_deref(),
+            Some(Profile::infer(&sample.server).name())
+        );
+        assert_eq!((sample.ts_ms - START_MS) % 300_000, 0);
+    }
+    let servers: std::collections::BTreeSet<&str> = samples
+        .iter()
+        .map(|sample| sample.server.as_str())
+        .collect();
+    assert_eq!(servers.len(), 7, "one of each profile: {servers:?}");
+    assert_eq!(samples[0].ts_ms, START_MS);
+    assert_eq!(samples[20].ts_ms, START_MS + 2 * 300_000);
+    let counters = generator.send(GetCounters).await.unwrap();
+    assert!(counters.sent >= 21 && counters.steps >= 3, "{counters:?}");
+    assert_eq!(counters.errors, 0);
+}
+
+/// What goes on the bus is exactly what the engine (and so `export`) computes for the
+/// same seed and start: live data and training data come from one engine.
+#[actix::test]
+async fn live_samples_equal_the_engine() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let settings = fast_settings(&nats, 12, "natural");
+    let mut subscriber = bus
+        .client()
+        .subscribe(bus.subjects().metrics_all())
+        .await
+        .unwrap();
+    let _generator = generator::spawn(&settings, bus.clone()).await.unwrap();
+    let samples = decode_all(&collect(&mut subscriber, 12 * 5, Duration::from_secs(10)).await);
+    assert_eq!(samples.len(), 60);
+
+    let mut config = FleetConfig::new(12, settings.generator.seed);
+    config.start_ms = START_MS;
+    let mut fleet = Fleet::new(&config).unwrap();
+    let names: Vec<String> = fleet
+        .servers()
+        .iter()
+        .map(|spec| spec.name.clone())
+        .collect();
+    for step in 0..5 {
+        let computed = fleet.step();
+        for (server, row) in names.iter().zip(computed.rows) {
+            let sample = samples
+                .iter()
+                .find(|sample| &sample.server == server && sample.ts_ms == computed.ts_ms)
+                .unwrap_or_else(|| panic!("{server} at step {step}"));
+            for (metric, value) in Metric::ALL.iter().zip(row.values) {
+                assert_eq!(sample.metrics[metric.name()], value, "{server} {metric}");
+            }
+        }
+    }
+}
+
+/// A scenario request (as `fleetcast scenario critical` sends it) is answered with what
+/// changed, and the affected servers' cpu (idle included) and memory move within the
+/// documented ramp; `status` changes nothing; an unknown name is refused and dead-lettered.
+#[actix::test]
+async fn scenario_request_switches_and_moves_the_affected_servers() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let settings = fast_settings(&nats, 20, "healthy");
+    let mut rejected = bus
+        .client()
+        .subscribe(bus.subjects().rejected("generator"))
+        .await
+        .unwrap();
+    let generator = generator::spawn(&settings, bus.clone()).await.unwrap();
+
+    let status = request(&bus, "status").await;
+    assert!(status.ok);
+    assert_eq!(status.old_scenario, "healthy");
+    assert_eq!(status.new_scenario, "healthy");
+    assert_eq!(status.fleet_size, 20);
+
+    let mut metrics = bus
+        .client()
+        .subscribe(bus.subjects().metrics_all())
+        .await
+        .unwrap();
+    let reply = request(&bus, "critical").await;
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(reply.old_scenario, "healthy");
+    assert_eq!(reply.new_scenario, "critical");
+    assert_eq!(reply.affected_servers.len(), 5, "25 % of 20");
+    assert_eq!(reply.fleet_size, 20);
+    let switch_ms = START_MS + reply.step as i64 * 300_000;
+
+    // Collect until every server has 4 steps (the fresh critical ramp) after the switch.
+    let ramp_done_ms = switch_ms + 3 * 300_000;
+    let mut last: HashMap<String, MetricSample> = HashMap::new();
+    let mut before: HashMap<String, MetricSample> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while last.len() < 20 || last.values().any(|sample| sample.ts_ms < ramp_done_ms) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ramp not observed in time"
+        );
+        for sample in decode_all(&collect(&mut metrics, 20, Duration::from_secs(5)).await) {
+            if sample.ts_ms < switch_ms {
+                before.insert(sample.server.clone(), sample);
+            } else if sample.ts_ms <= ramp_done_ms {
+                last.insert(sample.server.clone(), sample);
+            }
+        }
+    }
+    let online: Vec<&MetricSample> = reply
+        .affected_servers
+        .iter()
+        .map(|server| &last[server])
+        .filter(|sample| sample.metrics["mem_used_pct"] > 0.0)
+        .collect();
+    assert!(!online.is_empty());
+    for sample in online {
+        assert!(sample.metrics["cpu_idle_pct"] < 5.0, "{sample:?}");
+        assert!(sample.metrics["mem_used_pct"] > 85.0, "{sample:?}");
+        if let Some(earlier) = before.get(&sample.server) {
+            assert!(earlier.metrics["cpu_idle_pct"] > sample.metrics["cpu_idle_pct"] + 20.0);
+        }
+    }
+
+    let again = request(&bus, "status").await;
+    assert_eq!(again.new_scenario, "critical");
+    assert_eq!(again.affected_servers, reply.affected_servers);
+
+    let refused = request(&bus, "chaos").await;
+    assert!(!refused.ok);
+    let error = refused.error.unwrap_or_default();
+    assert!(
+        error.contains("chaos") && error.contains("degrading"),
+        "{error}"
+    );
+    assert_eq!(
+        refused.new_scenario, "critical",
+        "a refused request changes nothing"
+    );
+    let dead = collect(&mut rejected, 1, Duration::from_secs(5)).await;
+    assert_eq!(dead.len(), 1);
+    let rejection: Rejection = wire::decode(&dead[0].payload).unwrap();
+    assert_eq!(rejection.stage, "generator");
+
+    let counters = generator.send(GetCounters).await.unwrap();
+    assert_eq!(counters.received, 4);
+    assert_eq!(counters.rejected, 1);
+}
+
+/// A scenario switch over the bus lands exactly where the engine puts it: replaying the
+/// same switch at the reply's step on an offline fleet gives the very same samples, and
+/// `healthy` after `critical` releases the forced servers.
+#[actix::test]
+async fn switch_over_the_bus_matches_the_engine() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let settings = fast_settings(&nats, 8, "critical");
+    let mut subscriber = bus
+        .client()
+        .subscribe(bus.subjects().metrics_all())
+        .await
+        .unwrap();
+    let _generator = generator::spawn(&settings, bus.clone()).await.unwrap();
+    let reply = request(&bus, "healthy").await;
+    assert!(reply.ok);
+    assert_eq!(reply.old_scenario, "critical");
+    assert_eq!(
+        reply.affected_servers.len(),
+        8,
+        "healthy holds every server"
+    );
+    let switch = reply.step;
+    let until_ms = START_MS + (switch as i64 + 5) * 300_000;
+    let mut samples = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !samples
+        .iter()
+        .any(|sample: &MetricSample| sample.ts_ms >= until_ms)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "steps not observed in time"
+        );
+        samples.extend(decode_all(
+            &collect(&mut subscriber, 8, Duration::from_secs(5)).await,
+        ));
+    }
+
+    let mut config = FleetConfig::new(8, settings.generator.seed);
+    config.scenario = Scenario::Critical;
+    config.start_ms = START_MS;
+    let mut fleet = Fleet::new(&config).unwrap();
+    let names: Vec<String> = fleet
+        .servers()
+        .iter()
+        .map(|spec| spec.name.clone())
+        .collect();
+    let mut compared = 0;
+    for step in 0..switch + 6 {
+        if step == switch {
+            fleet.set_scenario(Scenario::Healthy);
+        }
+        let computed = fleet.step();
+        for (server, row) in names.iter().zip(computed.rows) {
+            if step >= switch + generator::fleet::RELEASE_STEPS as u64 {
+                assert_eq!(row.state, State::Healthy);
+                assert_eq!(row.incident_intensity, 0.0);
+            }
+            let Some(sample) = samples
+                .iter()
+                .find(|sample| &sample.server == server && sample.ts_ms == computed.ts_ms)
+            else {
+                continue;
+            };
+            for (metric, value) in Metric::ALL.iter().zip(row.values) {
+                assert_eq!(
+                    sample.metrics[metric.name()],
+                    value,
+                    "{server} {metric} step {step}"
+                );
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared >= 8 * 5, "compared {compared} samples");
+}
+
+/// With a backfill the history is published at once (far faster than the live interval),
+/// starting `backfill_hours` before now on a step boundary, then the clock goes live.
+#[actix::test]
+async fn backfill_publishes_history_then_goes_live() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let mut settings = fast_settings(&nats, 3, "natural");
+    settings.generator.start = String::new();
+    settings.generator.backfill_hours = 2;
+    settings.generator.step_interval_ms = 60_000;
+    let mut subscriber = bus
+        .client()
+        .subscribe(bus.subjects().metrics_all())
+        .await
+        .unwrap();
+    let before_ms = wire::now_ms();
+    let started = std::time::Instant::now();
+    let _generator = generator::spawn(&settings, bus.clone()).await.unwrap();
+    // 24 backfill steps plus the first live step, 3 servers each.
+    let samples = decode_all(&collect(&mut subscriber, 75, Duration::from_secs(20)).await);
+    assert_eq!(samples.len(), 75);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let first = samples.iter().map(|sample| sample.ts_ms).min().unwrap();
+    assert_eq!(first % 300_000, 0);
+    let expected = before_ms - 2 * 3_600_000;
+    assert!(
+        first <= expected && first > expected - 300_000 - 5_000,
+        "{first} vs {expected}"
+    );
+    let last = samples.iter().map(|sample| sample.ts_ms).max().unwrap();
+    assert_eq!(last - first, 24 * 300_000);
+}
