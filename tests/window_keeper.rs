@@ -533,3 +533,44 @@ async fn memory_is_bounded_with_10000_servers() {
     .await;
     assert_eq!(keeper.send(GetMemory).await.unwrap(), memory);
 }
+
+/// The generator's stream (simulated clock starting now and running 15,000 times faster than
+/// the wall, so soon hours ahead of it; every profile) fills every server's window with nothing
+/// refused, and predict jobs follow.
+#[actix::test]
+async fn generator_samples_fill_every_window() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let mut settings = settings(&nats, 6);
+    settings.generator.servers = 14;
+    settings.generator.step_interval_ms = 20;
+    settings.generator.start = String::new();
+    settings.generator.backfill_hours = 0;
+    let mut jobs = bus
+        .client()
+        .subscribe(bus.subjects().predict_jobs_all())
+        .await
+        .unwrap();
+    let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
+    let _generator = fleetcast::actors::generator::spawn(&settings, bus.clone())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let warmup = keeper.send(GetWarmup { per_server: false }).await.unwrap();
+        let counters = keeper.send(GetCounters).await.unwrap();
+        // Wait past the point where the simulated clock leaves the wall clock behind.
+        if warmup.servers_ready == 14 && counters.accepted >= 14 * 40 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{warmup:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let counters = keeper.send(GetCounters).await.unwrap();
+    assert_eq!(counters.rejected, 0, "{counters:?}");
+    assert!(counters.accepted >= 14 * 7, "{counters:?}");
+    let messages = collect(&mut jobs, 1, Duration::from_secs(10)).await;
+    let job: PredictJob = wire::decode(&messages[0].payload).unwrap();
+    assert_eq!(job.values.len(), 6 * METRIC_COUNT);
+    assert_eq!(job.gap_steps, 0);
+}
