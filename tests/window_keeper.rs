@@ -406,12 +406,14 @@ async fn status_reports_warmup() {
     }
 }
 
-/// A keeper started after samples were published rebuilds the windows from the metrics stream,
-/// then carries on live without counting anything twice.
+/// A keeper that stops is replaced by one that rebuilds the same windows from the metrics
+/// stream, then carries on live without counting anything twice or republishing.
 #[actix::test]
 async fn windows_are_rebuilt_from_the_stream() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
+    let settings = settings(&nats, 6);
+    let first = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
     let t0 = t0();
     for step in 0..8 {
         publish(&bus, &sample("ppetl001", t0 + step * STEP_MS, step as f64)).await;
@@ -419,6 +421,20 @@ async fn windows_are_rebuilt_from_the_stream() {
     let mut bad = sample("ppetl001", t0, 1.0);
     bad.metrics.insert("mem_used_pct".into(), 140.0);
     publish(&bus, &bad).await;
+    wait_for(&first, |counters| counters.received == 9).await;
+    let before = first
+        .send(GetWindow {
+            server: "ppetl001".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    first.send(window_keeper::Stop).await.unwrap();
+    let stream_name = bus
+        .subjects()
+        .stream_name(fleetcast::subjects::StreamKind::Metrics);
+    let mut stream = bus.jetstream().get_stream(&stream_name).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 9);
     let mut dead_letters = bus
         .client()
         .subscribe(bus.subjects().rejected("window_keeper"))
@@ -430,29 +446,25 @@ async fn windows_are_rebuilt_from_the_stream() {
         .await
         .unwrap();
     bus.client().flush().await.unwrap();
-    let stream_name = bus
-        .subjects()
-        .stream_name(fleetcast::subjects::StreamKind::Metrics);
-    let mut stream = bus.jetstream().get_stream(&stream_name).await.unwrap();
-    assert_eq!(stream.info().await.unwrap().state.messages, 9);
 
-    let keeper = window_keeper::spawn(&settings(&nats, 6), bus.clone())
-        .await
-        .unwrap();
+    let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
     let counters = keeper.send(GetCounters).await.unwrap();
     assert_eq!(
         (counters.replayed, counters.accepted, counters.rejected),
         (9, 8, 1)
     );
-    let window = keeper
+    let after = keeper
         .send(GetWindow {
             server: "ppetl001".into(),
         })
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(window.filled, 6);
-    assert_eq!(window.values[0], 1.0);
+    assert_eq!(
+        after, before,
+        "the rebuilt window is the one the stopped keeper had"
+    );
+    assert_eq!(after.filled, 6);
     assert!(
         collect(&mut dead_letters, 1, Duration::from_millis(300))
             .await
@@ -520,4 +532,45 @@ async fn memory_is_bounded_with_10000_servers() {
     })
     .await;
     assert_eq!(keeper.send(GetMemory).await.unwrap(), memory);
+}
+
+/// The generator's stream (simulated clock starting now and running 15,000 times faster than
+/// the wall, so soon hours ahead of it; every profile) fills every server's window with nothing
+/// refused, and predict jobs follow.
+#[actix::test]
+async fn generator_samples_fill_every_window() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let mut settings = settings(&nats, 6);
+    settings.generator.servers = 14;
+    settings.generator.step_interval_ms = 20;
+    settings.generator.start = String::new();
+    settings.generator.backfill_hours = 0;
+    let mut jobs = bus
+        .client()
+        .subscribe(bus.subjects().predict_jobs_all())
+        .await
+        .unwrap();
+    let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
+    let _generator = fleetcast::actors::generator::spawn(&settings, bus.clone())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let warmup = keeper.send(GetWarmup { per_server: false }).await.unwrap();
+        let counters = keeper.send(GetCounters).await.unwrap();
+        // Wait past the point where the simulated clock leaves the wall clock behind.
+        if warmup.servers_ready == 14 && counters.accepted >= 14 * 40 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{warmup:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let counters = keeper.send(GetCounters).await.unwrap();
+    assert_eq!(counters.rejected, 0, "{counters:?}");
+    assert!(counters.accepted >= 14 * 7, "{counters:?}");
+    let messages = collect(&mut jobs, 1, Duration::from_secs(10)).await;
+    let job: PredictJob = wire::decode(&messages[0].payload).unwrap();
+    assert_eq!(job.values.len(), 6 * METRIC_COUNT);
+    assert_eq!(job.gap_steps, 0);
 }

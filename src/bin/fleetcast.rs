@@ -199,8 +199,7 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
 /// Waits for Ctrl-C or SIGTERM (what `kill` and service managers send), so the private
 /// nats-server is stopped and buffers are flushed either way.
 async fn shutdown_signal() -> Result<&'static str> {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         result = tokio::signal::ctrl_c() => result.map(|()| "interrupt").map_err(Into::into),
         _ = terminate.recv() => Ok("terminate"),

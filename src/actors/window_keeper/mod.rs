@@ -28,8 +28,9 @@
 //!
 //! **Failure**: bad input never stops it (refused, counted, published, logged at debug and a
 //! rate-limited warn). A failed publish is counted and logged. Messages the client drops because
-//! the keeper fell behind (slow consumer) are counted. The actor stops only when its subscription
-//! ends (the connection closed for good), logging an error.
+//! the keeper fell behind (slow consumer) are counted. The actor stops on [`Stop`], or when its
+//! subscription ends (the connection closed for good), logging an error; its windows live in
+//! memory only, and the next keeper rebuilds them from the stream.
 //!
 //! Read access for tests and the predictor: [`GetCounters`], [`GetWindow`], [`GetWarmup`],
 //! [`GetMemory`] and [`GetFullWindows`] (full windows as predict jobs, in pages by server name).
@@ -38,6 +39,7 @@ pub mod fleet;
 pub mod sample;
 pub mod window;
 
+pub use crate::actors::stage::Stop;
 use crate::bus::{Bus, BusError};
 use crate::catalog::METRIC_COUNT;
 use crate::settings::Settings;
@@ -58,7 +60,10 @@ pub const STAGE: &str = "window_keeper";
 
 /// Messages handled per actor turn: large enough to amortise the turn, small enough to keep
 /// the actor's mailbox (queries, status timer) responsive.
-const BATCH: usize = 1024;
+const BATCH: usize = 64;
+
+/// Longest wait for the next replayed message before the rebuild is given up as failed.
+const REPLAY_WAIT: Duration = Duration::from_secs(5);
 
 /// At most one warn line about rejections per this interval (the rest are counted in it).
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
@@ -395,6 +400,15 @@ impl Handler<GetCounters> for WindowKeeper {
     }
 }
 
+impl Handler<Stop> for WindowKeeper {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        tracing::info!("window keeper stopping");
+        ctx.stop();
+    }
+}
+
 /// One server's window as it stands.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowSnapshot {
@@ -669,19 +683,23 @@ async fn rebuild(bus: &Bus, ingest: &mut Ingest) -> Result<(), WindowKeeperError
         .messages()
         .await
         .map_err(|error| failed(error.to_string()))?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|error| failed(error.to_string()))?;
-        let sequence = message
-            .info()
-            .map_err(|error| failed(error.to_string()))?
-            .stream_sequence;
+    loop {
+        let message = tokio::time::timeout(REPLAY_WAIT, messages.next())
+            .await
+            .map_err(|_| failed(format!("no message within {} s", REPLAY_WAIT.as_secs())))?
+            .ok_or_else(|| failed("the consumer ended early".into()))?
+            .map_err(|error| failed(error.to_string()))?;
+        let info = message.info().map_err(|error| failed(error.to_string()))?;
+        // Stop at the last message stored when the replay began (later ones arrive live too),
+        // or when nothing is pending (the last one aged out meanwhile).
+        let done = info.stream_sequence >= state.last_sequence || info.pending == 0;
         ingest.message(
             &message.subject,
             &message.payload,
             wire::now_ms(),
             Source::Replay,
         );
-        if sequence >= state.last_sequence {
+        if done {
             break;
         }
     }

@@ -1,0 +1,353 @@
+//! Window-keeper ingest benchmark: samples per second through NATS into windows, side by side
+//! with a plain subscriber that only receives the same messages from the same server (the
+//! bus's own rate).
+//!
+//! One run starts a private nats-server, pre-encodes `servers × steps` full samples (14
+//! metrics, profile set, the `Content-Type` header, in step-major order like the generator),
+//! and then, for each round, measures both consumers the same way: from the moment a separate
+//! publisher thread starts publishing to the moment the consumer has the last message
+//! (received, for the plain subscriber; decoded, validated and aggregated into its window,
+//! for the keeper). Both consumers run on one actix (current-thread) system, so each uses one
+//! core for its NATS client and its work; the publisher and nats-server share the other.
+//! Each round's keeper samples are the next `steps` steps, so the keeper's windows are full
+//! (288 steps) from the second round on. The plain subscriber's messages go to another subject
+//! prefix of the same length, so the keeper never sees them. Predict jobs are off (they are per step, not per
+//! sample; their cost is printed separately) and no JetStream stream captures the subject.
+//!
+//! `cargo bench --bench ingest`; sizes from `FLEETCAST_BENCH_SERVERS` (1000),
+//! `FLEETCAST_BENCH_STEPS` (300) and `FLEETCAST_BENCH_ROUNDS` (3).
+
+use async_nats::Subject;
+use bytes::Bytes;
+use fleetcast::actors::window_keeper::fleet::{Fleet, IngestRules, Verdict};
+use fleetcast::actors::window_keeper::window::WindowShape;
+use fleetcast::actors::window_keeper::{self, GetCounters, GetFullWindows};
+use fleetcast::bus::{self, Bus, NatsServer, find_server_binary};
+use fleetcast::catalog::{Metric, Profile};
+use fleetcast::settings::Settings;
+use fleetcast::subjects::Subjects;
+use fleetcast::wire::{self, MetricSample, SCHEMA_VERSION};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const STEP_MS: i64 = 300_000;
+
+/// The plain subscriber's subjects: as long as the keeper's `fleetcast`, but a prefix the
+/// keeper does not subscribe to, so each consumer gets only its own round's messages.
+const PLAIN_PREFIX: &str = "plaincast";
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Pre-encoded messages of one round: every server's sample for each step, step by step.
+fn messages(
+    subjects: &Subjects,
+    servers: &[String],
+    first_step_ms: i64,
+    steps: usize,
+) -> Arc<Vec<(Subject, Bytes)>> {
+    let mut messages = Vec::with_capacity(servers.len() * steps);
+    for step in 0..steps {
+        for (index, server) in servers.iter().enumerate() {
+            let wave = ((step + index) % 97) as f64;
+            let sample = MetricSample {
+                v: SCHEMA_VERSION,
+                server: server.clone(),
+                ts_ms: first_step_ms + step as i64 * STEP_MS + (index as i64 % 1000),
+                profile: Some(Profile::infer(server).name().to_string()),
+                metrics: Metric::ALL
+                    .into_iter()
+                    .map(|metric| {
+                        let value = match metric {
+                            Metric::UptimeDays => 12.0,
+                            _ => 10.0 + wave * 0.5 + metric.index() as f64,
+                        };
+                        (metric.name().to_string(), value)
+                    })
+                    .collect(),
+            };
+            messages.push((
+                Subject::from(subjects.metrics(server)),
+                Bytes::from(wire::encode(&sample)),
+            ));
+        }
+    }
+    Arc::new(messages)
+}
+
+/// Publishes every message from a thread of its own; returns when publishing starts.
+fn publish_in_background(url: String, messages: Arc<Vec<(Subject, Bytes)>>) -> Instant {
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let client = async_nats::connect(url).await.expect("publisher connects");
+            let headers = bus::headers();
+            started_tx.send(Instant::now()).expect("bench waits");
+            for (subject, payload) in messages.iter() {
+                client
+                    .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                    .await
+                    .expect("publish");
+            }
+            client.flush().await.expect("flush");
+        });
+    });
+    started_rx.recv().expect("publisher starts")
+}
+
+/// Rate of a plain subscriber that only counts what it receives (on [`PLAIN_PREFIX`]'s
+/// subjects, which the keeper does not hear).
+async fn plain_round(settings: &Settings, messages: Arc<Vec<(Subject, Bytes)>>) -> Rates {
+    let bus = Bus::connect(&settings.nats).await.expect("connect");
+    let mut subscriber = bus
+        .client()
+        .subscribe(Subjects::new(PLAIN_PREFIX).metrics_all())
+        .await
+        .expect("subscribe");
+    bus.client().flush().await.expect("flush");
+    let total = messages.len();
+    let cpu_before = thread_cpu_seconds();
+    let started = publish_in_background(settings.nats.url.clone(), messages);
+    let mut received = 0usize;
+    // One deadline for the whole round, so the loop does nothing per message but receive.
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        while received < total && subscriber.next().await.is_some() {
+            received += 1;
+        }
+    })
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = thread_cpu_seconds() - cpu_before;
+    assert_eq!(received, total, "plain subscriber lost messages");
+    Rates::of(total, seconds, cpu_seconds)
+}
+
+/// Rate of the window keeper: until every sample is accepted into its window.
+async fn keeper_round(
+    settings: &Settings,
+    keeper: &actix::Addr<window_keeper::WindowKeeper>,
+    messages: Arc<Vec<(Subject, Bytes)>>,
+) -> Rates {
+    let before = keeper.send(GetCounters).await.expect("keeper alive");
+    let total = messages.len() as u64;
+    let cpu_before = thread_cpu_seconds();
+    let started = publish_in_background(settings.nats.url.clone(), messages);
+    let mut last_progress = (Instant::now(), before.received);
+    loop {
+        let counters = keeper.send(GetCounters).await.expect("keeper alive");
+        if counters.received - before.received >= total {
+            assert_eq!(
+                counters.accepted - before.accepted,
+                total,
+                "every sample accepted: {counters:?}"
+            );
+            break;
+        }
+        if counters.received != last_progress.1 {
+            last_progress = (Instant::now(), counters.received);
+        }
+        assert!(
+            last_progress.0.elapsed() < Duration::from_secs(5),
+            "keeper stalled (messages lost?): {counters:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Rates::of(total as usize, seconds, thread_cpu_seconds() - cpu_before)
+}
+
+/// Samples per wall-clock second, and per CPU second of the consumer's thread (its NATS
+/// client and its work): the second is what one core does, however busy the machine is.
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    wall: f64,
+    cpu: f64,
+}
+
+impl Rates {
+    fn of(samples: usize, seconds: f64, cpu_seconds: f64) -> Self {
+        Self {
+            wall: samples as f64 / seconds,
+            cpu: samples as f64 / cpu_seconds.max(0.01),
+        }
+    }
+}
+
+/// CPU time of the calling thread (user + system), from `/proc/thread-self/stat` in clock
+/// ticks of 10 ms: the rounds last seconds, so the resolution is well under 1 %.
+fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // After the command name: state is field 3, utime 14, stime 15.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The keeper's own work (decode, validate, aggregate) on already received messages, without
+/// NATS: samples per second on one core.
+fn keeper_work_alone(settings: &Settings, messages: &[(Subject, Bytes)]) -> f64 {
+    let rules = IngestRules {
+        shape: WindowShape {
+            context_steps: settings.window_keeper.context_steps as usize,
+            step_seconds: i64::from(settings.time.step_seconds),
+        },
+        max_future_ms: 600_000,
+    };
+    let mut fleet = Fleet::new(rules);
+    let prefix = settings.subjects().metrics("");
+    let now_ms = wire::now_ms();
+    let cpu_before = thread_cpu_seconds();
+    let started = Instant::now();
+    for (subject, payload) in messages {
+        let server = subject.as_str().strip_prefix(&prefix).unwrap_or(subject);
+        let verdict = fleet.ingest(server, payload, now_ms);
+        assert!(matches!(verdict, Verdict::Accepted { .. }), "{verdict:?}");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Rates::of(messages.len(), seconds, thread_cpu_seconds() - cpu_before).cpu
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name"))
+        .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism().map_or(0, |cores| cores.get());
+    format!("{cores} cores, {model}")
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    let servers = env_or("FLEETCAST_BENCH_SERVERS", 1000);
+    let steps = env_or("FLEETCAST_BENCH_STEPS", 300);
+    let rounds = env_or("FLEETCAST_BENCH_ROUNDS", 3).max(1);
+    let binary = find_server_binary("").expect("the benchmark needs nats-server");
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let server = NatsServer::start(&binary, 0, dir.path()).expect("nats-server starts");
+    let mut settings = Settings::default();
+    settings.nats.url = server.url().to_string();
+    settings.nats.embedded = false;
+    settings.window_keeper.publish_jobs = false;
+    settings.window_keeper.rebuild_on_start = false;
+    settings.window_keeper.status_interval_seconds = 3600;
+
+    let names: Vec<String> = (0..servers)
+        .map(|index| {
+            let kind = ["ppml", "ppdb", "ppweb", "ppcon", "ppetl", "pprisk", "ppgen"][index % 7];
+            format!("{kind}{index:05}")
+        })
+        .collect();
+    let t0 = (wire::now_ms() - (rounds * steps) as i64 * STEP_MS - 86_400_000) / STEP_MS * STEP_MS;
+    let plain_messages = messages(&Subjects::new(PLAIN_PREFIX), &names, t0, steps);
+    let payload_bytes = plain_messages[0].1.len();
+    println!("window keeper ingest benchmark");
+    println!("machine: {}", machine());
+    println!(
+        "{servers} servers x {steps} steps = {} samples per round, {payload_bytes} bytes each, {rounds} rounds",
+        plain_messages.len()
+    );
+
+    // Every round's messages are encoded up front, so nothing but the rounds runs meanwhile.
+    let keeper_messages: Vec<_> = (0..rounds)
+        .map(|round| {
+            messages(
+                &settings.subjects(),
+                &names,
+                t0 + (round * steps) as i64 * STEP_MS,
+                steps,
+            )
+        })
+        .collect();
+    let alone_messages = messages(&settings.subjects(), &names, t0, steps);
+    let system = actix::System::new();
+    system.block_on(async move {
+        let bus = Bus::connect(&settings.nats).await.expect("connect");
+        let keeper = window_keeper::spawn(&settings, bus).await.expect("keeper starts");
+        let mut plain_rates = Vec::new();
+        let mut keeper_rates = Vec::new();
+        let mut plain_cpu = Vec::new();
+        let mut keeper_cpu = Vec::new();
+        for (round, round_messages) in keeper_messages.into_iter().enumerate() {
+            let plain = plain_round(&settings, plain_messages.clone()).await;
+            let kept = keeper_round(&settings, &keeper, round_messages).await;
+            println!(
+                "round {}: plain {:>7.0}/s ({:>7.0}/cpu-s)   keeper {:>7.0}/s ({:>7.0}/cpu-s)   ratio {:.0}%",
+                round + 1,
+                plain.wall,
+                plain.cpu,
+                kept.wall,
+                kept.cpu,
+                100.0 * kept.wall / plain.wall
+            );
+            plain_rates.push(plain.wall);
+            keeper_rates.push(kept.wall);
+            plain_cpu.push(plain.cpu);
+            keeper_cpu.push(kept.cpu);
+        }
+        let plain = median(&mut plain_rates);
+        let kept = median(&mut keeper_rates);
+        println!(
+            "median through NATS: plain {plain:.0} samples/s, keeper {kept:.0} samples/s, ratio {:.0}%",
+            100.0 * kept / plain
+        );
+        println!(
+            "median per CPU-second of the consumer thread: plain {:.0}, keeper {:.0} samples",
+            median(&mut plain_cpu),
+            median(&mut keeper_cpu)
+        );
+        println!(
+            "keeper work alone (decode + validate + aggregate, no NATS): {:.0} samples/s on one core",
+            keeper_work_alone(&settings, &alone_messages)
+        );
+        let counters = keeper.send(GetCounters).await.expect("keeper alive");
+        println!(
+            "keeper counters: received {}, accepted {}, rejected {}, slow-consumer events {}",
+            counters.received, counters.accepted, counters.rejected, counters.slow_consumer_events
+        );
+        // What a predict job costs when jobs are on: build the full window and encode it.
+        let started = Instant::now();
+        let jobs = keeper
+            .send(GetFullWindows {
+                after: None,
+                limit: servers,
+            })
+            .await
+            .expect("keeper alive");
+        let bytes: usize = jobs.iter().map(|job| wire::encode(job).len()).sum();
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "predict jobs: {} full windows built and encoded in {:.3} s ({:.0} jobs/s, {} bytes each)",
+            jobs.len(),
+            seconds,
+            jobs.len() as f64 / seconds,
+            bytes / jobs.len().max(1)
+        );
+    });
+    drop(server);
+}
