@@ -167,7 +167,8 @@ pub struct PredictJob {
     pub server: String,
     /// Server profile (wire name).
     pub profile: String,
-    /// Start of the last (just closed) step, unix seconds.
+    /// Start of the newest step in the window (the step that just closed, or the last gap step
+    /// after it), unix seconds.
     pub last_step_s: i64,
     /// Step length in seconds.
     pub step_seconds: u32,
