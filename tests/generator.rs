@@ -337,3 +337,44 @@ async fn backfill_publishes_history_then_goes_live() {
     let last = samples.iter().map(|sample| sample.ts_ms).max().unwrap();
     assert_eq!(last - first, 24 * 300_000);
 }
+
+/// With no start time set, a restarted generator continues one step after the newest sample
+/// already in the metrics stream instead of jumping back in time.
+#[actix::test]
+async fn restart_resumes_after_the_stream() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let step_ms = 300_000;
+    let last_ms = (wire::now_ms() / step_ms) * step_ms + 10 * step_ms;
+    let previous = MetricSample {
+        v: SCHEMA_VERSION,
+        server: "ppweb001".into(),
+        ts_ms: last_ms,
+        profile: None,
+        metrics: [("cpu_user_pct".to_string(), 10.0)].into(),
+    };
+    let ack = bus
+        .jetstream()
+        .publish(
+            bus.subjects().metrics("ppweb001"),
+            wire::encode(&previous).into(),
+        )
+        .await
+        .unwrap();
+    ack.await.expect("stored in the metrics stream");
+    let mut settings = fast_settings(&nats, 3, "healthy");
+    settings.generator.start = String::new();
+    let mut subscriber = bus
+        .client()
+        .subscribe(bus.subjects().metrics_all())
+        .await
+        .unwrap();
+    let _generator = generator::spawn(&settings, bus.clone()).await.unwrap();
+    let samples = decode_all(&collect(&mut subscriber, 3, Duration::from_secs(10)).await);
+    assert_eq!(samples.len(), 3);
+    assert!(
+        samples
+            .iter()
+            .all(|sample| sample.ts_ms == last_ms + step_ms)
+    );
+}

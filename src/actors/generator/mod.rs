@@ -14,7 +14,9 @@
 //! - **State**: the [`fleet::Fleet`] (simulation in [`fleet`], numbers in `model`), the
 //!   simulated clock and the counters ([`GetCounters`]).
 //! - **Clock**: the first step starts at `generator.start` or, when that is empty, at now
-//!   minus `generator.backfill_hours`, either rounded down to a step. The first
+//!   minus `generator.backfill_hours`, either rounded down to a step; but when the metrics
+//!   stream already holds a later sample (a previous run's), it resumes one step after it,
+//!   backfilling only up to now, so a restarted pipeline sees time move on. The first
 //!   `backfill_hours` of steps are published as fast as the bus takes them (flushing after
 //!   every step so memory stays bounded, progress logged every 10 %), then one step every
 //!   `generator.step_interval_ms` of wall time (0: no pause). Steps are computed on the
@@ -37,6 +39,7 @@ pub use model::State;
 use crate::bus::{self, Bus};
 use crate::catalog::Metric;
 use crate::settings::{SCENARIOS, Settings};
+use crate::subjects::StreamKind;
 use crate::wire::{
     self, MetricSample, RejectKind, Rejection, SCHEMA_VERSION, ScenarioReply, ScenarioRequest,
 };
@@ -136,6 +139,23 @@ pub enum GeneratorError {
     },
 }
 
+/// Time of the newest sample in the metrics stream, if the stream has one (a previous run's).
+async fn last_published_ms(bus: &Bus) -> Option<i64> {
+    let name = bus.subjects().stream_name(StreamKind::Metrics);
+    let stream = bus.jetstream().get_stream(&name).await.ok()?;
+    let info = stream.get_info().await.ok()?;
+    if info.state.messages == 0 {
+        return None;
+    }
+    let message = stream
+        .get_raw_message(info.state.last_sequence)
+        .await
+        .ok()?;
+    wire::decode::<wire::MetricSample>(&message.payload)
+        .ok()
+        .map(|sample| sample.ts_ms)
+}
+
 /// Builds the fleet from the settings, registers the control endpoint, then starts the
 /// generator on the current actix system.
 ///
@@ -147,12 +167,30 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<Generator>, Gen
     let scenario: Scenario = generator.scenario.parse()?;
     let step_seconds = settings.time.step_seconds;
     let step_ms = i64::from(step_seconds) * 1000;
-    let start_ms = if generator.start.is_empty() {
-        wire::now_ms() - i64::from(generator.backfill_hours) * 3_600_000
+    let full_backfill = u64::from(generator.backfill_hours) * 3600 / u64::from(step_seconds);
+    let (start_ms, backfill_steps) = if generator.start.is_empty() {
+        let now_ms = wire::now_ms();
+        let backfill_start = now_ms - i64::from(generator.backfill_hours) * 3_600_000;
+        match last_published_ms(&bus).await {
+            // Continue after the previous run's last step, so the window keeper (which
+            // rebuilds its windows from the stream) sees time move on, not jump back.
+            Some(last_ms) if last_ms + step_ms > backfill_start => {
+                let resume_ms = last_ms + step_ms;
+                let steps_to_now = u64::try_from((now_ms - resume_ms) / step_ms).unwrap_or(0);
+                tracing::info!(
+                    last = %chrono::DateTime::from_timestamp_millis(last_ms).unwrap_or_default(),
+                    backfill_steps = steps_to_now,
+                    "resuming after the last sample in the metrics stream"
+                );
+                (resume_ms, steps_to_now)
+            }
+            _ => (backfill_start, full_backfill),
+        }
     } else {
-        chrono::DateTime::parse_from_rfc3339(&generator.start)
+        let start_ms = chrono::DateTime::parse_from_rfc3339(&generator.start)
             .map_err(|_| GeneratorError::Start(generator.start.clone()))?
-            .timestamp_millis()
+            .timestamp_millis();
+        (start_ms, full_backfill)
     };
     let config = FleetConfig {
         servers: generator.servers,
@@ -202,7 +240,6 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<Generator>, Gen
             subject: subject.clone(),
             reason: error.to_string(),
         })?;
-    let backfill_steps = u64::from(generator.backfill_hours) * 3600 / u64::from(step_seconds);
     tracing::info!(
         servers = generator.servers,
         seed = generator.seed,
