@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | [`actors::generator`] | `control.scenario` (`ScenarioRequest`) | `metrics.<server>` (`MetricSample`) |
 //! | [`actors::window_keeper`] | `metrics.>` (`MetricSample`) | `jobs.predict.<server>` (`PredictJob`), `rejected.window_keeper` (`Rejection`), `status.window_keeper` (`StageStatus`) |
+//! | [`actors::predictor`] | `jobs.predict.>` (`PredictJob`, JetStream work queue), `control.model.load` (`ModelLoadRequest`) | `forecasts.<server>` (`Forecast`), `rejected.predictor` (`Rejection`) |
 //!
 //! Supporting modules: [`catalog`] (metrics and profiles), [`settings`] (the TOML file and
 //! its validation), [`bus`] (the connection, streams and a private nats-server), [`export`]

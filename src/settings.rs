@@ -20,6 +20,8 @@ pub struct Settings {
     pub generator: GeneratorSettings,
     /// The per-server windows.
     pub window_keeper: WindowKeeperSettings,
+    /// The predictor workers.
+    pub predictor: PredictorSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -88,6 +90,30 @@ pub struct WindowKeeperSettings {
     pub publish_jobs: bool,
 }
 
+/// `[predictor]`: the forecasting workers (ONNX Runtime).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictorSettings {
+    /// Model directory (`model.onnx` + `model.json`) loaded at start.
+    pub model_dir: PathBuf,
+    /// `libonnxruntime.so`; empty means `ORT_DYLIB_PATH`, then `.tools/lib/libonnxruntime.so`
+    /// under the current directory, then under the crate's directory.
+    pub ort_library: String,
+    /// Most jobs forecast in one ONNX run; bounds the runtime's activation memory.
+    pub max_batch: usize,
+    /// Longest a job waits for its batch to fill, in milliseconds.
+    pub max_wait_ms: u64,
+    /// ONNX Runtime threads inside one operator.
+    pub intra_threads: usize,
+    /// This worker's name in model-load replies and logs; empty means `<hostname>-<pid>`.
+    pub worker_id: String,
+    /// Seconds a job may stay unacknowledged before JetStream hands it to another worker.
+    pub ack_wait_seconds: u64,
+    /// Jobs handed out but not yet acknowledged, across all workers (the shared consumer's
+    /// `max_ack_pending`).
+    pub max_ack_pending: i64,
+}
+
 /// `[log]`: what the logs say.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -106,6 +132,7 @@ impl Default for Settings {
             time: TimeSettings::default(),
             generator: GeneratorSettings::default(),
             window_keeper: WindowKeeperSettings::default(),
+            predictor: PredictorSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -152,6 +179,21 @@ impl Default for WindowKeeperSettings {
             max_future_seconds: 600,
             status_interval_seconds: 10,
             publish_jobs: true,
+        }
+    }
+}
+
+impl Default for PredictorSettings {
+    fn default() -> Self {
+        Self {
+            model_dir: PathBuf::from("models/tft-v1"),
+            ort_library: String::new(),
+            max_batch: 64,
+            max_wait_ms: 50,
+            intra_threads: 2,
+            worker_id: String::new(),
+            ack_wait_seconds: 30,
+            max_ack_pending: 1024,
         }
     }
 }
@@ -304,6 +346,49 @@ impl Settings {
             "window_keeper.status_interval_seconds",
             "must be at least 1".into(),
         );
+        let predictor = &self.predictor;
+        check(
+            !predictor.model_dir.as_os_str().is_empty(),
+            "predictor.model_dir",
+            "must name a model directory".into(),
+        );
+        check(
+            (1..=1024).contains(&predictor.max_batch),
+            "predictor.max_batch",
+            format!("{} is outside 1–1024", predictor.max_batch),
+        );
+        check(
+            predictor.max_wait_ms <= 60_000,
+            "predictor.max_wait_ms",
+            format!("{} is above one minute", predictor.max_wait_ms),
+        );
+        check(
+            (1..=256).contains(&predictor.intra_threads),
+            "predictor.intra_threads",
+            format!("{} is outside 1–256", predictor.intra_threads),
+        );
+        check(
+            predictor.worker_id.is_empty()
+                || crate::catalog::is_valid_server_name(&predictor.worker_id),
+            "predictor.worker_id",
+            format!(
+                "`{}` must be letters, digits, `-` or `_`",
+                predictor.worker_id
+            ),
+        );
+        check(
+            (1..=3600).contains(&predictor.ack_wait_seconds),
+            "predictor.ack_wait_seconds",
+            format!("{} is outside 1–3600", predictor.ack_wait_seconds),
+        );
+        check(
+            predictor.max_ack_pending >= 2 * predictor.max_batch as i64,
+            "predictor.max_ack_pending",
+            format!(
+                "{} is below twice predictor.max_batch ({})",
+                predictor.max_ack_pending, predictor.max_batch
+            ),
+        );
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level",
@@ -343,6 +428,21 @@ mod tests {
         assert!(message.contains("generator.servers"), "{message}");
         assert!(message.contains("generator.scenario"), "{message}");
         assert!(message.contains("time.step_seconds"), "{message}");
+    }
+
+    /// Bad predictor values are refused with their keys.
+    #[test]
+    fn bad_predictor_values_name_their_keys() {
+        let text = "[predictor]\nmax_batch = 0\nintra_threads = 0\nworker_id = \"a.b\"\nack_wait_seconds = 0\n";
+        let message = Settings::from_toml(text).unwrap_err().to_string();
+        for key in [
+            "predictor.max_batch",
+            "predictor.intra_threads",
+            "predictor.worker_id",
+            "predictor.ack_wait_seconds",
+        ] {
+            assert!(message.contains(key), "{key}: {message}");
+        }
     }
 
     /// A misspelt key is refused, naming the key.

@@ -3,4 +3,5 @@
 //! that connects and validates everything that can fail before the actor starts.
 
 pub mod generator;
+pub mod predictor;
 pub mod window_keeper;
