@@ -99,14 +99,15 @@ async fn publish_jobs(bus: &Bus, jobs: &[PredictJob]) {
     }
 }
 
-/// Waits for forecasts until every server in `expected` has one or `timeout` passes;
-/// returns how many forecasts each (server, origin) received.
+/// Counts forecasts per (server, origin) into `seen` until `expected` jobs have one or
+/// `timeout` passes, then for `linger` more to catch late duplicates.
 async fn forecasts_per_job(
     subscriber: &mut async_nats::Subscriber,
+    seen: &mut HashMap<(String, i64), usize>,
     expected: usize,
     timeout: Duration,
-) -> HashMap<(String, i64), usize> {
-    let mut seen: HashMap<(String, i64), usize> = HashMap::new();
+    linger: Duration,
+) {
     let deadline = Instant::now() + timeout;
     while seen.len() < expected && Instant::now() < deadline {
         for message in collect(subscriber, 1, Duration::from_millis(500)).await {
@@ -116,14 +117,12 @@ async fn forecasts_per_job(
                 .or_default() += 1;
         }
     }
-    // Let late duplicates, if any, arrive before counting.
-    for message in collect(subscriber, usize::MAX, Duration::from_millis(300)).await {
+    for message in collect(subscriber, usize::MAX, linger).await {
         let forecast: Forecast = wire::decode(&message.payload).expect("forecast decodes");
         *seen
             .entry((forecast.server, forecast.origin_s))
             .or_default() += 1;
     }
-    seen
 }
 
 /// Messages the FORECASTS stream has ever stored (its last sequence number).
@@ -506,7 +505,15 @@ async fn two_workers_share_a_thousand_jobs() {
         .unwrap();
     let jobs = fleet_jobs(1000);
     publish_jobs(&bus, &jobs).await;
-    let seen = forecasts_per_job(&mut forecasts, jobs.len(), Duration::from_secs(60)).await;
+    let mut seen = HashMap::new();
+    forecasts_per_job(
+        &mut forecasts,
+        &mut seen,
+        jobs.len(),
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+    )
+    .await;
     assert_eq!(seen.len(), 1000, "every job forecast");
     let duplicated = seen.values().filter(|&&count| count > 1).count();
     assert_eq!(duplicated, 0, "no job forecast twice");
@@ -593,17 +600,26 @@ async fn killed_worker_loses_no_job() {
         .unwrap();
     let jobs = fleet_jobs(1000);
     publish_jobs(&bus, &jobs).await;
-    let early = collect(&mut forecasts, 150, Duration::from_secs(30)).await;
-    assert_eq!(early.len(), 150, "forecasts flow before the kill");
+    let mut seen = HashMap::new();
+    forecasts_per_job(
+        &mut forecasts,
+        &mut seen,
+        50,
+        Duration::from_secs(30),
+        Duration::ZERO,
+    )
+    .await;
+    assert!(seen.len() >= 50, "forecasts flow before the kill");
     victim.0.kill().expect("kill the worker");
     victim.0.wait().unwrap();
-    let mut seen = forecasts_per_job(&mut forecasts, jobs.len(), Duration::from_secs(60)).await;
-    for message in &early {
-        let forecast: Forecast = wire::decode(&message.payload).unwrap();
-        *seen
-            .entry((forecast.server, forecast.origin_s))
-            .or_default() += 1;
-    }
+    forecasts_per_job(
+        &mut forecasts,
+        &mut seen,
+        jobs.len(),
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+    )
+    .await;
     assert_eq!(seen.len(), 1000, "every job forecast despite the kill");
     assert_eq!(
         forecasts_stored(&bus).await,
