@@ -49,76 +49,70 @@ fn main() {
             .expect("tests/fixtures/model_golden.json"),
     )
     .expect("golden fixture parses");
-    let settings = Settings::default();
-    let base = ModelOptions::from_settings(&settings).unwrap_or_else(|error| panic!("{error}"));
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    println!(
-        "model {} | {} CPUs available | {seconds} s per configuration",
-        model_dir.display(),
-        cpus
-    );
-    println!("load average before: {}", load_average());
-    println!(
-        "{:>7} {:>7} {:>12} {:>10} {:>10} {:>11} {:>13} {:>9}",
-        "threads",
-        "batch",
-        "forecasts/s",
-        "ms/batch",
-        "GFLOP/s",
-        "peak RSS MB",
-        "per CPU-s",
-        "CPU use"
-    );
-    for threads in THREADS {
+    let base =
+        ModelOptions::from_settings(&Settings::default()).unwrap_or_else(|error| panic!("{error}"));
+    let load = |threads: usize, spinning: bool| {
         let options = ModelOptions {
             intra_threads: threads,
+            intra_spinning: spinning,
             ..base.clone()
         };
-        reset_peak_memory();
-        let mut model = OnnxModel::load(&model_dir, &options).unwrap_or_else(|e| panic!("{e}"));
-        let flops = model.metadata().flops_per_forecast;
+        OnnxModel::load(&model_dir, &options).unwrap_or_else(|error| panic!("{error}"))
+    };
+    let flops = load(1, false).metadata().flops_per_forecast;
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "model {} ({:.1} MFLOP per forecast) | {cpus} CPUs | {seconds} s per row | load average {}",
+        model_dir.display(),
+        flops / 1e6,
+        load_average()
+    );
+    println!(
+        "columns: forecasts/s and GFLOP/s by the wall clock; per CPU-s = forecasts per second of \
+         CPU time used (the speed per core, whatever else runs on the machine)"
+    );
+    println!();
+    println!("one session, intra-op threads x batch size (spinning off, the worker's default):");
+    header("threads");
+    for threads in THREADS {
+        let mut model = load(threads, false);
         for batch_size in BATCH_SIZES {
-            reset_peak_memory();
             let batch = make_batch(&golden, batch_size, 0);
-            for _ in 0..2 {
-                model.run(&batch).expect("warm-up run");
-            }
-            let started = Instant::now();
-            let cpu_before = cpu_seconds();
-            let mut runs = 0_u64;
-            while started.elapsed() < Duration::from_secs_f64(seconds) || runs < 3 {
-                model.run(&batch).expect("run");
-                runs += 1;
-            }
-            let elapsed = started.elapsed().as_secs_f64();
-            let cpu = cpu_seconds() - cpu_before;
-            let forecasts = (runs as usize * batch_size) as f64;
-            let per_second = forecasts / elapsed;
-            println!(
-                "{threads:>7} {batch_size:>7} {per_second:>12.0} {:>10.2} {:>10.1} {:>11.0} {:>13.0} {:>9.2}",
-                elapsed * 1000.0 / runs as f64,
-                per_second * flops / 1e9,
-                peak_memory_mb(),
-                forecasts / cpu,
-                cpu / elapsed
-            );
+            let row = measure(seconds, flops, std::slice::from_mut(&mut model), &batch);
+            row.print(&threads.to_string(), batch_size);
         }
     }
-    println!("load average after: {}", load_average());
     println!();
-    println!("fleet of {FLEET} servers in chunks (as the worker runs them), 2 threads:");
+    println!("2 intra-op threads, spinning on (ONNX Runtime's default) vs off:");
+    header("spinning");
+    for spinning in [true, false] {
+        let mut model = load(2, spinning);
+        for batch_size in [32, 64] {
+            let batch = make_batch(&golden, batch_size, 0);
+            let row = measure(seconds, flops, std::slice::from_mut(&mut model), &batch);
+            row.print(if spinning { "on" } else { "off" }, batch_size);
+        }
+    }
+    println!();
+    println!("sessions side by side, 1 thread each (= predictor workers with intra_threads 1):");
+    header("sessions");
+    for sessions in [2, 3] {
+        let mut models: Vec<OnnxModel> = (0..sessions).map(|_| load(1, false)).collect();
+        for batch_size in [32, 64] {
+            let batch = make_batch(&golden, batch_size, 0);
+            let row = measure(seconds, flops, &mut models, &batch);
+            row.print(&sessions.to_string(), batch_size);
+        }
+    }
+    println!();
+    println!("a {FLEET}-server fleet in chunks, as a worker runs it (1 thread, spinning off):");
     println!(
-        "{:>7} {:>12} {:>10} {:>11}",
+        "{:>8} {:>12} {:>10} {:>12}",
         "chunk", "forecasts/s", "GFLOP/s", "peak RSS MB"
     );
-    let options = ModelOptions {
-        intra_threads: 2,
-        ..base
-    };
-    for chunk in [32, 50, 64] {
+    for chunk in [32, 50, 64, 128] {
         reset_peak_memory();
-        let mut model = OnnxModel::load(&model_dir, &options).unwrap_or_else(|e| panic!("{e}"));
-        let flops = model.metadata().flops_per_forecast;
+        let mut model = load(1, false);
         let batches: Vec<ModelBatch> = (0..FLEET)
             .step_by(chunk)
             .map(|start| make_batch(&golden, chunk.min(FLEET - start), start))
@@ -130,10 +124,80 @@ fn main() {
         }
         let per_second = FLEET as f64 / started.elapsed().as_secs_f64();
         println!(
-            "{chunk:>7} {per_second:>12.0} {:>10.1} {:>11.0}",
+            "{chunk:>8} {per_second:>12.0} {:>10.1} {:>12.0}",
             per_second * flops / 1e9,
             peak_memory_mb()
         );
+    }
+    println!();
+    println!("load average after: {}", load_average());
+}
+
+fn header(first: &str) {
+    println!(
+        "{first:>8} {:>6} {:>12} {:>9} {:>10} {:>10} {:>12}",
+        "batch", "forecasts/s", "ms/run", "per CPU-s", "GFLOP/s", "peak RSS MB"
+    );
+}
+
+/// One configuration's numbers.
+struct Row {
+    per_second: f64,
+    ms_per_run: f64,
+    per_cpu_second: f64,
+    gflops: f64,
+    peak_mb: f64,
+}
+
+impl Row {
+    fn print(&self, first: &str, batch_size: usize) {
+        println!(
+            "{first:>8} {batch_size:>6} {:>12.0} {:>9.2} {:>10.0} {:>10.1} {:>12.0}",
+            self.per_second, self.ms_per_run, self.per_cpu_second, self.gflops, self.peak_mb
+        );
+    }
+}
+
+/// Runs `batch` repeatedly on every model at once (one thread per model) for `seconds`.
+fn measure(seconds: f64, flops: f64, models: &mut [OnnxModel], batch: &ModelBatch) -> Row {
+    for model in models.iter_mut() {
+        model.run(batch).expect("warm-up run");
+    }
+    reset_peak_memory();
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    // Each runner thread reports its own CPU time: it has exited by the time the process's
+    // live threads are summed again.
+    let (runs, runner_cpu): (u64, f64) = std::thread::scope(|scope| {
+        let handles: Vec<_> = models
+            .iter_mut()
+            .map(|model| {
+                scope.spawn(move || {
+                    let cpu_start = thread_cpu_seconds();
+                    let mut runs = 0_u64;
+                    while started.elapsed() < Duration::from_secs_f64(seconds) || runs < 3 {
+                        model.run(batch).expect("run");
+                        runs += 1;
+                    }
+                    (runs, thread_cpu_seconds() - cpu_start)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .fold((0, 0.0), |(runs, cpu), (r, c)| (runs + r, cpu + c))
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before + runner_cpu;
+    let forecasts = (runs as usize * batch.len()) as f64;
+    let per_second = forecasts / elapsed;
+    Row {
+        per_second,
+        ms_per_run: elapsed * 1000.0 * models.len() as f64 / runs as f64,
+        per_cpu_second: forecasts / cpu,
+        gflops: per_second * flops / 1e9,
+        peak_mb: peak_memory_mb(),
     }
 }
 
@@ -153,7 +217,7 @@ fn make_batch(golden: &Golden, size: usize, offset: usize) -> ModelBatch {
     batch
 }
 
-/// CPU time used by every thread of the process so far, in seconds (from each thread's
+/// CPU time used by the process's live threads so far, in seconds (from each thread's
 /// `schedstat`: time spent running, in nanoseconds). Forecasts per CPU-second show the
 /// speed per core even when other processes share the machine.
 fn cpu_seconds() -> f64 {
@@ -166,6 +230,14 @@ fn cpu_seconds() -> f64 {
         .filter_map(|text| text.split_whitespace().next()?.parse::<f64>().ok())
         .sum::<f64>()
         / 1e9
+}
+
+/// CPU time of the calling thread so far, in seconds.
+fn thread_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns / 1e9)
 }
 
 /// The 1-minute load average (other work on the machine skews wall-clock rates).

@@ -188,7 +188,7 @@ impl Default for PredictorSettings {
         Self {
             model_dir: PathBuf::from("models/tft-v1"),
             ort_library: String::new(),
-            max_batch: 64,
+            max_batch: 32,
             max_wait_ms: 50,
             intra_threads: 2,
             worker_id: String::new(),
@@ -418,6 +418,7 @@ mod tests {
         let settings = Settings::from_toml(text).expect("fleetcast.toml is valid");
         assert_eq!(settings.time.step_seconds, 300);
         assert_eq!(settings.generator.servers, 90);
+        assert_eq!(settings.predictor, PredictorSettings::default());
     }
 
     /// Every bad value is reported at once, each with its key.

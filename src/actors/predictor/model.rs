@@ -821,6 +821,9 @@ pub struct ModelOptions {
     pub library: PathBuf,
     /// Threads inside one operator.
     pub intra_threads: usize,
+    /// Whether idle intra-op threads spin waiting for work (lower latency on an idle
+    /// machine, wasted cores on a shared one; off by default).
+    pub intra_spinning: bool,
     /// The settings the model must agree with.
     pub contract: ModelContract,
 }
@@ -834,6 +837,7 @@ impl ModelOptions {
         Ok(ModelOptions {
             library: resolve_library(&settings.predictor.ort_library)?,
             intra_threads: settings.predictor.intra_threads,
+            intra_spinning: false,
             contract: ModelContract {
                 step_seconds: settings.time.step_seconds,
                 context_steps: settings.window_keeper.context_steps,
@@ -919,7 +923,8 @@ pub struct OnnxModel {
 
 impl OnnxModel {
     /// Loads `dir`, checks `model.json` against the catalog and `options.contract`, opens the
-    /// graph (all graph optimisations, `options.intra_threads` threads) and checks the graph
+    /// graph (all graph optimisations, `options.intra_threads` threads, memory patterns for
+    /// the repeated batch shapes) and checks the graph
     /// against `model.json`. Blocking: call it off the async runtime.
     ///
     /// # Errors
@@ -949,6 +954,7 @@ impl OnnxModel {
                 Ok(builder
                     .with_optimization_level(GraphOptimizationLevel::All)?
                     .with_intra_threads(options.intra_threads)?
+                    .with_intra_op_spinning(options.intra_spinning)?
                     .with_inter_threads(1)?
                     .with_memory_pattern(true)?)
             })
