@@ -3,7 +3,7 @@
 //! between workers (one killed mid-stream) on a real nats-server.
 
 use crate::util::{TestNats, collect};
-use fleetcast::actors::predictor::model::{ModelBatch, ModelOptions, OnnxModel};
+use fleetcast::actors::predictor::model::{ModelBatch, ModelOptions, OnnxModel, error_chain};
 use fleetcast::actors::predictor::{self, GetCounters, request_model_load};
 use fleetcast::bus::Bus;
 use fleetcast::catalog::{Metric, Profile};
@@ -282,7 +282,7 @@ async fn mismatched_model_is_refused_at_start() {
     let mut settings = predictor_settings(&nats, "strict");
     settings.predictor.model_dir = swapped.path().to_path_buf();
     let error = predictor::spawn(&settings, bus.clone()).await.unwrap_err();
-    let text = error.to_string();
+    let text = error_chain(&error);
     assert!(
         text.contains("metrics: position 0 is `cpu_sys_pct` in model.json, `cpu_user_pct`"),
         "{text}"
@@ -296,10 +296,7 @@ async fn mismatched_model_is_refused_at_start() {
     });
     settings.predictor.model_dir = shorter.path().to_path_buf();
     settings.window_keeper.context_steps = 144;
-    let text = predictor::spawn(&settings, bus.clone())
-        .await
-        .unwrap_err()
-        .to_string();
+    let text = error_chain(&predictor::spawn(&settings, bus.clone()).await.unwrap_err());
     assert!(
         text.contains(
             "input `past_values`: model.json says [batch, 144, 14], the graph has [batch, 288, 14]"
@@ -640,4 +637,57 @@ async fn killed_worker_loses_no_job() {
         "the victim held jobs when killed, and they were delivered again: {info:?}"
     );
     assert_eq!(info.num_ack_pending, 0, "every job acknowledged");
+}
+
+/// `fleetcast model load DIR` prints each worker's reply as a JSON line and fails when a
+/// worker refuses the model.
+#[actix::test]
+async fn model_load_command_prints_every_reply() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let _worker = predictor::spawn(&predictor_settings(&nats, "cli"), bus.clone())
+        .await
+        .unwrap();
+    let url = nats.settings.nats.url.clone();
+    let command = move |dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_fleetcast"))
+            .args(["model", "load"])
+            .arg(dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("FLEETCAST_NATS__URL", &url)
+            .env("FLEETCAST_LOG__LEVEL", "warn")
+            .output()
+            .expect("fleetcast runs")
+    };
+    let run = command.clone();
+    let good = tokio::task::spawn_blocking(move || run(&shipped_model()))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let replies: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON reply per line"))
+        .collect();
+    assert_eq!(replies.len(), 1, "{stdout}");
+    assert_eq!(replies[0]["worker"], "cli");
+    assert_eq!(replies[0]["ok"], true);
+
+    let missing = tempfile::tempdir().unwrap();
+    let path = missing.path().to_path_buf();
+    let refused = tokio::task::spawn_blocking(move || command(&path))
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    let stdout = String::from_utf8_lossy(&refused.stdout);
+    assert!(stdout.contains("cannot read"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refused the model"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

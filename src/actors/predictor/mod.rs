@@ -62,7 +62,9 @@ use crate::wire::{
 use actix::prelude::*;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
-use model::{ModelBatch, ModelError, ModelMetadata, ModelOptions, ModelOutputs, OnnxModel};
+use model::{
+    ModelBatch, ModelError, ModelMetadata, ModelOptions, ModelOutputs, OnnxModel, error_chain,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -95,7 +97,7 @@ const RECENT_KEYS: usize = 50_000;
 #[derive(Debug, thiserror::Error)]
 pub enum PredictorError {
     /// ONNX Runtime or the model is unusable.
-    #[error("loading the model: {0}")]
+    #[error("cannot load the model")]
     Model(#[from] ModelError),
     /// The bus refused the streams.
     #[error(transparent)]
@@ -662,6 +664,7 @@ impl BatchWork {
         let prepared = match ran {
             Ok(Ok(prepared)) => prepared,
             Ok(Err(error)) => {
+                let error = error_chain(&error);
                 tracing::error!(%error, jobs = messages.len(), "inference failed: jobs handed back");
                 return self.hand_back(&messages, outcome).await;
             }
@@ -774,7 +777,7 @@ impl Handler<LoadModel> for Predictor {
             let loaded = tokio::task::spawn_blocking(move || OnnxModel::load(&dir, &options))
                 .await
                 .map_err(|error| format!("model loading task failed: {error}"))?
-                .map_err(|error| error.to_string())?;
+                .map_err(|error| error_chain(&error))?;
             let label = loaded.metadata().label();
             tokio::task::spawn_blocking(move || {
                 let old = std::mem::replace(&mut *lock(&model), loaded);

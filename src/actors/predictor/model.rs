@@ -65,10 +65,10 @@ pub enum ModelError {
         detail: String,
     },
     /// ONNX Runtime refused to set up an environment or a session.
-    #[error("onnx runtime: {0}")]
+    #[error("onnx runtime refused to set up")]
     Runtime(#[source] ort::Error),
     /// A file of the model directory could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -77,7 +77,7 @@ pub enum ModelError {
         source: std::io::Error,
     },
     /// `model.json` is not JSON, or lacks a key, or a key has the wrong type.
-    #[error("{path}: {source}")]
+    #[error("{path} is not a valid model.json")]
     Metadata {
         /// The metadata file.
         path: PathBuf,
@@ -86,7 +86,7 @@ pub enum ModelError {
         source: serde_json::Error,
     },
     /// The graph file is not a model ONNX Runtime can load (corrupt, truncated, wrong opset).
-    #[error("{path}: not a loadable ONNX graph: {source}")]
+    #[error("{path}: not a loadable ONNX graph")]
     Graph {
         /// The graph file.
         path: PathBuf,
@@ -103,7 +103,7 @@ pub enum ModelError {
         problems: Vec<Mismatch>,
     },
     /// A run failed inside ONNX Runtime.
-    #[error("inference failed: {0}")]
+    #[error("inference failed")]
     Run(#[source] ort::Error),
     /// A run returned an output of another size than the contract says.
     #[error("output `{name}` has shape {found:?}, expected {expected:?}")]
@@ -115,6 +115,18 @@ pub enum ModelError {
         /// What came back.
         found: Vec<i64>,
     },
+}
+
+/// An error with its causes, `outer: inner: innermost`, for replies and logs.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 fn join(problems: &[Mismatch]) -> String {
