@@ -549,6 +549,17 @@ impl WorkerProcess {
     }
 }
 
+/// Peak resident memory (`VmHWM`) of process `pid`, in MB.
+fn peak_memory_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .expect("VmHWM");
+    kb / 1024.0
+}
+
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -560,13 +571,13 @@ impl Drop for WorkerProcess {
 /// unacknowledged jobs are redelivered to the other, so every job still yields a forecast,
 /// and the FORECASTS stream holds exactly one per job (a job the killed worker had published
 /// but not acknowledged may reach core subscribers twice; the stream drops the copy by its
-/// Nats-Msg-Id).
+/// Nats-Msg-Id). The surviving worker, which forecast most of the fleet, peaked under 400 MB.
 #[actix::test]
 async fn killed_worker_loses_no_job() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
     let mut victim = WorkerProcess::start(&nats.settings, "victim");
-    let _survivor = WorkerProcess::start(&nats.settings, "survivor");
+    let survivor = WorkerProcess::start(&nats.settings, "survivor");
     // Both workers are bound once the shared consumer has their two pull requests waiting.
     let jetstream = bus.jetstream();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -637,6 +648,11 @@ async fn killed_worker_loses_no_job() {
         "the victim held jobs when killed, and they were delivered again: {info:?}"
     );
     assert_eq!(info.num_ack_pending, 0, "every job acknowledged");
+    let peak_mb = peak_memory_mb(survivor.0.id());
+    assert!(
+        peak_mb < 400.0,
+        "a worker stays under 400 MB whatever the fleet: peak {peak_mb} MB"
+    );
 }
 
 /// `fleetcast model load DIR` prints each worker's reply as a JSON line and fails when a
