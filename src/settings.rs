@@ -105,6 +105,9 @@ pub struct PredictorSettings {
     pub max_wait_ms: u64,
     /// ONNX Runtime threads inside one operator.
     pub intra_threads: usize,
+    /// Predictor workers in one process, each with its own ONNX Runtime session (sharing the
+    /// work like separate processes do).
+    pub workers: usize,
     /// This worker's name in model-load replies and logs; empty means `<hostname>-<pid>`.
     pub worker_id: String,
     /// Seconds a job may stay unacknowledged before JetStream hands it to another worker.
@@ -191,6 +194,7 @@ impl Default for PredictorSettings {
             max_batch: 32,
             max_wait_ms: 50,
             intra_threads: 2,
+            workers: 1,
             worker_id: String::new(),
             ack_wait_seconds: 30,
             max_ack_pending: 1024,
@@ -368,6 +372,11 @@ impl Settings {
             format!("{} is outside 1–256", predictor.intra_threads),
         );
         check(
+            (1..=64).contains(&predictor.workers),
+            "predictor.workers",
+            format!("{} is outside 1–64", predictor.workers),
+        );
+        check(
             predictor.worker_id.is_empty()
                 || crate::catalog::is_valid_server_name(&predictor.worker_id),
             "predictor.worker_id",
@@ -434,11 +443,12 @@ mod tests {
     /// Bad predictor values are refused with their keys.
     #[test]
     fn bad_predictor_values_name_their_keys() {
-        let text = "[predictor]\nmax_batch = 0\nintra_threads = 0\nworker_id = \"a.b\"\nack_wait_seconds = 0\n";
+        let text = "[predictor]\nmax_batch = 0\nintra_threads = 0\nworkers = 0\nworker_id = \"a.b\"\nack_wait_seconds = 0\n";
         let message = Settings::from_toml(text).unwrap_err().to_string();
         for key in [
             "predictor.max_batch",
             "predictor.intra_threads",
+            "predictor.workers",
             "predictor.worker_id",
             "predictor.ack_wait_seconds",
         ] {

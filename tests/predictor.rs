@@ -481,20 +481,18 @@ fn fleet_jobs(count: usize) -> Vec<PredictJob> {
         .collect()
 }
 
-/// Two workers share 1,000 jobs: every job yields exactly one forecast (on the core subject
-/// and in the FORECASTS stream), and both workers did some of the work.
+/// Two workers (`predictor.workers = 2`) share 1,000 jobs: every job yields exactly one
+/// forecast (on the core subject and in the FORECASTS stream), and both did some of the work.
 #[actix::test]
 async fn two_workers_share_a_thousand_jobs() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
-    let workers = [
-        predictor::spawn(&predictor_settings(&nats, "a"), bus.clone())
-            .await
-            .unwrap(),
-        predictor::spawn(&predictor_settings(&nats, "b"), bus.clone())
-            .await
-            .unwrap(),
-    ];
+    let mut settings = predictor_settings(&nats, "pair");
+    settings.predictor.workers = 2;
+    let workers = predictor::spawn_workers(&settings, bus.clone())
+        .await
+        .unwrap();
+    assert_eq!(workers.len(), 2);
     let mut forecasts = bus
         .client()
         .subscribe(bus.subjects().forecasts_all())

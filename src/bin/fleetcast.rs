@@ -213,7 +213,7 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
                         .context("starting the window keeper")?;
                 }
                 ActorKind::Predictor => {
-                    fleetcast::actors::predictor::spawn(&settings, bus.clone())
+                    fleetcast::actors::predictor::spawn_workers(&settings, bus.clone())
                         .await
                         .context("starting the predictor")?;
                 }

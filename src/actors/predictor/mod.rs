@@ -1000,6 +1000,33 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<Predictor>, Pre
     Ok(addr)
 }
 
+/// Starts `predictor.workers` workers in this process (ids `<worker_id>-<n>` when more than
+/// one), each with its own session, all sharing the jobs.
+///
+/// # Errors
+/// As [`spawn`], for the first worker that cannot start.
+pub async fn spawn_workers(
+    settings: &Settings,
+    bus: Bus,
+) -> Result<Vec<Addr<Predictor>>, PredictorError> {
+    let count = settings.predictor.workers;
+    if count <= 1 {
+        return Ok(vec![spawn(settings, bus).await?]);
+    }
+    let base = if settings.predictor.worker_id.is_empty() {
+        default_worker_id()
+    } else {
+        settings.predictor.worker_id.clone()
+    };
+    let mut workers = Vec::with_capacity(count);
+    for index in 0..count {
+        let mut one = settings.clone();
+        one.predictor.worker_id = format!("{base}-{index}");
+        workers.push(spawn(&one, bus.clone()).await?);
+    }
+    Ok(workers)
+}
+
 /// Sends a model-load request to every predictor worker and collects their replies: waits up
 /// to `first_reply` for the first, then until no other arrives for `quiet`.
 ///
