@@ -933,6 +933,18 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<Predictor>, Pre
             .await
             .map_err(|error| PredictorError::Consumer(format!("{create_error}; then {error}")))?,
     };
+    let bound = &consumer.cached_info().config;
+    if bound.ack_wait != Duration::from_secs(config.ack_wait_seconds)
+        || bound.max_ack_pending != config.max_ack_pending
+    {
+        // The first worker to create the consumer set these for everyone.
+        tracing::warn!(
+            ack_wait = ?bound.ack_wait,
+            max_ack_pending = bound.max_ack_pending,
+            "the shared consumer `{CONSUMER}` keeps the settings it was created with; \
+             predictor.ack_wait_seconds / max_ack_pending apply after it is deleted"
+        );
+    }
     let messages = consumer
         .stream()
         .max_messages_per_batch(config.max_batch)
