@@ -24,8 +24,10 @@
 //! FORECASTS stream (JetStream's publish acknowledgement), or after its rejection is
 //! published (then it is terminated, never redelivered). A worker that dies mid-batch leaves
 //! its jobs unacknowledged, and JetStream redelivers them to another worker after
-//! `predictor.ack_wait_seconds`; a job is delivered at most 5 times. So every job yields a
-//! forecast (at least once). A job can be forecast twice only when its acknowledgement is
+//! `predictor.ack_wait_seconds`. So every job yields a forecast (at least once), unless the
+//! same job fails 5 deliveries in a row (5 workers killed holding it, or ONNX Runtime failing on
+//! it 5 times): then JetStream stops handing it out and it stays in the stream, visible in the
+//! consumer's info. A job can be forecast twice only when its acknowledgement is
 //! lost or arrives after `ack_wait` (a worker killed between publishing and acknowledging, or
 //! a batch slower than `ack_wait`); then:
 //! - the FORECASTS stream stores it once: the duplicate carries the same `Nats-Msg-Id` and the
@@ -33,8 +35,8 @@
 //!   so anything reading forecasts from the stream sees exactly one per job;
 //! - a core subscriber to `forecasts.>` may see the duplicate (the same forecast of the same
 //!   window), which is harmless to the risk scorer (latest per server wins);
-//! - the same worker never forecasts a job twice: it remembers the (server, origin) keys it
-//!   has published and acknowledges a redelivered one without running it.
+//! - a worker remembers the last 50,000 (server, origin) keys it published and acknowledges a
+//!   redelivered job it already forecast without running it again.
 //!
 //! **Hot reload.** On a `ModelLoadRequest` each worker loads and checks the new directory on
 //! the blocking pool while the old model keeps serving; on success it swaps the model between
