@@ -26,6 +26,8 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// The periodic fleet summary.
     pub summary: SummarySettings,
+    /// The predictor workers.
+    pub predictor: PredictorSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -160,6 +162,33 @@ pub struct SummarySettings {
     pub top: u32,
 }
 
+/// `[predictor]`: the forecasting workers (ONNX Runtime).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictorSettings {
+    /// Model directory (`model.onnx` + `model.json`) loaded at start.
+    pub model_dir: PathBuf,
+    /// `libonnxruntime.so`; empty means `ORT_DYLIB_PATH`, then `.tools/lib/libonnxruntime.so`
+    /// under the current directory, then under the crate's directory.
+    pub ort_library: String,
+    /// Most jobs forecast in one ONNX run; bounds the runtime's activation memory.
+    pub max_batch: usize,
+    /// Longest a job waits for its batch to fill, in milliseconds.
+    pub max_wait_ms: u64,
+    /// ONNX Runtime threads inside one operator.
+    pub intra_threads: usize,
+    /// Predictor workers in one process, each with its own ONNX Runtime session (sharing the
+    /// work like separate processes do).
+    pub workers: usize,
+    /// This worker's name in model-load replies and logs; empty means `<hostname>-<pid>`.
+    pub worker_id: String,
+    /// Seconds a job may stay unacknowledged before JetStream hands it to another worker.
+    pub ack_wait_seconds: u64,
+    /// Jobs handed out but not yet acknowledged, across all workers (the shared consumer's
+    /// `max_ack_pending`).
+    pub max_ack_pending: i64,
+}
+
 /// `[log]`: what the logs say.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -181,6 +210,7 @@ impl Default for Settings {
             risk: RiskSettings::default(),
             alerts: AlertSettings::default(),
             summary: SummarySettings::default(),
+            predictor: PredictorSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -283,6 +313,22 @@ impl Default for SummarySettings {
         Self {
             interval_seconds: 10,
             top: 10,
+        }
+    }
+}
+
+impl Default for PredictorSettings {
+    fn default() -> Self {
+        Self {
+            model_dir: PathBuf::from("models/tft-v1"),
+            ort_library: String::new(),
+            max_batch: 32,
+            max_wait_ms: 50,
+            intra_threads: 2,
+            workers: 1,
+            worker_id: String::new(),
+            ack_wait_seconds: 30,
+            max_ack_pending: 1024,
         }
     }
 }
@@ -535,6 +581,54 @@ impl Settings {
             "summary.top",
             format!("{} is outside 1–1000", self.summary.top),
         );
+        let predictor = &self.predictor;
+        check(
+            !predictor.model_dir.as_os_str().is_empty(),
+            "predictor.model_dir",
+            "must name a model directory".into(),
+        );
+        check(
+            (1..=1024).contains(&predictor.max_batch),
+            "predictor.max_batch",
+            format!("{} is outside 1–1024", predictor.max_batch),
+        );
+        check(
+            predictor.max_wait_ms <= 60_000,
+            "predictor.max_wait_ms",
+            format!("{} is above one minute", predictor.max_wait_ms),
+        );
+        check(
+            (1..=256).contains(&predictor.intra_threads),
+            "predictor.intra_threads",
+            format!("{} is outside 1–256", predictor.intra_threads),
+        );
+        check(
+            (1..=64).contains(&predictor.workers),
+            "predictor.workers",
+            format!("{} is outside 1–64", predictor.workers),
+        );
+        check(
+            predictor.worker_id.is_empty()
+                || crate::catalog::is_valid_server_name(&predictor.worker_id),
+            "predictor.worker_id",
+            format!(
+                "`{}` must be letters, digits, `-` or `_`",
+                predictor.worker_id
+            ),
+        );
+        check(
+            (1..=3600).contains(&predictor.ack_wait_seconds),
+            "predictor.ack_wait_seconds",
+            format!("{} is outside 1–3600", predictor.ack_wait_seconds),
+        );
+        check(
+            predictor.max_ack_pending >= 2 * predictor.max_batch as i64,
+            "predictor.max_ack_pending",
+            format!(
+                "{} is below twice predictor.max_batch ({})",
+                predictor.max_ack_pending, predictor.max_batch
+            ),
+        );
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level",
@@ -564,6 +658,7 @@ mod tests {
         let settings = Settings::from_toml(text).expect("fleetcast.toml is valid");
         assert_eq!(settings.time.step_seconds, 300);
         assert_eq!(settings.generator.servers, 90);
+        assert_eq!(settings.predictor, PredictorSettings::default());
     }
 
     /// Every bad value is reported at once, each with its key.
@@ -602,6 +697,22 @@ mod tests {
         assert_eq!(settings.alerts, AlertSettings::default());
         assert_eq!(settings.risk, RiskSettings::default());
         assert_eq!(settings.summary, SummarySettings::default());
+    }
+
+    /// Bad predictor values are refused with their keys.
+    #[test]
+    fn bad_predictor_values_name_their_keys() {
+        let text = "[predictor]\nmax_batch = 0\nintra_threads = 0\nworkers = 0\nworker_id = \"a.b\"\nack_wait_seconds = 0\n";
+        let message = Settings::from_toml(text).unwrap_err().to_string();
+        for key in [
+            "predictor.max_batch",
+            "predictor.intra_threads",
+            "predictor.workers",
+            "predictor.worker_id",
+            "predictor.ack_wait_seconds",
+        ] {
+            assert!(message.contains(key), "{key}: {message}");
+        }
     }
 
     /// A misspelt key is refused, naming the key.

@@ -7,5 +7,6 @@ mod alerts;
 mod bus;
 mod export;
 mod generator;
+mod predictor;
 mod risk;
 mod window_keeper;

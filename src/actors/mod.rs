@@ -4,6 +4,7 @@
 
 pub mod alert_router;
 pub mod generator;
+pub mod predictor;
 pub mod risk_scorer;
 pub mod stage;
 pub mod window_keeper;

@@ -1,5 +1,6 @@
 //! The `fleetcast` command: run the pipeline (`up`) or one actor (`run`), watch subjects
-//! (`tail`), steer the simulation (`scenario`) and export training data (`export`).
+//! (`tail`), steer the simulation (`scenario`), export training data (`export`) and switch the
+//! predictors' model (`model load`).
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -44,6 +45,24 @@ enum Command {
     Export(fleetcast::export::ExportArgs),
     /// Check a settings file and print the settings in effect.
     Config,
+    /// Manage the model the predictor workers serve.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Make every running predictor worker check the model in DIR and switch to it; a model
+    /// that does not fit is refused and the old one keeps serving. Prints each worker's reply.
+    Load {
+        /// Model directory (model.onnx + model.json), as the workers see it.
+        dir: PathBuf,
+        /// Seconds to wait for the first worker's reply.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
+    },
 }
 
 /// The actors that `run` can start.
@@ -53,6 +72,8 @@ enum ActorKind {
     Generator,
     /// Per-server windows and predict jobs.
     WindowKeeper,
+    /// Forecasts on ONNX Runtime (start several to add capacity).
+    Predictor,
     /// Risk per server from samples and forecasts, and the fleet summary.
     RiskScorer,
     /// Alerts with hysteresis from risk scores and forecasts.
@@ -60,9 +81,11 @@ enum ActorKind {
 }
 
 impl ActorKind {
-    const ALL: [ActorKind; 4] = [
+    /// Every actor, in pipeline order (`up` starts them last to first).
+    const ALL: [ActorKind; 5] = [
         ActorKind::Generator,
         ActorKind::WindowKeeper,
+        ActorKind::Predictor,
         ActorKind::RiskScorer,
         ActorKind::AlertRouter,
     ];
@@ -140,6 +163,33 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }),
+        Command::Model {
+            command: ModelCommand::Load { dir, timeout },
+        } => tokio_main(async move {
+            let bus = Bus::connect(&settings.nats).await?;
+            let replies = fleetcast::actors::predictor::request_model_load(
+                &bus,
+                &dir.to_string_lossy(),
+                Duration::from_secs_f64(timeout),
+                Duration::from_secs(1),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+            for reply in &replies {
+                println!("{}", serde_json::to_string(reply)?);
+            }
+            if replies.is_empty() {
+                bail!("no predictor worker answered (`fleetcast run predictor` starts one)");
+            }
+            let refused = replies.iter().filter(|reply| !reply.ok).count();
+            if refused > 0 {
+                bail!(
+                    "{refused} of {} workers refused the model (they keep serving the old one)",
+                    replies.len()
+                );
+            }
+            Ok(())
+        }),
     }
 }
 
@@ -179,6 +229,11 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
                     fleetcast::actors::alert_router::spawn(&settings, bus.clone())
                         .await
                         .context("starting the alert router")?;
+                }
+                ActorKind::Predictor => {
+                    fleetcast::actors::predictor::spawn_workers(&settings, bus.clone())
+                        .await
+                        .context("starting the predictor")?;
                 }
                 ActorKind::Generator => {
                     fleetcast::actors::generator::spawn(&settings, bus.clone())
