@@ -48,6 +48,8 @@ class TFTConfig:
     quantiles: tuple[float, ...] = schema.QUANTILES
     hidden: int = 32
     var_hidden: int = 8
+    #: width of each variable's GRN output before the weighted sum (then projected to `hidden`)
+    var_dim: int = 16
     heads: int = 4
     dropout: float = 0.1
     input_clip: float = 10.0
@@ -113,37 +115,45 @@ class GateAddNorm(nn.Module):
 class VariableSelection(nn.Module):
     """Variable selection over V scalar inputs, every per-variable GRN in one batched product.
 
-    Per variable v with scalar input x_v: a_v = x_v e_v + c_v (the residual path, a linear
-    embedding), h_v = ELU(x_v u_v + b_v) (hidden size `var_hidden`), out_v = LayerNorm(a_v +
-    GLU(h_v W_v)). Because the inputs are scalars, the first layer is an outer product, and the
-    gate is one matmul batched over the variable axis. The selection weights are
-    softmax(GRN([x_1..x_V], c_s)).
+    Per variable v with scalar input x_v: the variable's features are f_v = [ELU(x_v u_v + b_v),
+    x_v, 1] (hidden size `var_hidden` + 2); its GRN output is
+    out_v = LayerNorm(f_v S_v + (f_v A_v) * sigmoid(f_v G_v)): a linear skip path plus a gated
+    linear unit, biases folded in through the constant feature. The three products are each one
+    matmul batched over the variable axis, in a [V, B*T, .] layout so that no large tensor is ever
+    transposed, and the weighted sum over variables is a multiply and a reduction. The selection
+    weights are softmax(GRN([x_1..x_V], c_s)).
     """
 
-    def __init__(self, n_vars: int, d: int, var_hidden: int, d_context: int, dropout: float):
+    def __init__(self, n_vars: int, d: int, var_hidden: int, d_context: int, dropout: float, d_var: int | None = None):
         super().__init__()
+        d_out = d
+        d = d_var or d
         self.n_vars, self.d = n_vars, d
-        self.embed_w = nn.Parameter(torch.randn(n_vars, d) * 0.5)
-        self.embed_b = nn.Parameter(torch.zeros(n_vars, d))
-        self.hid_w = nn.Parameter(torch.randn(n_vars, var_hidden) * 0.5)
-        self.hid_b = nn.Parameter(torch.zeros(n_vars, var_hidden))
-        self.gate_w = nn.Parameter(torch.randn(n_vars, var_hidden, 2 * d) / math.sqrt(var_hidden))
-        self.gate_b = nn.Parameter(torch.zeros(n_vars, 2 * d))
+        k = var_hidden + 2
+        self.hid_w = nn.Parameter(torch.randn(n_vars, 1, var_hidden))
+        self.hid_b = nn.Parameter(torch.randn(n_vars, 1, var_hidden) * 0.5)
+        self.skip_w = nn.Parameter(torch.randn(n_vars, k, d) / math.sqrt(k))
+        self.glu_a = nn.Parameter(torch.randn(n_vars, k, d) / math.sqrt(k))
+        self.glu_b = nn.Parameter(torch.randn(n_vars, k, d) / math.sqrt(k))
         self.norm = nn.LayerNorm(d)
-        self.select = GRN(n_vars, d, n_vars, d_context, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.select = GRN(n_vars, d_out, n_vars, d_context, dropout)
+        # per-variable outputs live in a narrower space (d_var) and are projected up after the
+        # weighted sum: the [V, B*T, d_var] tensors are the bulk of the graph's memory traffic
+        self.project = nn.Linear(d, d_out) if d != d_out else None
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [B, T, V] scalars, c [B, 1, d] static context -> ([B, T, d], weights [B, T, V])."""
         b, t, v = x.shape
-        xe = x.unsqueeze(-1)  # [B, T, V, 1]
-        skip = xe * self.embed_w + self.embed_b  # [B, T, V, d]
-        hid = F.elu(xe * self.hid_w + self.hid_b)  # [B, T, V, h]
-        # one matmul batched over the variable axis: [V, B*T, h] @ [V, h, 2d]
-        hid = hid.reshape(-1, v, hid.shape[-1]).transpose(0, 1)
-        gate = torch.matmul(hid, self.gate_w).transpose(0, 1).reshape(b, t, v, 2 * self.d) + self.gate_b
-        per_var = self.norm(skip + F.glu(gate, dim=-1))  # [B, T, V, d]
+        xv = x.reshape(b * t, v).transpose(0, 1).unsqueeze(-1)  # [V, BT, 1] (small)
+        feats = torch.cat([F.elu(xv * self.hid_w + self.hid_b), xv, torch.ones_like(xv)], dim=-1)  # [V, BT, k]
+        gated = torch.matmul(feats, self.glu_a) * torch.sigmoid(torch.matmul(feats, self.glu_b))
+        per_var = self.norm(torch.matmul(feats, self.skip_w) + self.dropout(gated))  # [V, BT, d]
         weights = torch.softmax(self.select(x, c), dim=-1)  # [B, T, V]
-        combined = torch.matmul(weights.unsqueeze(-2), per_var).squeeze(-2)  # [B, T, d]
+        wv = weights.reshape(b * t, v).transpose(0, 1).unsqueeze(-1)  # [V, BT, 1]
+        combined = (per_var * wv).sum(dim=0).reshape(b, t, self.d)
+        if self.project is not None:
+            combined = self.project(combined)
         return combined, weights
 
 
@@ -171,8 +181,8 @@ class TemporalFusionTransformer(nn.Module):
 
         self.profile_embedding = nn.Embedding(cfg.n_profiles, d)
         self.static_grns = nn.ModuleList([GRN(d, d, d, 0, cfg.dropout) for _ in range(4)])
-        self.past_vsn = VariableSelection(m + n_cal, d, cfg.var_hidden, d, cfg.dropout)
-        self.future_vsn = VariableSelection(n_cal, d, cfg.var_hidden, d, cfg.dropout)
+        self.past_vsn = VariableSelection(m + n_cal, d, cfg.var_hidden, d, cfg.dropout, cfg.var_dim)
+        self.future_vsn = VariableSelection(n_cal, d, cfg.var_hidden, d, cfg.dropout, cfg.var_dim)
         self.encoder = nn.LSTM(d, d, batch_first=True)
         self.decoder = nn.LSTM(d, d, batch_first=True)
         self.lstm_gate = GateAddNorm(d, cfg.dropout)
