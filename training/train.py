@@ -168,6 +168,25 @@ def fit(args, train_fleet: data_mod.FleetData) -> tuple[TemporalFusionTransforme
     t0 = time.monotonic()
     best = (float("inf"), copy.deepcopy(model.state_dict()))
     history, step, windows_seen, stopped_early, epochs_done = [], 0, 0, False, 0
+
+    def info_now() -> dict:
+        return {
+            "seed": args.seed,
+            "device": describe_device(device),
+            "epochs": epochs_done,
+            "windows_per_epoch": steps_per_epoch * args.batch_size,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "steps": step,
+            "windows_seen": windows_seen,
+            "wall_seconds": round(time.monotonic() - t0, 1),
+            "stopped_by_time_budget": stopped_early,
+            "best_val_loss": round(best[0], 5),
+            "history": history,
+            "augment": bool(args.augment),
+            "init_from": args.init_from,
+            "train_windows_available": int(len(train_origins)),
+        }
     for epoch in range(args.epochs):
         model.train()
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, file=sys.stderr,
@@ -206,29 +225,20 @@ def fit(args, train_fleet: data_mod.FleetData) -> tuple[TemporalFusionTransforme
             f"{windows_seen / elapsed:.0f} windows/s)")
         if val < best[0]:
             best = (val, copy.deepcopy(model.state_dict()))
+            if args.checkpoint:  # keep the best so far on disk, so a killed run still leaves a model
+                save_checkpoint(args.checkpoint, cfg, best[1], {**info_now(), "partial": True}, args.command_line)
         if stopped_early:
             log(f"wall-time budget of {args.max_minutes} min reached")
             break
     model.load_state_dict(best[1])
     model.cpu().eval()
-    info = {
-        "seed": args.seed,
-        "device": describe_device(device),
-        "epochs": epochs_done,
-        "windows_per_epoch": steps_per_epoch * args.batch_size,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "steps": step,
-        "windows_seen": windows_seen,
-        "wall_seconds": round(time.monotonic() - t0, 1),
-        "stopped_by_time_budget": stopped_early,
-        "best_val_loss": round(best[0], 5),
-        "history": history,
-        "augment": bool(args.augment),
-        "init_from": args.init_from,
-        "train_windows_available": int(len(train_origins)),
-    }
-    return model, info
+    return model, info_now()
+
+
+def save_checkpoint(path: str, cfg: TFTConfig, state_dict: dict, info: dict, command: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
+    torch.save({"architecture": cfg.to_json(), "state_dict": cpu_state, "info": info, "command": command}, path)
 
 
 def describe_device(device: torch.device) -> str:
@@ -378,7 +388,7 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
-    p.add_argument("--max-minutes", type=float, default=20.0, help="wall-time budget for the training loop")
+    p.add_argument("--max-minutes", type=float, default=18.0, help="wall-time budget for the training loop")
     p.add_argument("--init-from", help="model directory to fine-tune (e.g. models/tft-v1)")
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random rescaling of unbounded metrics")
     p.add_argument("--val-days", type=float, default=3.0)
@@ -418,6 +428,7 @@ def load_data(args):
 def cmd_train(args, argv: list[str]) -> int:
     torch.set_num_threads(args.threads)
     command = "python -m training " + " ".join(shlex.quote(a) for a in argv)
+    args.command_line = command
     train_fleet, eval_fleet, desc_t, desc_e = load_data(args)
     if args.from_checkpoint:
         ckpt = torch.load(args.from_checkpoint, map_location="cpu", weights_only=False)
@@ -429,9 +440,7 @@ def cmd_train(args, argv: list[str]) -> int:
     else:
         model, info = fit(args, train_fleet)
         if args.checkpoint:
-            Path(args.checkpoint).parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"architecture": model.cfg.to_json(), "state_dict": model.state_dict(), "info": info,
-                        "command": command}, args.checkpoint)
+            save_checkpoint(args.checkpoint, model.cfg, model.state_dict(), info, command)
             log(f"checkpoint written to {args.checkpoint}")
             print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=1))
             return 0
