@@ -111,11 +111,34 @@ def split_validation(fleet: data_mod.FleetData, cfg: TFTConfig, val_days: float)
 
 
 def augment(past: np.ndarray, future: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Rescale unbounded metrics (MB/s, counts, load) by a random factor per window, so the model
-    does not learn the generator's absolute levels."""
-    factor = np.exp(rng.normal(0.0, 0.5, size=(past.shape[0], 1, past.shape[2]))).astype(np.float32)
+    """Robustness augmentation, per window and metric (past and future alike):
+
+    * unbounded metrics (MB/s, counts, load) are rescaled by a random factor, so the model does
+      not learn the generator's absolute levels;
+    * 3% of series become flat (the window's last value throughout), as on a quiet or stuck host;
+    * 5% get sparse spikes (rate 1-10% of steps, 3-15 robust scales high) in context and horizon
+      alike, so one spike does not drag the median and frequent spikes widen p90.
+    """
+    n, t, m = past.shape
+    full = np.concatenate([past, future], axis=1)
+    factor = np.exp(rng.normal(0.0, 0.5, size=(n, 1, m))).astype(np.float32)
     factor[:, :, ~UNBOUNDED] = 1.0
-    return past * factor, future * factor
+    full *= factor
+    flat = rng.random((n, m)) < 0.03
+    if flat.any():
+        level = np.broadcast_to(full[:, t - 1 : t, :], full.shape)
+        full = np.where(flat[:, None, :], level, full)
+    spiky = rng.random((n, m)) < 0.05
+    if spiky.any():
+        scale = ev.robust_scale(past * factor)
+        rate = rng.uniform(0.01, 0.1, size=(n, 1, m))
+        hits = (rng.random(full.shape) < rate) & spiky[:, None, :]
+        size = rng.uniform(3.0, 15.0, size=full.shape) * scale[:, None, :]
+        full = full + np.where(hits, size, 0.0).astype(np.float32)
+    low = np.array([schema.METRIC_RANGES[k][0] for k in schema.METRICS], dtype=np.float32)
+    high = np.array([schema.METRIC_RANGES[k][1] or np.inf for k in schema.METRICS], dtype=np.float32)
+    full = np.clip(full, low, high).astype(np.float32)
+    return full[:, :t], full[:, t:]
 
 
 def batch_loss(model: TemporalFusionTransformer, past, future, ts, prof, device) -> torch.Tensor:
@@ -186,6 +209,7 @@ def fit(args, train_fleet: data_mod.FleetData) -> tuple[TemporalFusionTransforme
             "augment": bool(args.augment),
             "init_from": args.init_from,
             "train_windows_available": int(len(train_origins)),
+            "git_commit": git_commit(),
         }
     for epoch in range(args.epochs):
         model.train()
@@ -332,7 +356,7 @@ def finish(args, model: TemporalFusionTransformer, info: dict, train_fleet: data
     info.update({
         "data": data_desc,
         "data_report": train_fleet.report.to_json(),
-        "git_commit": git_commit(),
+        "git_commit": info.get("git_commit") or git_commit(),
         "command": command,
     })
     name = out_dir.name
