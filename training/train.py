@@ -233,9 +233,9 @@ def fit(args, train_fleet: data_mod.FleetData) -> tuple[TemporalFusionTransforme
             opt.step()
             step += 1
             windows_seen += len(pick)
-            loss_value = float(loss.detach())
-            running = 0.98 * running + 0.02 * loss_value if i else loss_value
-            if i % 10 == 0:
+            if i % 10 == 0:  # reading the loss syncs the GPU, so only now and then
+                loss_value = float(loss.detach())
+                running = 0.8 * running + 0.2 * loss_value if i else loss_value
                 bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr * warm:.1e}")
             if time.monotonic() - t0 > budget:
                 stopped_early = True
