@@ -430,6 +430,12 @@ def load_data(args):
     if args.data and args.eval_data:
         train_path, eval_path = Path(args.data), Path(args.eval_data)
         desc_t, desc_e = f"file {train_path.name}", f"file {eval_path.name}"
+        # files made by the default exporter calls are described by those calls
+        for spec, name in ((DEFAULT_TRAIN, train_path.name), (DEFAULT_EVAL, eval_path.name)):
+            if name.endswith(f"s{spec['seed']}-{spec['servers']}x{spec['hours']}h.parquet"):
+                text = (f"fleetcast export --hours {spec['hours']} --servers {spec['servers']} --seed {spec['seed']} "
+                        f"--start {spec['start']} (file {name})")
+                desc_t, desc_e = (text, desc_e) if spec is DEFAULT_TRAIN else (desc_t, text)
     elif args.data or args.eval_data:
         raise SystemExit("--data and --eval-data go together (the evaluation must be on held-out data)")
     else:
