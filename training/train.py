@@ -17,6 +17,7 @@ import math
 import os
 import random
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -49,7 +50,7 @@ def seed_everything(seed: int) -> None:
 
 
 def git_commit() -> str:
-    env = os.environ.get("FLEETCAST_GIT_COMMIT")
+    env = os.environ.get("TRAINING_GIT_COMMIT")
     if env:
         return env
     try:
@@ -60,20 +61,22 @@ def git_commit() -> str:
         return "unknown"
 
 
-def export_fleet(out: Path, hours: int, servers: int, seed: int, start: str) -> Path:
+def export_fleet(out: Path, hours: int, servers: int, seed: int, start: str, binary: str | None = None) -> Path:
     """Write a fleet history with the Rust exporter (cached: an existing file is reused)."""
     if out.exists():
         log(f"using cached {out}")
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    binary = os.environ.get("FLEETCAST_BIN")
-    args = ["export", "--hours", str(hours), "--servers", str(servers), "--seed", str(seed), "--start", start, "--out", str(out)]
+    # (not a FLEETCAST_* variable: fleetcast reads those as its own settings)
+    binary = binary or os.environ.get("TRAINING_EXPORTER_BIN")
+    args = ["export", "--hours", str(hours), "--servers", str(servers), "--seed", str(seed), "--start", start,
+            "--out", str(out.resolve())]
     if binary:
         cmd = [binary, *args]
-    elif (REPO_ROOT / "target/release/fleetcast").exists():
-        cmd = [str(REPO_ROOT / "target/release/fleetcast"), *args]
+    elif shutil.which("cargo"):  # cargo rebuilds a stale binary; a bare target/release/fleetcast may be old
+        cmd = ["cargo", "run", "--quiet", "--release", "--bin", "fleetcast", "--", *args]
     else:
-        cmd = ["cargo", "run", "--release", "--bin", "fleetcast", "--", *args]
+        cmd = [str(REPO_ROOT / "target/release/fleetcast"), *args]
     log("running " + " ".join(shlex.quote(c) for c in cmd))
     try:
         subprocess.run(cmd, cwd=REPO_ROOT, check=True)
@@ -82,13 +85,13 @@ def export_fleet(out: Path, hours: int, servers: int, seed: int, start: str) -> 
     return out
 
 
-def default_data_paths() -> tuple[Path, Path, str, str]:
-    d = REPO_ROOT / ".data"
+def default_data_paths(data_dir: str, exporter: str | None = None) -> tuple[Path, Path, str, str]:
+    d = REPO_ROOT / data_dir
     tr, evd = DEFAULT_TRAIN, DEFAULT_EVAL
     train = d / f"train-s{tr['seed']}-{tr['servers']}x{tr['hours']}h.parquet"
     evalp = d / f"eval-s{evd['seed']}-{evd['servers']}x{evd['hours']}h.parquet"
-    export_fleet(train, **tr)
-    export_fleet(evalp, **evd)
+    export_fleet(train, **tr, binary=exporter)
+    export_fleet(evalp, **evd, binary=exporter)
     desc_t = f"fleetcast export --hours {tr['hours']} --servers {tr['servers']} --seed {tr['seed']} --start {tr['start']}"
     desc_e = f"fleetcast export --hours {evd['hours']} --servers {evd['servers']} --seed {evd['seed']} --start {evd['start']}"
     return train, evalp, desc_t, desc_e
@@ -395,6 +398,9 @@ def print_summary(meta: dict, out_dir: str) -> None:
 def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="training Parquet (long format); default: produced by `fleetcast export`")
     p.add_argument("--eval-data", help="held-out Parquet; default: produced by `fleetcast export` (other seed, later range)")
+    p.add_argument("--exporter", help="fleetcast binary for the default data (default: env TRAINING_EXPORTER_BIN, "
+                   "else `cargo run --release --bin fleetcast`)")
+    p.add_argument("--data-dir", default=".data", help="where the exporter's files are cached (default .data)")
     p.add_argument("--out", default="models/tft-v1", help="model directory to write (default models/tft-v1)")
     p.add_argument("--version", default="1.0.0")
     p.add_argument("--golden", default="tests/fixtures/model_golden.json", help="golden fixture file ('' to skip)")
@@ -439,7 +445,7 @@ def load_data(args):
     elif args.data or args.eval_data:
         raise SystemExit("--data and --eval-data go together (the evaluation must be on held-out data)")
     else:
-        train_path, eval_path, desc_t, desc_e = default_data_paths()
+        train_path, eval_path, desc_t, desc_e = default_data_paths(args.data_dir, args.exporter)
     train_fleet = data_mod.load_fleet(train_path, args.bad_rows, args.step_seconds)
     log(train_fleet.report.describe())
     eval_fleet = data_mod.load_fleet(eval_path, args.bad_rows, args.step_seconds)

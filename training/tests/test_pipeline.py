@@ -33,3 +33,30 @@ def test_train_command_end_to_end(tmp_path):
     tuned = tmp_path / "models" / "tuned"
     assert main(["train", *common, "--epochs", "1", "--init-from", str(out), "--out", str(tuned), "--golden", ""]) == 0
     assert ex.load_model_dir(tuned)[0]["training"]["init_from"] == str(out)
+
+
+def test_default_data_comes_from_the_exporter(tmp_path):
+    """Without --data the pipeline calls `fleetcast export` with the documented arguments and caches the file."""
+    import sys
+    from pathlib import Path
+
+    from training import train as tr
+
+    log = tmp_path / "calls.txt"
+    fake = tmp_path / "fake-fleetcast"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        "from training.tests.synth import make_frame\n"
+        f"open({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        "make_frame(servers=2, steps=50).to_parquet(sys.argv[sys.argv.index('--out') + 1])\n"
+    )
+    fake.chmod(0o755)
+    out = tmp_path / "data" / "x.parquet"
+    assert tr.export_fleet(out, hours=5, servers=2, seed=7, start="2026-01-05T00:00:00Z", binary=str(fake)) == out
+    assert out.exists()
+    tr.export_fleet(out, hours=5, servers=2, seed=7, start="2026-01-05T00:00:00Z", binary=str(fake))  # cached
+    calls = log.read_text().splitlines()
+    assert len(calls) == 1
+    assert calls[0].startswith("export --hours 5 --servers 2 --seed 7 --start 2026-01-05T00:00:00Z --out ")
