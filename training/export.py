@@ -182,13 +182,14 @@ def normalisation_doc(cfg: TFTConfig) -> dict:
     return {
         "where": "inside the graph; callers pass raw values and get raw values back",
         "description": (
-            "per window and metric: loc = mean of the last 3 context steps; "
+            "per window and metric: loc = median of the last 3 context steps "
+            "(max(min(x[-3], x[-2]), min(max(x[-3], x[-2]), x[-1]))); "
             f"scale = max(IQR/1.349, std/4, floor[metric]) over the {t} context steps, where "
             f"IQR = sorted[{3 * (t - 1) // 4}] - sorted[{(t - 1) // 4}] (ascending sort along time) and std is the "
             "population standard deviation; model input z = c*tanh(((x - loc)/scale)/c); "
             "output = clamp(loc + scale*z_out, range_low, range_high) per metric"
         ),
-        "location": "mean_last_3",
+        "location": "median_last_3",
         "scale": "max(iqr/1.349, std/4, floor)",
         "input_soft_clip": cfg.input_clip,
         "scale_floor": dict(zip(schema.METRICS, cfg.scale_floors)),

@@ -202,10 +202,12 @@ class TemporalFusionTransformer(nn.Module):
     # -- pieces shared by training and the graph ---------------------------------------------
 
     def normalise(self, past: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-window robust scaling: loc = mean of the last 3 steps, scale = max(IQR/1.349,
-        std/4, floor). Returns (soft-clipped z [B,T,M], loc [B,1,M], scale [B,1,M])."""
+        """Per-window robust scaling: loc = median of the last 3 steps (follows a level shift at
+        once, ignores a single-step spike), scale = max(IQR/1.349, std/4, floor).
+        Returns (soft-clipped z [B,T,M], loc [B,1,M], scale [B,1,M])."""
         t = past.shape[1]
-        loc = past[:, -3:, :].mean(dim=1, keepdim=True)
+        a, b, c = past[:, -3:-2, :], past[:, -2:-1, :], past[:, -1:, :]
+        loc = torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
         ordered, _ = torch.sort(past, dim=1)
         q1 = ordered[:, (t - 1) // 4 : (t - 1) // 4 + 1, :]
         q3 = ordered[:, 3 * (t - 1) // 4 : 3 * (t - 1) // 4 + 1, :]

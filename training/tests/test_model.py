@@ -114,3 +114,15 @@ def test_size_and_flops_of_default_config():
     model = TemporalFusionTransformer(TFTConfig())
     assert count_params(model) * 4 < 2_000_000
     assert count_flops(model) < 32e6
+
+
+def test_single_last_step_spike_does_not_move_the_level(tiny_model, tiny_cfg):
+    """loc is the median of the last 3 steps: one spike at the end leaves it at the series level."""
+    past, _, _ = _inputs(tiny_cfg, batch=1)
+    past[:] = 20.0
+    past[0, -1, 0] = 95.0
+    _, loc, _ = tiny_model.normalise(past)
+    assert loc[0, 0, 0].item() == 20.0
+    past[0, -2, 0] = 90.0  # two high steps: a level shift, followed
+    _, loc, _ = tiny_model.normalise(past)
+    assert loc[0, 0, 0].item() == 90.0
