@@ -387,6 +387,7 @@ targets), `parity` (PyTorch vs ONNX Runtime max abs differences).
 - {tr['steps']} optimiser steps ({tr['windows_seen']:,} windows, {tr['epochs']} epochs of {tr['windows_per_epoch']:,} random windows),
   batch {tr['batch_size']}, AdamW lr {tr['lr']}, wall time {tr['wall_seconds'] / 60:.1f} min
 - final validation pinball (scaled units): {tr['best_val_loss']:.4f}
+{('- ' + tr['notes']) if tr.get('notes') else ''}
 
 ## Evaluation
 

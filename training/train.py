@@ -361,6 +361,7 @@ def finish(args, model: TemporalFusionTransformer, info: dict, train_fleet: data
         "data_report": train_fleet.report.to_json(),
         "git_commit": info.get("git_commit") or git_commit(),
         "command": command,
+        "notes": args.notes,
     })
     name = out_dir.name
     meta = ex.build_metadata(
@@ -430,6 +431,7 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="fit only: save the trained weights and training info to this .pt file")
     p.add_argument("--from-checkpoint", help="skip fitting: evaluate and export a checkpoint written by --checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--notes", default="", help="free text on how this model was made, kept in model.json and the card")
 
 
 def load_data(args):
