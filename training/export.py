@@ -177,6 +177,50 @@ def write_golden(session, model_dir_rel: str, cases: list[tuple[np.ndarray, int,
     path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
 
 
+def behaviour_probes(session, cfg: TFTConfig) -> list[dict]:
+    """Forecasts on hand-made odd windows (flat, spiky, shifted, far outside the training ranges),
+    recorded in model.json and the card so that behaviour beyond the synthetic test set is visible."""
+    levels = np.array([20, 5, 1, 74, 10, 40, 1, 30, 12, 9, 2, 2, 1.5, 12], dtype=np.float32)[: cfg.n_metrics]
+    flat = np.tile(levels, (cfg.context_length, 1))
+    m = {name: i for i, name in enumerate(schema.METRICS)}
+    cases = []
+
+    def add(label, metric, past):
+        cases.append((label, metric, past))
+
+    add("flat series", "cpu_user_pct", flat.copy())
+    spiky = flat.copy()
+    spiky[::20, m["cpu_user_pct"]] = 95.0
+    spiky[-1, m["cpu_user_pct"]] = 20.0
+    add("spike to 95 every 20 steps", "cpu_user_pct", spiky)
+    last = flat.copy()
+    last[-1, m["cpu_user_pct"]] = 95.0
+    add("single spike to 95 at the last step", "cpu_user_pct", last)
+    shift = flat.copy()
+    shift[-12:, m["mem_used_pct"]] = 90.0
+    add("level shift 40 -> 90 in the last hour", "mem_used_pct", shift)
+    big = flat.copy()
+    big[:, m["net_in_mb_s"]] *= 1000.0
+    add("net_in 1000x the training range (12 GB/s)", "net_in_mb_s", big)
+    ramp = flat.copy()
+    ramp[:, m["mem_used_pct"]] = np.linspace(40, 80, cfg.context_length)
+    add("steady ramp 40 -> 80 over the window", "mem_used_pct", ramp)
+    add("all zero (host offline)", "cpu_user_pct", np.zeros_like(flat))
+    past = np.stack([c[2] for c in cases]).astype(np.float32)
+    ts = np.full(len(cases), 1_770_000_000 // cfg.step_seconds * cfg.step_seconds, dtype=np.int64)
+    prof = np.full(len(cases), schema.PROFILES.index("generic"), dtype=np.int64)
+    q, _, _ = run_ort(session, past, ts, prof)
+    out = []
+    for k, (label, metric, p) in enumerate(cases):
+        j = m[metric]
+        out.append({
+            "case": label, "metric": metric, "last_value": round(float(p[-1, j]), 3),
+            "first_step_p10_p50_p90": [round(float(v), 3) for v in q[k, 0, j]],
+            "last_step_p10_p50_p90": [round(float(v), 3) for v in q[k, -1, j]],
+        })
+    return out
+
+
 def normalisation_doc(cfg: TFTConfig) -> dict:
     t = cfg.context_length
     return {
@@ -332,6 +376,12 @@ def write_model_card(path: Path, meta: dict, tables: dict[str, str]) -> None:
     parity_lines = "\n".join(
         f"- {label}: " + ", ".join(f"{k} {v:.2e}" for k, v in r.items() if k != "windows") + f" ({r['windows']} windows)"
         for label, r in meta["parity"].items())
+    probes = meta.get("behaviour_probes", [])
+    probe_table = "| window | metric | last value | p10 / p50 / p90 next step | p10 / p50 / p90 at +{h} steps |\n|---|---|---|---|---|\n".format(
+        h=meta["horizon"]) + "\n".join(
+        f"| {p['case']} | {p['metric']} | {p['last_value']:g} | "
+        + " / ".join(f"{v:.2f}" for v in p["first_step_p10_p50_p90"]) + " | "
+        + " / ".join(f"{v:.2f}" for v in p["last_step_p10_p50_p90"]) + " |" for p in probes)
     text = f"""# {meta['name']} — fleetcast Temporal Fusion Transformer
 
 Forecasts every server's next {meta['horizon']} steps of {meta['step_seconds']} s
@@ -408,6 +458,10 @@ Targets:
 ### Per metric and horizon band (mean pinball over p10/p50/p90, raw units)
 
 {tables['per_metric']}
+
+## Behaviour on odd windows (generic profile, other metrics flat)
+
+{probe_table}
 
 ## ONNX Runtime parity (max abs difference to PyTorch)
 

@@ -367,6 +367,7 @@ def finish(args, model: TemporalFusionTransformer, info: dict, train_fleet: data
     meta = ex.build_metadata(
         model, name=name, version=args.version, created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         params=count_params(model), flops=count_flops(model), training=info, evaluation=evaluation, parity_report=parity)
+    meta["behaviour_probes"] = ex.behaviour_probes(session, cfg)
     (out_dir / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
     ex.write_model_card(out_dir / "MODEL_CARD.md", meta, {
         "summary": ev.summary_table(evaluation), "per_metric": ev.per_metric_table(evaluation)})
