@@ -476,5 +476,13 @@ Targets:
   carried values) look like a flat series to the model.
 - Outputs are clamped to each metric's physical range; integer metrics (close_wait, uptime) are
   forecast as real numbers.
+- Trends: in the generator's data every excursion (incident ramps, heavy load, cascades) reverts,
+  so the model expects a steady ramp to flatten and partly revert (see the probe table); it does not
+  extrapolate a leak-like trend the way the linear heuristic does. Fine-tune on real history
+  (`--init-from`) where such trends matter.
+- A single spike at the last step is ignored by the location (median of the last 3 steps); two or
+  more high steps are taken as a level shift.
+- Calibration (p10-p90 coverage) was measured on the same generator with another seed; on real
+  traces it has to be re-checked.
 """
     path.write_text(text)
