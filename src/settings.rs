@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Every setting, after parsing. Sections mirror the actors.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Bus connection.
@@ -200,22 +200,6 @@ pub struct LogSettings {
 /// The local URL that `up` may serve itself with a private nats-server.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            nats: NatsSettings::default(),
-            time: TimeSettings::default(),
-            generator: GeneratorSettings::default(),
-            window_keeper: WindowKeeperSettings::default(),
-            risk: RiskSettings::default(),
-            alerts: AlertSettings::default(),
-            summary: SummarySettings::default(),
-            predictor: PredictorSettings::default(),
-            log: LogSettings::default(),
-        }
-    }
-}
-
 impl Default for NatsSettings {
     fn default() -> Self {
         Self {
@@ -352,6 +336,19 @@ pub enum SettingsError {
     Invalid(Vec<String>),
 }
 
+/// The environment variables that override settings: `FLEETCAST_<SECTION>__<KEY>`. Others
+/// with the prefix but no `__` (`FLEETCAST_CONFIG`, the settings file's path; variables of
+/// scripts and benches) are not settings and are left alone rather than refused as unknown.
+fn setting_overrides(
+    vars: impl Iterator<Item = (String, String)>,
+) -> std::collections::HashMap<String, String> {
+    vars.filter(|(name, _)| {
+        name.strip_prefix("FLEETCAST_")
+            .is_some_and(|rest| rest.contains("__"))
+    })
+    .collect()
+}
+
 /// The scenarios the generator knows: `healthy` holds every server healthy (diurnal load and
 /// noise only), `natural` lets the original's Markov churn, incident ramps and cascades run
 /// (what training data is made of), and the other three force trouble on top of `natural`.
@@ -374,7 +371,8 @@ impl Settings {
                 config::Environment::with_prefix("FLEETCAST")
                     .prefix_separator("_")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(Some(setting_overrides(std::env::vars()))),
             )
             .build()?
             .try_deserialize()?;
@@ -713,6 +711,20 @@ mod tests {
         ] {
             assert!(message.contains(key), "{key}: {message}");
         }
+    }
+
+    /// Only `FLEETCAST_<SECTION>__<KEY>` variables are overrides; `FLEETCAST_CONFIG` is not.
+    #[test]
+    fn only_section_key_variables_override() {
+        let vars = [
+            ("FLEETCAST_GENERATOR__SERVERS", "5"),
+            ("FLEETCAST_CONFIG", "x.toml"),
+            ("PATH", "/bin"),
+        ]
+        .map(|(name, value)| (name.to_string(), value.to_string()));
+        let overrides = setting_overrides(vars.into_iter());
+        assert_eq!(overrides.len(), 1);
+        assert_eq!(overrides["FLEETCAST_GENERATOR__SERVERS"], "5");
     }
 
     /// A misspelt key is refused, naming the key.
