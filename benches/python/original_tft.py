@@ -207,7 +207,7 @@ def predict_once(training, model, df, batch_size: int):
     """The original's predict path: dataset + loader + predict(mode="raw"). Times both parts."""
     from pytorch_forecasting import TimeSeriesDataSet
 
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     ds = TimeSeriesDataSet.from_dataset(training, df, predict=True, stop_randomization=True)
     dl = ds.to_dataloader(train=False, batch_size=batch_size, num_workers=0)
     t1 = time.perf_counter()
@@ -217,11 +217,11 @@ def predict_once(training, model, df, batch_size: int):
         trainer_kwargs=dict(accelerator="cpu", logger=False, enable_progress_bar=False,
                             enable_model_summary=False),
     )
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     pred = out.output["prediction"] if hasattr(out, "output") else out["prediction"]
     n = pred[0].shape[0] if isinstance(pred, (list, tuple)) else pred.shape[0]
     shape = [len(pred)] + list(pred[0].shape) if isinstance(pred, (list, tuple)) else list(pred.shape)
-    return t1 - t0, t2 - t1, n, shape
+    return t1 - t0, t2 - t1, c2 - c0, n, shape
 
 
 def worker(args) -> dict:
@@ -253,8 +253,10 @@ def worker(args) -> dict:
     runs = []
     hwm_ok = reset_peak_rss()
     for i in range(args.repeats + 1):  # run 0 is the cold call (first Trainer, allocator warm-up)
-        ds_s, pred_s, n, shape = predict_once(training, model, df, args.batch_size)
-        runs.append({"dataset_s": ds_s, "predict_s": pred_s, "total_s": ds_s + pred_s})
+        load = os.getloadavg()[0]
+        ds_s, pred_s, cpu_s, n, shape = predict_once(training, model, df, args.batch_size)
+        runs.append({"dataset_s": ds_s, "predict_s": pred_s, "total_s": ds_s + pred_s,
+                     "cpu_s": cpu_s, "loadavg_1m_before": load})
         assert n == args.servers, (n, args.servers)
     peak_predict_kib = vm_kib("VmHWM") if hwm_ok else None
     warm = runs[1:] or runs
@@ -273,6 +275,8 @@ def worker(args) -> dict:
         "median_dataset_s": statistics.median(r["dataset_s"] for r in warm),
         "median_predict_s": statistics.median(r["predict_s"] for r in warm),
         "min_s": min(r["total_s"] for r in warm),
+        "median_cpu_s": statistics.median(r["cpu_s"] for r in warm),
+        "forecasts_per_cpu_s": args.servers / statistics.median(r["cpu_s"] for r in warm),
         "forecasts_per_s": args.servers / med,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_rss_predict_mib": peak_predict_kib / 1024 if peak_predict_kib else None,
@@ -324,12 +328,13 @@ def main() -> int:
           f"{r0['threads']} threads, DataLoader batch {r0['batch_size']}, "
           f"{'catalog covariates (metrics + status + 18 fleet features)' if r0['fleet_features'] else 'minimal covariates'}; "
           f"median of {len(r0['warm_runs'])} warm calls\n")
-    print("| servers | seconds (median) | of which dataset+loader | of which predict() | cold call s | forecasts/s | peak RSS (process) | peak RSS (during predict) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| servers | seconds (median) | of which dataset+loader | of which predict() | cold call s | forecasts/s | CPU-s per call | forecasts per CPU-s | peak RSS (process) | peak RSS (during predict) | load avg |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         pp = f"{r['peak_rss_predict_mib']:.0f} MiB" if r["peak_rss_predict_mib"] else "n/a"
         print(f"| {r['servers']} | {r['median_s']:.2f} | {r['median_dataset_s']:.2f} | {r['median_predict_s']:.2f} "
-              f"| {r['cold_total_s']:.2f} | {r['forecasts_per_s']:.1f} | {r['peak_rss_mib']:.0f} MiB | {pp} |")
+              f"| {r['cold_total_s']:.2f} | {r['forecasts_per_s']:.1f} | {r['median_cpu_s']:.2f} | {r['forecasts_per_cpu_s']:.1f} "
+              f"| {r['peak_rss_mib']:.0f} MiB | {pp} | {max(x['loadavg_1m_before'] for x in r['warm_runs']):.1f} |")
     if args.json_out:
         meta = {"bench": "original_tft", "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
                 "load_avg_at_end": os.getloadavg(), "results": results}
