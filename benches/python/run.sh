@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the Python side of the predictor benchmark (issue 4) in a project-local venv.
 #   benches/python/run.sh [original|eager|all] [extra args for the bench script]
+#   (`all` runs both, one after the other, with THREADS threads (default 2); its extra args go to
+#   the eager script, e.g. --repo-root DIR or --untrained)
 # The venv is .venv-bench/ at the repo root (git-ignored); it is created, and the pinned
 # requirements installed, when missing or when requirements.txt changed. Benches run under
 # `nice -n 10` (the machine is shared); set NICE=0 to run at normal priority.
@@ -26,8 +28,8 @@ run() { nice -n "${NICE:-10}" "$venv/bin/python" "$@"; }
 case "$which" in
   original) run "$here/original_tft.py" "$@" ;;
   eager)    run "$here/fleetcast_eager.py" "$@" ;;
-  all)      mkdir -p "$root/target"
-            run "$here/original_tft.py" --json-out "$root/target/bench-original-tft.json"
-            run "$here/fleetcast_eager.py" --json-out "$root/target/bench-fleetcast-eager.json" ;;
+  all)      t="${THREADS:-2}"; mkdir -p "$root/target"
+            run "$here/original_tft.py" --threads "$t" --json-out "$root/target/bench-original-tft-${t}t.json"
+            run "$here/fleetcast_eager.py" --threads "$t" --json-out "$root/target/bench-fleetcast-eager-${t}t.json" "$@" ;;
   *) echo "usage: $0 [original|eager|all] [args]" >&2; exit 2 ;;
 esac
