@@ -176,7 +176,8 @@ def fit(args, train_fleet: data_mod.FleetData) -> tuple[TemporalFusionTransforme
         log(f"fine-tuning from {args.init_from} ({base_meta['name']} {base_meta['version']})")
     else:
         cfg = TFTConfig(hidden=args.hidden, heads=args.heads, var_hidden=args.var_hidden, dropout=args.dropout,
-                        context_length=args.context, horizon=args.horizon, step_seconds=args.step_seconds)
+                        context_length=args.context, horizon=args.horizon, step_seconds=args.step_seconds,
+                        encoder_selection=args.encoder_selection, scale_method=args.scale_method)
         model = TemporalFusionTransformer(cfg)
     model.to(device)
     stacked, train_origins, val_origins = split_validation(train_fleet, cfg, args.val_days)
@@ -414,6 +415,12 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--var-hidden", type=int, default=8)
     p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--encoder-selection", default="grn", choices=["grn", "linear"],
+                   help="encoder variable selection: per-variable GRN at every step (tft-v1) or per-variable "
+                        "linear embedding (cheaper)")
+    p.add_argument("--scale-method", default="iqr", choices=["iqr", "mad"],
+                   help="normalisation spread: max(IQR/1.349, std/4, floor) (sorts) or "
+                        "max(1.2533*mean abs deviation, floor) (sort-free)")
     p.add_argument("--context", type=int, default=schema.CONTEXT_LENGTH)
     p.add_argument("--horizon", type=int, default=schema.HORIZON)
     p.add_argument("--step-seconds", type=int, default=schema.STEP_SECONDS)
