@@ -28,7 +28,9 @@ METHODS = ("model", "persistence", "seasonal_naive", "heuristic")
 
 
 def robust_scale(past: np.ndarray) -> np.ndarray:
-    """The model's per-window scale (numpy twin of TemporalFusionTransformer.normalise): [N, M]."""
+    """Per-window robust scale max(IQR/1.349, std/4, floor) [N, M]: the numpy twin of the "iqr"
+    normalisation (tft-v1). It stays the evaluation's fixed yardstick (and the augmentation's spike
+    unit) whatever spread a model normalises with, so scores of different models are comparable."""
     t = past.shape[1]
     ordered = np.sort(past, axis=1)
     q1 = ordered[:, (t - 1) // 4]

@@ -141,6 +141,21 @@ def parity(model: TemporalFusionTransformer, session, windows: dict[str, tuple])
     return result
 
 
+#: parity tolerance, |torch - ort| <= PARITY_ATOL + PARITY_RTOL * |torch| element-wise: outputs are in
+#: raw units (values up to 100 and beyond), where float32 itself resolves only ~6e-8 relative and a
+#: 288-step LSTM accumulates tens of ulps; an export bug shows up orders of magnitude above this
+PARITY_ATOL, PARITY_RTOL = 1e-4, 1e-5
+
+
+def parity_worst_ratio(model: TemporalFusionTransformer, session, windows: dict[str, tuple]) -> float:
+    """max over all outputs and elements of |torch - ort| / (PARITY_ATOL + PARITY_RTOL * |torch|); <= 1 passes."""
+    worst = 0.0
+    for past, ts, prof in windows.values():
+        for x, y in zip(run_torch(model, past, ts, prof), run_ort(session, past, ts, prof)):
+            worst = max(worst, float(np.max(np.abs(x - y) / (PARITY_ATOL + PARITY_RTOL * np.abs(x)))))
+    return worst
+
+
 def _f32_list(a: np.ndarray) -> list:
     # shortest decimal that round-trips to the same float32, so Rust parses the exact input back
     return [float(str(v)) for v in np.asarray(a, dtype=np.float32).ravel()]
@@ -223,18 +238,26 @@ def behaviour_probes(session, cfg: TFTConfig) -> list[dict]:
 
 def normalisation_doc(cfg: TFTConfig) -> dict:
     t = cfg.context_length
+    if getattr(cfg, "scale_method", "iqr") == "mad":
+        scale_text = (f"scale = max(1.2533*MAD, floor[metric]) over the {t} context steps, where MAD = mean(|x - mean(x)|) "
+                      "is the mean absolute deviation around the window mean (no sort; 1.2533 = sqrt(pi/2) makes it the "
+                      "standard deviation for Gaussian data)")
+        scale_key = "max(1.2533*mad, floor)"
+    else:
+        scale_text = (f"scale = max(IQR/1.349, std/4, floor[metric]) over the {t} context steps, where "
+                      f"IQR = sorted[{3 * (t - 1) // 4}] - sorted[{(t - 1) // 4}] (ascending sort along time) and std is the "
+                      "population standard deviation")
+        scale_key = "max(iqr/1.349, std/4, floor)"
     return {
         "where": "inside the graph; callers pass raw values and get raw values back",
         "description": (
             "per window and metric: loc = median of the last 3 context steps "
             "(max(min(x[-3], x[-2]), min(max(x[-3], x[-2]), x[-1]))); "
-            f"scale = max(IQR/1.349, std/4, floor[metric]) over the {t} context steps, where "
-            f"IQR = sorted[{3 * (t - 1) // 4}] - sorted[{(t - 1) // 4}] (ascending sort along time) and std is the "
-            "population standard deviation; model input z = c*tanh(((x - loc)/scale)/c); "
+            + scale_text + "; model input z = c*tanh(((x - loc)/scale)/c); "
             "output = clamp(loc + scale*z_out, range_low, range_high) per metric"
         ),
         "location": "median_last_3",
-        "scale": "max(iqr/1.349, std/4, floor)",
+        "scale": scale_key,
         "input_soft_clip": cfg.input_clip,
         "scale_floor": dict(zip(schema.METRICS, cfg.scale_floors)),
         "output_range_low": dict(zip(schema.METRICS, cfg.range_low)),
@@ -360,6 +383,14 @@ def load_torch_model(path: str | Path) -> tuple[TemporalFusionTransformer, dict]
     return model, meta
 
 
+def _encoder_selection_text(arch: dict) -> str:
+    if arch.get("encoder_selection", "grn") == "linear":
+        return (f"encoder variable selection with a linear embedding per variable (selection weights from a GRN), "
+                f"decoder variable selection with per-variable GRNs of hidden {arch['var_hidden']}, "
+                f"{arch.get('scale_method', 'iqr')} spread in the normalisation")
+    return f"per-variable GRN hidden {arch['var_hidden']}"
+
+
 def write_model_card(path: Path, meta: dict, tables: dict[str, str]) -> None:
     tr, ev = meta["training"], meta["evaluation"]
     s = ev["summary"]
@@ -396,7 +427,7 @@ fine-tuning (`python -m training train --init-from models/{meta['name']} --data 
 - parameters: {meta['params']:,}; ONNX file {size_kb:.0f} KiB
 - {meta['flops_per_forecast'] / 1e6:.1f} MFLOPs per server forecast ({meta['flops_note']})
 - architecture: hidden {meta['architecture']['hidden']}, {meta['architecture']['heads']} attention heads,
-  per-variable GRN hidden {meta['architecture']['var_hidden']}, one LSTM layer each for encoder and decoder,
+  {_encoder_selection_text(meta['architecture'])}, one LSTM layer each for encoder and decoder,
   dropout {meta['architecture']['dropout']}
 
 ## Interface (schema of model.json's `inputs` / `outputs`)

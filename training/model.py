@@ -52,6 +52,13 @@ class TFTConfig:
     var_dim: int = 16
     heads: int = 4
     dropout: float = 0.1
+    #: encoder variable selection: "grn" = a small GRN per variable at every step (tft-v1);
+    #: "linear" = a linear embedding per variable, x_v * W_v + b_v, weighted by the selection GRN
+    #: (the weighted sum collapses to two [B*T, V] x [V, d] products; tft-v2)
+    encoder_selection: str = "grn"
+    #: robust spread of the in-graph normalisation: "iqr" = max(IQR/1.349, std/4, floor) (sorts
+    #: along time; tft-v1); "mad" = max(1.2533 * mean |x - mean|, floor) (sort-free; tft-v2)
+    scale_method: str = "iqr"
     input_clip: float = 10.0
     scale_floors: list[float] = field(
         default_factory=lambda: [schema.SCALE_FLOORS[m] for m in schema.METRICS]
@@ -157,6 +164,26 @@ class VariableSelection(nn.Module):
         return combined, weights
 
 
+class LinearVariableSelection(nn.Module):
+    """Variable selection with a linear embedding per variable (as the paper does for continuous
+    inputs) instead of a per-variable GRN: e_v = x_v W_v + b_v, selection weights w =
+    softmax(GRN([x_1..x_V], c_s)), output sum_v w_v e_v = (w * x) W + w B, i.e. two small matrix
+    products per step and no [V, B*T, d] tensor at all."""
+
+    def __init__(self, n_vars: int, d: int, d_context: int, dropout: float):
+        super().__init__()
+        self.n_vars, self.d = n_vars, d
+        self.emb_w = nn.Parameter(torch.randn(n_vars, d))
+        self.emb_b = nn.Parameter(torch.randn(n_vars, d) * 0.1)
+        self.select = GRN(n_vars, d, n_vars, d_context, dropout)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, T, V] scalars, c [B, 1, d] static context -> ([B, T, d], weights [B, T, V])."""
+        weights = torch.softmax(self.select(x, c), dim=-1)  # [B, T, V]
+        combined = torch.matmul(weights * x, self.emb_w) + torch.matmul(weights, self.emb_b)
+        return combined, weights
+
+
 class TemporalFusionTransformer(nn.Module):
     """The fleetcast forecaster; `forward` is exactly the exported ONNX graph."""
 
@@ -181,7 +208,14 @@ class TemporalFusionTransformer(nn.Module):
 
         self.profile_embedding = nn.Embedding(cfg.n_profiles, d)
         self.static_grns = nn.ModuleList([GRN(d, d, d, 0, cfg.dropout) for _ in range(4)])
-        self.past_vsn = VariableSelection(m + n_cal, d, cfg.var_hidden, d, cfg.dropout, cfg.var_dim)
+        if cfg.encoder_selection == "linear":
+            self.past_vsn = LinearVariableSelection(m + n_cal, d, d, cfg.dropout)
+        elif cfg.encoder_selection == "grn":
+            self.past_vsn = VariableSelection(m + n_cal, d, cfg.var_hidden, d, cfg.dropout, cfg.var_dim)
+        else:
+            raise ValueError(f"unknown encoder_selection {cfg.encoder_selection!r} (grn or linear)")
+        if cfg.scale_method not in ("iqr", "mad"):
+            raise ValueError(f"unknown scale_method {cfg.scale_method!r} (iqr or mad)")
         self.future_vsn = VariableSelection(n_cal, d, cfg.var_hidden, d, cfg.dropout, cfg.var_dim)
         self.encoder = nn.LSTM(d, d, batch_first=True)
         self.decoder = nn.LSTM(d, d, batch_first=True)
@@ -203,17 +237,24 @@ class TemporalFusionTransformer(nn.Module):
 
     def normalise(self, past: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-window robust scaling: loc = median of the last 3 steps (follows a level shift at
-        once, ignores a single-step spike), scale = max(IQR/1.349, std/4, floor).
+        once, ignores a single-step spike), scale = max(IQR/1.349, std/4, floor) ("iqr") or
+        max(1.2533 * mean absolute deviation around the window mean, floor) ("mad", no sort; the
+        factor makes it equal to the standard deviation for Gaussian data, and a spike moves it
+        linearly, not quadratically as it would the standard deviation).
         Returns (soft-clipped z [B,T,M], loc [B,1,M], scale [B,1,M])."""
         t = past.shape[1]
         a, b, c = past[:, -3:-2, :], past[:, -2:-1, :], past[:, -1:, :]
         loc = torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
-        ordered, _ = torch.sort(past, dim=1)
-        q1 = ordered[:, (t - 1) // 4 : (t - 1) // 4 + 1, :]
-        q3 = ordered[:, 3 * (t - 1) // 4 : 3 * (t - 1) // 4 + 1, :]
         mean = past.mean(dim=1, keepdim=True)
-        std = torch.sqrt(((past - mean) ** 2).mean(dim=1, keepdim=True))
-        scale = torch.maximum(torch.maximum((q3 - q1) / 1.349, std * 0.25), self.scale_floor)
+        if self.cfg.scale_method == "mad":
+            mad = (past - mean).abs().mean(dim=1, keepdim=True)
+            scale = torch.maximum(mad * 1.2533, self.scale_floor)
+        else:
+            ordered, _ = torch.sort(past, dim=1)
+            q1 = ordered[:, (t - 1) // 4 : (t - 1) // 4 + 1, :]
+            q3 = ordered[:, 3 * (t - 1) // 4 : 3 * (t - 1) // 4 + 1, :]
+            std = torch.sqrt(((past - mean) ** 2).mean(dim=1, keepdim=True))
+            scale = torch.maximum(torch.maximum((q3 - q1) / 1.349, std * 0.25), self.scale_floor)
         z = (past - loc) / scale
         clip = self.cfg.input_clip
         z = clip * torch.tanh(z / clip)

@@ -46,6 +46,23 @@ def test_onnx_runtime_matches_pytorch(exported):
     assert (np.diff(q, axis=-1) >= 0).all()
 
 
+def test_fast_layout_onnx_parity(tiny_cfg, tmp_path):
+    """The linear-selection / MAD layout exports and matches PyTorch under ONNX Runtime."""
+    import torch
+
+    from training.model import TemporalFusionTransformer, TFTConfig
+
+    torch.manual_seed(0)
+    cfg = TFTConfig(**{**tiny_cfg.to_json(), "encoder_selection": "linear", "scale_method": "mad"})
+    model = TemporalFusionTransformer(cfg).eval()
+    path = tmp_path / "model.onnx"
+    ex.export_onnx(model, path)
+    session = ex.ort_session(path)
+    report = ex.parity(model, session, {"random": ex.random_windows(4, cfg, seed=2)})
+    assert max(v for k, v in report["random"].items() if k != "windows") <= 1e-4
+    assert "mad" in ex.normalisation_doc(cfg)["scale"]
+
+
 def test_metadata_complete_and_consistent(exported):
     """model.json has every required key and matches the graph's inputs and outputs."""
     model, path = exported

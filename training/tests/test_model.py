@@ -126,3 +126,57 @@ def test_single_last_step_spike_does_not_move_the_level(tiny_model, tiny_cfg):
     past[0, -2, 0] = 90.0  # two high steps: a level shift, followed
     _, loc, _ = tiny_model.normalise(past)
     assert loc[0, 0, 0].item() == 90.0
+
+
+def _fast_model(tiny_cfg):
+    """The cheaper tft-v2 layout: linear encoder variable embeddings, sort-free spread."""
+    torch.manual_seed(0)
+    cfg = TFTConfig(**{**tiny_cfg.to_json(), "encoder_selection": "linear", "scale_method": "mad"})
+    return TemporalFusionTransformer(cfg).eval()
+
+
+def test_fast_layout_keeps_the_contract(tiny_cfg):
+    """Linear encoder selection + MAD spread: same shapes, distributions, quantile order and ranges."""
+    model = _fast_model(tiny_cfg)
+    past, ts, prof = _inputs(tiny_cfg, batch=4)
+    past[0] = 42.0
+    past[1, ::7, :] = 100.0
+    past[2] = past[2] * 1e4
+    q, w, a = model(past, ts, prof)
+    assert q.shape == (4, tiny_cfg.horizon, tiny_cfg.n_metrics, 3)
+    assert w.shape == (4, len(encoder_variable_names())) and a.shape == (4, tiny_cfg.context_length)
+    assert torch.allclose(w.sum(-1), torch.ones(4), atol=1e-5) and torch.allclose(a.sum(-1), torch.ones(4), atol=1e-5)
+    assert torch.isfinite(q).all() and (q[..., 0] <= q[..., 1]).all() and (q[..., 1] <= q[..., 2]).all()
+    assert (q >= 0).all()
+
+
+def test_mad_scale_is_floor_on_flat_and_robust_to_one_spike(tiny_cfg):
+    """MAD spread: a flat window gets the floor; one spike of 100 scales moves the scale far less than the std would."""
+    model = _fast_model(tiny_cfg)
+    past = torch.full((1, tiny_cfg.context_length, tiny_cfg.n_metrics), 30.0)
+    _, _, scale = model.normalise(past)
+    assert torch.allclose(scale[0, 0], model.scale_floor)
+    g = torch.Generator().manual_seed(1)
+    noisy = 30.0 + torch.randn(1, tiny_cfg.context_length, tiny_cfg.n_metrics, generator=g)
+    _, _, base = model.normalise(noisy)
+    assert abs(base[0, 0, 0].item() - 1.0) < 0.35  # ~ the standard deviation for Gaussian noise
+    noisy[0, 10, 0] += 100.0
+    _, _, spiked = model.normalise(noisy)
+    std_spiked = noisy[0, :, 0].std(unbiased=False).item()
+    assert spiked[0, 0, 0].item() < 0.5 * std_spiked
+
+
+def test_fast_layout_is_cheaper():
+    """The linear encoder selection has fewer parameters and FLOPs than the per-variable GRNs."""
+    v1 = TemporalFusionTransformer(TFTConfig())
+    v2 = TemporalFusionTransformer(TFTConfig(encoder_selection="linear", scale_method="mad"))
+    assert count_params(v2) < count_params(v1) and count_flops(v2) < count_flops(v1)
+
+
+def test_old_architecture_json_loads_as_v1():
+    """A model.json written before the options existed rebuilds the original layout."""
+    data = TFTConfig().to_json()
+    data.pop("encoder_selection")
+    data.pop("scale_method")
+    cfg = TFTConfig.from_json(data)
+    assert cfg.encoder_selection == "grn" and cfg.scale_method == "iqr"
