@@ -39,7 +39,7 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let model_dir = std::env::var("FLEETCAST_BENCH_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("models/tft-v1"));
+        .unwrap_or_else(|_| root.join("models/tft-v2"));
     let seconds: f64 = std::env::var("FLEETCAST_BENCH_SECONDS")
         .ok()
         .and_then(|text| text.parse().ok())

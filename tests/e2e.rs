@@ -29,7 +29,7 @@ fn pipeline_settings(nats: &TestNats, servers: u32, scenario: &str, interval_ms:
     settings.generator.start = START.into();
     settings.generator.backfill_hours = 25;
     settings.generator.step_interval_ms = interval_ms;
-    settings.predictor.model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v1");
+    settings.predictor.model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v2");
     settings.predictor.intra_threads = 1;
     settings.window_keeper.rebuild_on_start = false;
     settings
@@ -37,11 +37,21 @@ fn pipeline_settings(nats: &TestNats, servers: u32, scenario: &str, interval_ms:
 
 /// Starts every actor, consumers first, as `fleetcast up` does.
 async fn start_pipeline(settings: &Settings, bus: &Bus) {
-    alert_router::spawn(settings, bus.clone()).await.expect("alert router");
-    risk_scorer::spawn(settings, bus.clone()).await.expect("risk scorer");
-    predictor::spawn(settings, bus.clone()).await.expect("predictor");
-    window_keeper::spawn(settings, bus.clone()).await.expect("window keeper");
-    generator::spawn(settings, bus.clone()).await.expect("generator");
+    alert_router::spawn(settings, bus.clone())
+        .await
+        .expect("alert router");
+    risk_scorer::spawn(settings, bus.clone())
+        .await
+        .expect("risk scorer");
+    predictor::spawn(settings, bus.clone())
+        .await
+        .expect("predictor");
+    window_keeper::spawn(settings, bus.clone())
+        .await
+        .expect("window keeper");
+    generator::spawn(settings, bus.clone())
+        .await
+        .expect("generator");
 }
 
 /// Simulated time of a live step, unix seconds.
@@ -116,8 +126,14 @@ async fn healthy_day_raises_no_critical_alert() {
         "forecasts kept up with the live day: {live_origins} of {day} steps forecast"
     );
     let critical: Vec<_> = events.iter().filter(|e| e.severity == "critical").collect();
-    assert!(critical.is_empty(), "critical alerts on a healthy day: {critical:#?}");
-    let raised = events.iter().filter(|e| e.action == AlertAction::Raise).count();
+    assert!(
+        critical.is_empty(),
+        "critical alerts on a healthy day: {critical:#?}"
+    );
+    let raised = events
+        .iter()
+        .filter(|e| e.action == AlertAction::Raise)
+        .count();
     assert!(
         raised <= servers as usize,
         "at most one raise per server in a healthy day, got {raised}: {events:#?}"
@@ -135,7 +151,13 @@ async fn critical_scenario_raises_then_resolves() {
     let mut forecasts = subscribe(&bus, bus.subjects().forecasts_all()).await;
     start_pipeline(&settings, &bus).await;
     // Warm: live forecasts are flowing.
-    watch(&mut alerts, &mut forecasts, live_step_s(2), Duration::from_secs(60)).await;
+    watch(
+        &mut alerts,
+        &mut forecasts,
+        live_step_s(2),
+        Duration::from_secs(60),
+    )
+    .await;
 
     let reply: ScenarioReply = bus
         .request(
@@ -162,13 +184,18 @@ async fn critical_scenario_raises_then_resolves() {
     .await;
     let mut first_raise: BTreeMap<&str, i64> = BTreeMap::new();
     for event in events.iter().filter(|e| e.action == AlertAction::Raise) {
-        first_raise.entry(event.server.as_str()).or_insert(event.at_ms / 1000);
+        first_raise
+            .entry(event.server.as_str())
+            .or_insert(event.at_ms / 1000);
     }
     for server in &affected {
         let raised_s = first_raise
             .get(server.as_str())
             .unwrap_or_else(|| panic!("no alert for {server} within an hour: {events:#?}"));
-        assert!(*raised_s <= switched_s + hour, "{server} raised at {raised_s}");
+        assert!(
+            *raised_s <= switched_s + hour,
+            "{server} raised at {raised_s}"
+        );
     }
 
     let reply: ScenarioReply = bus

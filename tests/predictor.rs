@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 /// The model the repository ships.
 fn shipped_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v1")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v2")
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,7 +229,7 @@ async fn one_job_end_to_end_matches_golden() {
     );
     let forecast: Forecast = wire::decode(&messages[0].payload).unwrap();
     assert_eq!(forecast.server, "ppdb007");
-    assert_eq!(forecast.model, "tft-v1");
+    assert_eq!(forecast.model, "tft-v2");
     assert_eq!(forecast.origin_s, case.last_timestamp);
     assert_eq!(forecast.step_s[0], case.last_timestamp + 300);
     assert_eq!(forecast.step_s.len(), 96);
@@ -343,7 +343,7 @@ async fn hot_reload_switches_good_and_refuses_corrupt_models() {
     assert!(
         replies
             .iter()
-            .all(|reply| reply.ok && reply.serving == "tft-v1 9.9.9"),
+            .all(|reply| reply.ok && reply.serving == "tft-v2 9.9.9"),
         "{replies:?}"
     );
     publish_jobs(&bus, &[job_from(&golden.cases[0], "ppweb001")]).await;
@@ -373,7 +373,7 @@ async fn hot_reload_switches_good_and_refuses_corrupt_models() {
     assert_eq!(replies.len(), 2, "{replies:?}");
     for reply in &replies {
         assert!(!reply.ok, "{reply:?}");
-        assert_eq!(reply.serving, "tft-v1 9.9.9");
+        assert_eq!(reply.serving, "tft-v2 9.9.9");
         let error = reply.error.as_deref().unwrap_or_default();
         assert!(error.contains("not a loadable ONNX graph"), "{error}");
     }

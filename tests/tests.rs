@@ -5,6 +5,7 @@ mod util;
 
 mod alerts;
 mod bus;
+mod e2e;
 mod export;
 mod generator;
 mod predictor;

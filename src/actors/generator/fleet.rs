@@ -26,7 +26,8 @@
 //!   tick counts for cascades are read as steps: duration U(60, 720) steps, 24-step ramp-up,
 //!   36-step ramp-down.
 //! - **Values.** Per metric: draw N(mean, std), multiply by the state multiplier and the
-//!   diurnal factor (not disk or uptime), then AR(1) `y = .85·y + .15·x + N(0, .1·std)`.
+//!   diurnal factor (fully for activity metrics, a quarter of its swing for memory and swap,
+//!   not at all for disk and uptime: `model::diurnal_share`), then AR(1) `y = .85·y + .15·x + N(0, .1·std)`.
 //!   Cascade effects and incident forcing apply **after** the AR(1) filter, because their
 //!   envelopes are already smooth ramps: a ramp of k steps reaches its target in k steps
 //!   (the original filtered them too, lagging every ramp by ~6 steps). Forcing moves
@@ -745,7 +746,7 @@ impl Fleet {
                 let diurnal = model::diurnal(spec.profile, hour);
                 let mut ar = [0.0; METRIC_COUNT];
                 for (m, value) in ar.iter_mut().enumerate() {
-                    *value = base.mean[m] * if m == model::DISK { 1.0 } else { diurnal };
+                    *value = base.mean[m] * model::diurnal_of(m, diurnal);
                 }
                 let mut values_rng = stream(config.seed, spec, Purpose::Values);
                 let z: f64 = values_rng.sample(StandardNormal);
@@ -1035,13 +1036,13 @@ fn step_server(spec: &ServerSpec, state: &mut ServerState, context: &StepContext
         if m == IDLE || m == UPTIME {
             continue;
         }
-        let factor = multipliers[m] * if m == model::DISK { 1.0 } else { diurnal };
+        let factor = multipliers[m] * model::diurnal_of(m, diurnal);
         let x = (base.mean[m] + base.std[m] * z) * factor;
         *ar = 0.85 * *ar + 0.15 * x + 0.1 * base.std[m] * noise;
     }
     for (slot, &m) in FORCED.iter().enumerate() {
-        state.level[slot] =
-            0.85 * state.level[slot] + 0.15 * base.mean[m] * multipliers[m] * diurnal;
+        state.level[slot] = 0.85 * state.level[slot]
+            + 0.15 * base.mean[m] * multipliers[m] * model::diurnal_of(m, diurnal);
     }
 
     // Cascade effects from upstream servers.

@@ -14,6 +14,7 @@ pub(crate) const IOWAIT: usize = Metric::CpuIowaitPct as usize;
 pub(crate) const IDLE: usize = Metric::CpuIdlePct as usize;
 pub(crate) const JAVA: usize = Metric::JavaCpuPct as usize;
 pub(crate) const MEM: usize = Metric::MemUsedPct as usize;
+pub(crate) const SWAP: usize = Metric::SwapUsedPct as usize;
 pub(crate) const DISK: usize = Metric::DiskUsagePct as usize;
 pub(crate) const NET_IN: usize = Metric::NetInMbS as usize;
 pub(crate) const NET_OUT: usize = Metric::NetOutMbS as usize;
@@ -278,6 +279,24 @@ impl State {
         // Only reachable through rounding at u ≈ 1: stay.
         self
     }
+}
+
+/// The share of the diurnal swing a metric follows. Activity (cpu, java, network, sockets,
+/// load) follows it fully. Memory and swap in use follow a quarter of it: they do not scale
+/// with request load, and the original's full factor (up to 1.5) drove risk_analytics and
+/// ml_compute servers to 100 % memory every afternoon in a fleet held healthy. Disk and
+/// uptime do not follow it (catalog §3).
+pub(crate) fn diurnal_share(metric: usize) -> f64 {
+    match metric {
+        DISK | UPTIME => 0.0,
+        MEM | SWAP => 0.25,
+        _ => 1.0,
+    }
+}
+
+/// The diurnal factor of `metric` given the load factor `diurnal` (see [`diurnal_share`]).
+pub(crate) fn diurnal_of(metric: usize, diurnal: f64) -> f64 {
+    1.0 + diurnal_share(metric) * (diurnal - 1.0)
 }
 
 /// The diurnal load factor for `profile` at UTC `hour` (catalog §3, lines 383-410): a base
