@@ -12,9 +12,9 @@
 //! |---|---|---|
 //! | [`actors::generator`] | `control.scenario` (`ScenarioRequest`, replies `ScenarioReply`) | `metrics.<server>` (`MetricSample`), `rejected.generator` (`Rejection`) |
 //! | [`actors::window_keeper`] | `metrics.>` (`MetricSample`) | `jobs.predict.<server>` (`PredictJob`), `rejected.window_keeper` (`Rejection`), `status.window_keeper` (`StageStatus`) |
+//! | [`actors::predictor`] | `jobs.predict.>` (`PredictJob`, JetStream work queue), `control.model.load` (`ModelLoadRequest`) | `forecasts.<server>` (`Forecast`), `rejected.predictor` (`Rejection`) |
 //! | [`actors::risk_scorer`] | `metrics.>` (`MetricSample`), `forecasts.>` (`Forecast`) | `risk.<server>` (`RiskScore`), `summary.fleet` (`FleetSummary`), `rejected.risk_scorer` (`Rejection`) |
 //! | [`actors::alert_router`] | `risk.>` (`RiskScore`), `forecasts.>` (`Forecast`) | `alerts.<severity>.<server>` (`AlertEvent`), `rejected.alert_router` (`Rejection`) |
-//! | [`actors::predictor`] | `jobs.predict.>` (`PredictJob`, JetStream work queue), `control.model.load` (`ModelLoadRequest`) | `forecasts.<server>` (`Forecast`), `rejected.predictor` (`Rejection`) |
 //!
 //! Supporting modules: [`catalog`] (metrics and profiles), [`settings`] (the TOML file and
 //! its validation), [`bus`] (the connection, streams and a private nats-server), [`export`]
