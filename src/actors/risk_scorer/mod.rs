@@ -78,6 +78,19 @@ struct ServerState {
     score: Option<f64>,
 }
 
+/// Decodes a payload, naming the subject's server when it cannot be decoded.
+fn decode<T: wire::WireMessage>(
+    subject: &str,
+    payload: &[u8],
+) -> Result<T, (Option<String>, Invalid)> {
+    wire::decode(payload).map_err(|error| {
+        (
+            server_of_subject(subject).map(str::to_string),
+            Invalid::new(error.kind(), error.to_string()),
+        )
+    })
+}
+
 /// The risk scorer actor; start it with [`spawn`].
 pub struct RiskScorer {
     subjects: Subjects,
@@ -189,30 +202,29 @@ impl RiskScorer {
         self.outbox.send(self.subjects.rejected(STAGE), &rejection);
     }
 
-    fn on_sample(
-        &mut self,
-        subject: &str,
-        payload: &[u8],
-    ) -> Result<String, (Option<String>, Invalid)> {
-        let subject_server = || server_of_subject(subject).map(str::to_string);
-        let sample: MetricSample = wire::decode(payload).map_err(|error| {
-            (
-                subject_server(),
-                Invalid::new(error.kind(), error.to_string()),
-            )
-        })?;
-        let profile =
-            check_sample(subject, &sample).map_err(|invalid| (subject_server(), invalid))?;
-        let state = self
-            .servers
-            .entry(sample.server.clone())
+    /// The state of `server`, created empty with `profile` on first sight.
+    fn state_of(&mut self, server: &str, profile: Profile) -> &mut ServerState {
+        self.servers
+            .entry(server.to_string())
             .or_insert_with(|| ServerState {
                 profile,
                 current: BTreeMap::new(),
                 sample_ms: None,
                 forecast: None,
                 score: None,
-            });
+            })
+    }
+
+    fn on_sample(
+        &mut self,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<String, (Option<String>, Invalid)> {
+        let subject_server = || server_of_subject(subject).map(str::to_string);
+        let sample: MetricSample = decode(subject, payload)?;
+        let profile =
+            check_sample(subject, &sample).map_err(|invalid| (subject_server(), invalid))?;
+        let state = self.state_of(&sample.server, profile);
         if let Some(latest) = state.sample_ms.filter(|&latest| sample.ts_ms < latest) {
             return Err((
                 Some(sample.server),
@@ -241,24 +253,10 @@ impl RiskScorer {
         payload: &[u8],
     ) -> Result<String, (Option<String>, Invalid)> {
         let subject_server = || server_of_subject(subject).map(str::to_string);
-        let forecast: Forecast = wire::decode(payload).map_err(|error| {
-            (
-                subject_server(),
-                Invalid::new(error.kind(), error.to_string()),
-            )
-        })?;
+        let forecast: Forecast = decode(subject, payload)?;
         let profile =
             check_forecast(subject, &forecast).map_err(|invalid| (subject_server(), invalid))?;
-        let state = self
-            .servers
-            .entry(forecast.server.clone())
-            .or_insert_with(|| ServerState {
-                profile,
-                current: BTreeMap::new(),
-                sample_ms: None,
-                forecast: None,
-                score: None,
-            });
+        let state = self.state_of(&forecast.server, profile);
         if let Some(latest) = state
             .forecast
             .as_ref()
