@@ -1,18 +1,22 @@
 //! Window-keeper ingest benchmark: samples per second through NATS into windows, side by side
-//! with a plain subscriber that only receives the same messages from the same server (the
-//! bus's own rate).
+//! with plain consumers that only receive the same messages from the same server (the bus's
+//! own rate).
+//!
+//! The keeper reads the JetStream `METRICS` stream (an ordered consumer), so its baseline is a
+//! plain ordered consumer on a stream of its own; a plain core subscriber (no stream at all)
+//! shows what the stream itself costs.
 //!
 //! One run starts a private nats-server, pre-encodes `servers × steps` full samples (14
 //! metrics, profile set, the `Content-Type` header, in step-major order like the generator),
-//! and then, for each round, measures both consumers the same way: from the moment a separate
-//! publisher thread starts publishing to the moment the consumer has the last message
-//! (received, for the plain subscriber; decoded, validated and aggregated into its window,
-//! for the keeper). Both consumers run on one actix (current-thread) system, so each uses one
-//! core for its NATS client and its work; the publisher and nats-server share the other.
-//! Each round's keeper samples are the next `steps` steps, so the keeper's windows are full
-//! (288 steps) from the second round on. The plain subscriber's messages go to another subject
-//! prefix of the same length, so the keeper never sees them. Predict jobs are off (they are per step, not per
-//! sample; their cost is printed separately) and no JetStream stream captures the subject.
+//! and then, for each round, measures the three consumers the same way: from the moment a
+//! separate publisher thread starts publishing to the moment the consumer has the last message
+//! (received, for the plain ones; decoded, validated and aggregated into its window, for the
+//! keeper). The consumers run on one actix (current-thread) system, so each uses one core for
+//! its NATS client and its work; the publisher and nats-server share the other. Each round's
+//! keeper samples are the next `steps` steps, so the keeper's windows are full (288 steps)
+//! from the second round on. Each consumer's messages go to a subject prefix of its own, all
+//! of the same length, so none sees another's. Predict jobs are off (they are per step, not
+//! per sample; their cost is printed separately).
 //!
 //! `cargo bench --bench ingest`; sizes from `FLEETCAST_BENCH_SERVERS` (1000),
 //! `FLEETCAST_BENCH_STEPS` (300) and `FLEETCAST_BENCH_ROUNDS` (3).
@@ -25,7 +29,7 @@ use fleetcast::actors::window_keeper::{self, GetCounters, GetFullWindows};
 use fleetcast::bus::{self, Bus, NatsServer, find_server_binary};
 use fleetcast::catalog::{Metric, Profile};
 use fleetcast::settings::Settings;
-use fleetcast::subjects::Subjects;
+use fleetcast::subjects::{StreamKind, Subjects};
 use fleetcast::wire::{self, MetricSample, SCHEMA_VERSION};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -33,9 +37,12 @@ use std::time::{Duration, Instant};
 
 const STEP_MS: i64 = 300_000;
 
-/// The plain subscriber's subjects: as long as the keeper's `fleetcast`, but a prefix the
-/// keeper does not subscribe to, so each consumer gets only its own round's messages.
-const PLAIN_PREFIX: &str = "plaincast";
+/// The plain core subscriber's subjects (no stream captures them): as long as the keeper's
+/// `fleetcast`, so each consumer gets only its own round's messages of the same size.
+const CORE_PREFIX: &str = "plaincore";
+
+/// The plain stream consumer's subjects, captured by a `METRICS` stream of their own.
+const STREAM_PREFIX: &str = "plaincast";
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -104,13 +111,13 @@ fn publish_in_background(url: String, messages: Arc<Vec<(Subject, Bytes)>>) -> I
     started_rx.recv().expect("publisher starts")
 }
 
-/// Rate of a plain subscriber that only counts what it receives (on [`PLAIN_PREFIX`]'s
-/// subjects, which the keeper does not hear).
-async fn plain_round(settings: &Settings, messages: Arc<Vec<(Subject, Bytes)>>) -> Rates {
+/// Rate of a plain core subscriber that only counts what it receives (on [`CORE_PREFIX`]'s
+/// subjects).
+async fn core_round(settings: &Settings, messages: Arc<Vec<(Subject, Bytes)>>) -> Rates {
     let bus = Bus::connect(&settings.nats).await.expect("connect");
     let mut subscriber = bus
         .client()
-        .subscribe(Subjects::new(PLAIN_PREFIX).metrics_all())
+        .subscribe(Subjects::new(CORE_PREFIX).metrics_all())
         .await
         .expect("subscribe");
     bus.client().flush().await.expect("flush");
@@ -127,11 +134,66 @@ async fn plain_round(settings: &Settings, messages: Arc<Vec<(Subject, Bytes)>>) 
     .await;
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = thread_cpu_seconds() - cpu_before;
-    assert_eq!(received, total, "plain subscriber lost messages");
+    assert_eq!(received, total, "plain core subscriber lost messages");
     Rates::of(total, seconds, cpu_seconds)
 }
 
-/// Rate of the window keeper: until every sample is accepted into its window.
+/// Rate of a plain ordered consumer, opened like the keeper's, on a `METRICS` stream of
+/// [`STREAM_PREFIX`]'s own: it only counts what it receives.
+async fn stream_round(settings: &Settings, messages: Arc<Vec<(Subject, Bytes)>>) -> Rates {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    let bus = Bus::connect(&settings.nats).await.expect("connect");
+    let subjects = Subjects::new(STREAM_PREFIX);
+    let mut stream = bus
+        .jetstream()
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: subjects.stream_name(StreamKind::Metrics),
+            subjects: vec![subjects.metrics_all()],
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    let last_sequence = stream
+        .info()
+        .await
+        .expect("stream info")
+        .state
+        .last_sequence;
+    let mut consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: last_sequence + 1,
+            },
+            filter_subject: subjects.metrics_all(),
+            ..Default::default()
+        })
+        .await
+        .expect("consumer")
+        .messages()
+        .await
+        .expect("consumer messages");
+    let total = messages.len();
+    let cpu_before = thread_cpu_seconds();
+    let started = publish_in_background(settings.nats.url.clone(), messages);
+    let mut received = 0usize;
+    let _ = tokio::time::timeout(Duration::from_secs(120), async {
+        while received < total && consumer.next().await.is_some() {
+            received += 1;
+        }
+    })
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = thread_cpu_seconds() - cpu_before;
+    let state = stream.info().await.expect("stream info").state.clone();
+    assert_eq!(
+        received, total,
+        "plain stream consumer lost messages after {seconds:.1} s; stream state {state:?}"
+    );
+    Rates::of(total, seconds, cpu_seconds)
+}
+
+/// Rate of the window keeper (reading its `METRICS` stream): until every sample is accepted
+/// into its window.
 async fn keeper_round(
     settings: &Settings,
     keeper: &actix::Addr<window_keeper::WindowKeeper>,
@@ -178,6 +240,16 @@ impl Rates {
         Self {
             wall: samples as f64 / seconds,
             cpu: samples as f64 / cpu_seconds.max(0.01),
+        }
+    }
+
+    /// The median of each rate on its own.
+    fn median(rates: &mut [Rates]) -> Rates {
+        let mut wall: Vec<f64> = rates.iter().map(|rate| rate.wall).collect();
+        let mut cpu: Vec<f64> = rates.iter().map(|rate| rate.cpu).collect();
+        Rates {
+            wall: median(&mut wall),
+            cpu: median(&mut cpu),
         }
     }
 }
@@ -264,13 +336,14 @@ fn main() {
         })
         .collect();
     let t0 = (wire::now_ms() - (rounds * steps) as i64 * STEP_MS - 86_400_000) / STEP_MS * STEP_MS;
-    let plain_messages = messages(&Subjects::new(PLAIN_PREFIX), &names, t0, steps);
-    let payload_bytes = plain_messages[0].1.len();
+    let core_messages = messages(&Subjects::new(CORE_PREFIX), &names, t0, steps);
+    let stream_messages = messages(&Subjects::new(STREAM_PREFIX), &names, t0, steps);
+    let payload_bytes = core_messages[0].1.len();
     println!("window keeper ingest benchmark");
     println!("machine: {}", machine());
     println!(
         "{servers} servers x {steps} steps = {} samples per round, {payload_bytes} bytes each, {rounds} rounds",
-        plain_messages.len()
+        core_messages.len()
     );
 
     // Every round's messages are encoded up front, so nothing but the rounds runs meanwhile.
@@ -289,37 +362,45 @@ fn main() {
     system.block_on(async move {
         let bus = Bus::connect(&settings.nats).await.expect("connect");
         let keeper = window_keeper::spawn(&settings, bus).await.expect("keeper starts");
-        let mut plain_rates = Vec::new();
-        let mut keeper_rates = Vec::new();
-        let mut plain_cpu = Vec::new();
-        let mut keeper_cpu = Vec::new();
+        let (mut core, mut stream, mut kept) = (Vec::new(), Vec::new(), Vec::new());
         for (round, round_messages) in keeper_messages.into_iter().enumerate() {
-            let plain = plain_round(&settings, plain_messages.clone()).await;
-            let kept = keeper_round(&settings, &keeper, round_messages).await;
+            let core_rates = core_round(&settings, core_messages.clone()).await;
+            let stream_rates = stream_round(&settings, stream_messages.clone()).await;
+            let keeper_rates = keeper_round(&settings, &keeper, round_messages).await;
             println!(
-                "round {}: plain {:>7.0}/s ({:>7.0}/cpu-s)   keeper {:>7.0}/s ({:>7.0}/cpu-s)   ratio {:.0}%",
+                "round {}: core {:>7.0}/s ({:>7.0}/cpu-s)   stream {:>7.0}/s ({:>7.0}/cpu-s)   keeper {:>7.0}/s ({:>7.0}/cpu-s)   keeper/stream {:.0}%",
                 round + 1,
-                plain.wall,
-                plain.cpu,
-                kept.wall,
-                kept.cpu,
-                100.0 * kept.wall / plain.wall
+                core_rates.wall,
+                core_rates.cpu,
+                stream_rates.wall,
+                stream_rates.cpu,
+                keeper_rates.wall,
+                keeper_rates.cpu,
+                100.0 * keeper_rates.wall / stream_rates.wall
             );
-            plain_rates.push(plain.wall);
-            keeper_rates.push(kept.wall);
-            plain_cpu.push(plain.cpu);
-            keeper_cpu.push(kept.cpu);
+            core.push(core_rates);
+            stream.push(stream_rates);
+            kept.push(keeper_rates);
         }
-        let plain = median(&mut plain_rates);
-        let kept = median(&mut keeper_rates);
-        println!(
-            "median through NATS: plain {plain:.0} samples/s, keeper {kept:.0} samples/s, ratio {:.0}%",
-            100.0 * kept / plain
+        let (core, stream, kept) = (
+            Rates::median(&mut core),
+            Rates::median(&mut stream),
+            Rates::median(&mut kept),
         );
         println!(
-            "median per CPU-second of the consumer thread: plain {:.0}, keeper {:.0} samples",
-            median(&mut plain_cpu),
-            median(&mut keeper_cpu)
+            "median through NATS: core subscriber {:.0} samples/s, stream consumer {:.0}, keeper {:.0}; keeper/stream {:.0}%, keeper/core {:.0}%",
+            core.wall,
+            stream.wall,
+            kept.wall,
+            100.0 * kept.wall / stream.wall,
+            100.0 * kept.wall / core.wall
+        );
+        println!(
+            "median per CPU-second of the consumer thread: core subscriber {:.0}, stream consumer {:.0}, keeper {:.0} samples; keeper/stream {:.0}%",
+            core.cpu,
+            stream.cpu,
+            kept.cpu,
+            100.0 * kept.cpu / stream.cpu
         );
         println!(
             "keeper work alone (decode + validate + aggregate, no NATS): {:.0} samples/s on one core",
@@ -327,8 +408,8 @@ fn main() {
         );
         let counters = keeper.send(GetCounters).await.expect("keeper alive");
         println!(
-            "keeper counters: received {}, accepted {}, rejected {}, slow-consumer events {}",
-            counters.received, counters.accepted, counters.rejected, counters.slow_consumer_events
+            "keeper counters: received {}, accepted {}, rejected {}, consumer errors {}",
+            counters.received, counters.accepted, counters.rejected, counters.consumer_errors
         );
         // What a predict job costs when jobs are on: build the full window and encode it.
         let started = Instant::now();

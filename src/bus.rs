@@ -212,19 +212,31 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts `nats-server -js` on loopback `port` (0 picks a free one) with its JetStream
-    /// data under `data_dir`, and waits until it accepts connections.
+    /// Starts `nats-server -js` on loopback `port` (0 lets the server pick a free one) with
+    /// its JetStream data under `data_dir`, and waits until it listens.
+    ///
+    /// The port is read back from the ports file the server writes once it listens (named
+    /// after its own process id), never guessed beforehand: two servers started at the same
+    /// moment can then never end up sharing one port, and a port taken by another process
+    /// is reported as this server's exit instead of being mistaken for it.
     ///
     /// # Errors
-    /// [`BusError::NoServerBinary`] when no binary is found, [`BusError::Spawn`] when it does
-    /// not start or answer within 10 s.
+    /// [`BusError::Spawn`] when it does not start, exits, or does not listen within 10 s.
     pub fn start(binary: &Path, port: u16, data_dir: &Path) -> Result<NatsServer, BusError> {
-        let port = if port == 0 { free_port()? } else { port };
         std::fs::create_dir_all(data_dir)
             .map_err(|error| BusError::Spawn(format!("{}: {error}", data_dir.display())))?;
+        let port_arg = if port == 0 {
+            "-1".to_string()
+        } else {
+            port.to_string()
+        };
         let child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
             .arg(data_dir)
+            .arg("--ports_file_dir")
+            .arg(data_dir)
+            .arg("--log")
+            .arg(data_dir.join("nats-server.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -232,21 +244,35 @@ impl NatsServer {
             .map_err(|error| BusError::Spawn(format!("{}: {error}", binary.display())))?;
         let mut server = NatsServer {
             child,
-            url: format!("nats://127.0.0.1:{port}"),
-            port,
+            url: String::new(),
+            port: 0,
         };
+        let ports_file = data_dir.join(format!(
+            "{}_{}.ports",
+            binary
+                .file_name()
+                .map_or("nats-server".into(), |name| name.to_string_lossy()),
+            server.child.id()
+        ));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(BusError::Spawn(format!("nats-server exited with {status}")));
+        server.port = loop {
+            if let Some(port) = read_ports_file(&ports_file) {
+                break port;
             }
-            if Instant::now() > deadline {
+            if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(BusError::Spawn(format!(
-                    "nats-server did not answer on port {port} within 10 s"
+                    "nats-server exited with {status} (is port {port_arg} taken?)"
                 )));
             }
+            if Instant::now() > deadline {
+                return Err(BusError::Spawn(
+                    "nats-server did not start listening within 10 s".to_string(),
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
+        let _ = std::fs::remove_file(&ports_file);
+        server.url = format!("nats://127.0.0.1:{}", server.port);
         Ok(server)
     }
 
@@ -337,11 +363,14 @@ pub async fn connect_or_embed(
     }
 }
 
-fn free_port() -> Result<u16, BusError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|error| BusError::Spawn(format!("no free port: {error}")))?;
-    listener
-        .local_addr()
-        .map(|address| address.port())
-        .map_err(|error| BusError::Spawn(format!("no free port: {error}")))
+/// The client port in a nats-server ports file (`{"nats":["nats://127.0.0.1:PORT"]}`), once
+/// the file is complete.
+fn read_ports_file(path: &Path) -> Option<u16> {
+    #[derive(serde::Deserialize)]
+    struct Ports {
+        nats: Vec<String>,
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let ports: Ports = serde_json::from_str(&text).ok()?;
+    ports.nats.first()?.rsplit(':').next()?.parse().ok()
 }

@@ -31,8 +31,6 @@ pub enum Verdict {
         /// for a predict job.
         job_ready: bool,
     },
-    /// Already replayed from the stream during a rebuild; ignored.
-    Duplicate,
     /// Refused.
     Rejected {
         /// The server, when it could be read.
@@ -107,21 +105,18 @@ impl Fleet {
             );
         }
         let known = self.servers.get(sample.server);
-        if let Some(window) = known {
-            if sample.ts_ms <= window.replayed_until_ms {
-                return Verdict::Duplicate;
-            }
-            if let Err(out_of_order) = window.check_order(step) {
-                problems.push(
-                    RejectKind::OutOfOrder,
-                    format_args!(
-                        "ts_ms = {} falls in the step starting {} s, older than the open step starting {} s",
-                        sample.ts_ms,
-                        shape.step_start_s(step),
-                        shape.step_start_s(out_of_order.open_step)
-                    ),
-                );
-            }
+        if let Some(window) = known
+            && let Err(out_of_order) = window.check_order(step)
+        {
+            problems.push(
+                RejectKind::OutOfOrder,
+                format_args!(
+                    "ts_ms = {} falls in the step starting {} s, older than the open step starting {} s",
+                    sample.ts_ms,
+                    shape.step_start_s(step),
+                    shape.step_start_s(out_of_order.open_step)
+                ),
+            );
         }
         let is_new = known.is_none();
         if let Err(Invalid { kind, reason }) = problems.into_result() {
@@ -146,28 +141,18 @@ impl Fleet {
         if let Some(profile) = given_profile {
             window.profile = profile;
         }
-        window.replayed_until_ms = i64::MIN;
         let Added {
             closed_step,
             gap_steps,
         } = window
             .add(step, &sample.metrics.values, sample.metrics.present)
             .expect("order checked above");
-        window.newest_ts_ms = window.newest_ts_ms.max(sample.ts_ms);
         let step_end_ms = (step + 1).saturating_mul(shape.step_seconds * 1000);
         self.newest_step_end_ms = self.newest_step_end_ms.max(step_end_ms);
         Verdict::Accepted {
             closed_step,
             gap_steps,
             job_ready: closed_step && window.is_ready(),
-        }
-    }
-
-    /// Marks every server's newest sample as replayed, so live copies of replayed samples
-    /// are recognised as duplicates until the server's first new sample.
-    pub fn finish_replay(&mut self) {
-        for window in self.servers.values_mut() {
-            window.replayed_until_ms = window.newest_ts_ms;
         }
     }
 
@@ -369,26 +354,5 @@ mod tests {
         assert_eq!(kind(verdict), RejectKind::OutOfOrder);
         let verdict = fleet.ingest("a", &payload("a", T0 + STEP_MS + 1, 1.0), T0);
         assert!(matches!(verdict, Verdict::Accepted { .. }));
-    }
-
-    /// After a replay, live copies of replayed samples are duplicates until new ones arrive.
-    #[test]
-    fn replayed_samples_are_deduplicated() {
-        let mut fleet = fleet(3);
-        fleet.ingest("a", &payload("a", T0, 1.0), T0);
-        fleet.ingest("a", &payload("a", T0 + 10, 1.0), T0);
-        fleet.finish_replay();
-        assert_eq!(
-            fleet.ingest("a", &payload("a", T0 + 10, 1.0), T0),
-            Verdict::Duplicate
-        );
-        assert!(matches!(
-            fleet.ingest("a", &payload("a", T0 + 20, 1.0), T0),
-            Verdict::Accepted { .. }
-        ));
-        assert!(matches!(
-            fleet.ingest("a", &payload("a", T0 + 20, 1.0), T0),
-            Verdict::Accepted { .. }
-        ));
     }
 }

@@ -1,10 +1,13 @@
 //! The window keeper: turns the raw sample stream into per-server windows of step means, refuses
 //! bad samples with a reason, and hands full windows to the predictor.
 //!
-//! **Consumes** `metrics.>` ([`MetricSample`](crate::wire::MetricSample)) on a core NATS
-//! subscription of its own connection (the fast path; the JetStream `METRICS` stream keeps the
-//! same samples for rebuilds). Payloads are decoded without allocation by [`sample::decode`],
-//! which refuses exactly what [`wire::decode`] refuses.
+//! **Consumes** `metrics.>` ([`MetricSample`](crate::wire::MetricSample)) from the JetStream
+//! `METRICS` stream, through an ordered consumer on a connection of its own. The stream is
+//! the one path for samples: nothing published while the keeper is busy, starved of CPU or
+//! restarting is lost (a core subscription is at-most-once, and the server drops messages for
+//! a subscriber that falls behind a burst), and the start-up rebuild and live ingest are one
+//! ordered sequence with neither gap nor overlap. Payloads are decoded without allocation by
+//! [`sample::decode`], which refuses exactly what [`wire::decode`] refuses.
 //!
 //! **Publishes**
 //! - `jobs.predict.<server>` ([`PredictJob`]): when a step closes and the server's window is
@@ -20,17 +23,19 @@
 //! O(servers × context), allocated when a server first appears (about 17 KiB per server at
 //! 288 steps).
 //!
-//! **Start-up** ([`spawn`]): connects its ingest connection and subscribes, then, when
-//! `window_keeper.rebuild_on_start` is on and the `METRICS` stream exists, replays the stream
-//! into the windows (rejections counted, not republished; no jobs) before going live. Live
-//! samples that were also replayed (published while the replay ran) are recognised by their
-//! timestamp and dropped as duplicates.
+//! **Start-up** ([`spawn`]): connects its ingest connection, creates the `METRICS` stream when
+//! missing, and opens the consumer: from the stream's first message when
+//! `window_keeper.rebuild_on_start` is on, else just after its last. Messages up to the last
+//! one stored at start are a replay (rejections counted, not republished; no jobs) and are
+//! taken before the actor starts; everything after is live.
 //!
 //! **Failure**: bad input never stops it (refused, counted, published, logged at debug and a
-//! rate-limited warn). A failed publish is counted and logged. Messages the client drops because
-//! the keeper fell behind (slow consumer) are counted. The actor stops on [`Stop`], or when its
-//! subscription ends (the connection closed for good), logging an error; its windows live in
-//! memory only, and the next keeper rebuilds them from the stream.
+//! rate-limited warn). A failed publish is counted and logged. A keeper that falls behind only
+//! falls behind: the consumer pulls at its pace. Consumer errors (the ordered consumer
+//! recreates itself after a missed heartbeat or a sequence gap) are counted and logged. The
+//! actor stops on [`Stop`], or when its consumer ends (the connection closed for good),
+//! logging an error; its windows live in memory only, and the next keeper rebuilds them from
+//! the stream.
 //!
 //! Read access for tests and the predictor: [`GetCounters`], [`GetWindow`], [`GetWarmup`],
 //! [`GetMemory`] and [`GetFullWindows`] (full windows as predict jobs, in pages by server name).
@@ -46,6 +51,13 @@ use crate::settings::Settings;
 use crate::subjects::StreamKind;
 use crate::wire::{self, PredictJob, RejectKind, Rejection, SCHEMA_VERSION, StageStatus};
 use actix::prelude::*;
+use async_nats::jetstream::{
+    self,
+    consumer::{
+        DeliverPolicy,
+        pull::{Ordered, OrderedConfig, OrderedError},
+    },
+};
 use fleet::{Fleet, IngestRules, Verdict};
 use futures::StreamExt;
 use std::collections::BTreeMap;
@@ -71,17 +83,16 @@ const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Why the window keeper could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WindowKeeperError {
-    /// Its ingest connection could not be opened.
+    /// Its ingest connection could not be opened, or the `METRICS` stream not created.
     #[error("window keeper ingest connection: {0}")]
     Connect(#[source] BusError),
-    /// The subscription to `metrics.>` was refused.
-    #[error("cannot subscribe to {subject}: {source}")]
-    Subscribe {
-        /// The subject.
-        subject: String,
-        /// What the client said.
-        #[source]
-        source: async_nats::SubscribeError,
+    /// The consumer on the `METRICS` stream could not be opened.
+    #[error("cannot consume stream {stream}: {reason}")]
+    Consume {
+        /// The stream.
+        stream: String,
+        /// What the server or client said.
+        reason: String,
     },
     /// The rebuild from the `METRICS` stream failed part way.
     #[error("rebuilding windows from stream {stream}: {reason}")]
@@ -96,7 +107,7 @@ pub enum WindowKeeperError {
 /// The keeper's counters, readable with [`GetCounters`] and published in its status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Live messages received on `metrics.>`.
+    /// Live messages received from the `METRICS` stream.
     pub received: u64,
     /// Samples added to a window.
     pub accepted: u64,
@@ -104,8 +115,6 @@ pub struct Counters {
     pub rejected: u64,
     /// Refusals per kind (snake_case kind name).
     pub rejected_by_kind: BTreeMap<&'static str, u64>,
-    /// Live copies of samples already replayed from the stream.
-    pub duplicates: u64,
     /// Steps closed by a later sample.
     pub steps_closed: u64,
     /// Gap steps (no sample at all) carried forward.
@@ -118,9 +127,8 @@ pub struct Counters {
     pub sent: u64,
     /// Publishes that failed.
     pub errors: u64,
-    /// Slow-consumer events: the client dropped messages because the keeper fell behind (a
-    /// lower bound on the messages lost).
-    pub slow_consumer_events: u64,
+    /// Errors from the stream consumer (it recreates itself and goes on).
+    pub consumer_errors: u64,
 }
 
 impl Counters {
@@ -130,17 +138,13 @@ impl Counters {
             ("received".to_string(), self.received),
             ("accepted".to_string(), self.accepted),
             ("rejected".to_string(), self.rejected),
-            ("duplicates".to_string(), self.duplicates),
             ("steps_closed".to_string(), self.steps_closed),
             ("gap_steps".to_string(), self.gap_steps),
             ("replayed".to_string(), self.replayed),
             ("jobs_published".to_string(), self.jobs_published),
             ("sent".to_string(), self.sent),
             ("errors".to_string(), self.errors),
-            (
-                "slow_consumer_events".to_string(),
-                self.slow_consumer_events,
-            ),
+            ("consumer_errors".to_string(), self.consumer_errors),
         ]);
         for (kind, count) in &self.rejected_by_kind {
             map.insert(format!("rejected.{kind}"), *count);
@@ -181,7 +185,7 @@ enum Outgoing {
     Status(StageStatus),
 }
 
-/// Whether a message came from the live subscription or the start-up replay.
+/// Whether a message is live or part of the start-up replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     Live,
@@ -229,7 +233,6 @@ impl Ingest {
                         .send(Outgoing::Job(subject_server.to_string(), job));
                 }
             }
-            Verdict::Duplicate => self.counters.duplicates += 1,
             Verdict::Rejected {
                 server,
                 kind,
@@ -284,11 +287,10 @@ pub struct WindowKeeper {
     ingest: Ingest,
     bus: Bus,
     publish: Arc<PublishCounters>,
-    slow_consumer: Arc<AtomicU64>,
     status_interval: Duration,
     /// Keeps the ingest connection open as long as the actor lives.
     _ingest_client: async_nats::Client,
-    subscriber: Option<async_nats::Subscriber>,
+    consumer: Option<Ordered>,
 }
 
 impl WindowKeeper {
@@ -297,7 +299,6 @@ impl WindowKeeper {
         counters.jobs_published = self.publish.jobs.load(Ordering::Relaxed);
         counters.sent = self.publish.sent.load(Ordering::Relaxed);
         counters.errors = self.publish.errors.load(Ordering::Relaxed);
-        counters.slow_consumer_events = self.slow_consumer.load(Ordering::Relaxed);
         counters
     }
 
@@ -338,7 +339,7 @@ impl WindowKeeper {
             rejected_by_kind = ?counters.rejected_by_kind,
             jobs = counters.jobs_published,
             gap_steps = counters.gap_steps,
-            slow_consumer_events = counters.slow_consumer_events,
+            consumer_errors = counters.consumer_errors,
             "window keeper status"
         );
         let status = StageStatus {
@@ -358,8 +359,8 @@ impl Actor for WindowKeeper {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some(subscriber) = self.subscriber.take() {
-            ctx.add_stream(subscriber.ready_chunks(BATCH));
+        if let Some(consumer) = self.consumer.take() {
+            ctx.add_stream(consumer.ready_chunks(BATCH));
         }
         ctx.run_interval(self.status_interval, |keeper, _| keeper.publish_status());
         tracing::info!(
@@ -372,17 +373,29 @@ impl Actor for WindowKeeper {
     }
 }
 
-impl StreamHandler<Vec<async_nats::Message>> for WindowKeeper {
-    fn handle(&mut self, messages: Vec<async_nats::Message>, _: &mut Self::Context) {
+impl StreamHandler<Vec<Result<jetstream::Message, OrderedError>>> for WindowKeeper {
+    fn handle(
+        &mut self,
+        messages: Vec<Result<jetstream::Message, OrderedError>>,
+        _: &mut Self::Context,
+    ) {
         let now_ms = wire::now_ms();
         for message in &messages {
-            self.ingest
-                .message(&message.subject, &message.payload, now_ms, Source::Live);
+            match message {
+                Ok(message) => {
+                    self.ingest
+                        .message(&message.subject, &message.payload, now_ms, Source::Live);
+                }
+                Err(error) => {
+                    self.ingest.counters.consumer_errors += 1;
+                    tracing::warn!(%error, "metrics consumer error: it recreates itself and goes on");
+                }
+            }
         }
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        tracing::error!("metrics subscription ended (connection closed): window keeper stops");
+        tracing::error!("metrics consumer ended (connection closed): window keeper stops");
         ctx.stop();
     }
 }
@@ -579,31 +592,14 @@ impl Handler<GetFullWindows> for WindowKeeper {
     }
 }
 
-/// Opens the keeper's own connection (so a slow-consumer event on it is the keeper's), with
-/// the same options as [`Bus::connect`] plus a slow-consumer counter.
-async fn connect_ingest(
-    settings: &Settings,
-    slow_consumer: Arc<AtomicU64>,
-) -> Result<async_nats::Client, BusError> {
+/// Opens the keeper's own connection, so its ingest never waits behind the bus's traffic.
+async fn connect_ingest(settings: &Settings) -> Result<async_nats::Client, BusError> {
     let nats = &settings.nats;
     async_nats::ConnectOptions::new()
         .name("fleetcast-window-keeper")
-        .subscription_capacity(nats.subscription_capacity)
         .connection_timeout(Duration::from_secs(3))
-        .event_callback(move |event| {
-            let slow_consumer = slow_consumer.clone();
-            async move {
-                match event {
-                    async_nats::Event::SlowConsumer(sid) => {
-                        slow_consumer.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            subscription = sid,
-                            "window keeper is a slow consumer: messages dropped"
-                        );
-                    }
-                    other => tracing::debug!(event = %other, "nats event"),
-                }
-            }
+        .event_callback(|event| async move {
+            tracing::debug!(event = %event, "window keeper nats event");
         })
         .connect(nats.url.as_str())
         .await
@@ -644,55 +640,74 @@ async fn run_publisher(
     }
 }
 
-/// Replays the `METRICS` stream into the windows, up to the last message stored when the
-/// replay began. A missing stream (or no JetStream) is not an error: there is nothing to
-/// rebuild from.
-async fn rebuild(bus: &Bus, ingest: &mut Ingest) -> Result<(), WindowKeeperError> {
-    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+/// Opens the ordered consumer on the `METRICS` stream (creating the streams when missing) and,
+/// when `rebuild` is on, feeds every message stored before it opened into the windows as a
+/// replay. Returns the consumer positioned at the first live message.
+async fn open_ingest(
+    bus: &Bus,
+    client: &async_nats::Client,
+    rebuild: bool,
+    ingest: &mut Ingest,
+) -> Result<Ordered, WindowKeeperError> {
+    bus.ensure_streams()
+        .await
+        .map_err(WindowKeeperError::Connect)?;
     let name = bus.subjects().stream_name(StreamKind::Metrics);
-    let failed = |reason: String| WindowKeeperError::Rebuild {
+    let consume_failed = |reason: String| WindowKeeperError::Consume {
         stream: name.clone(),
         reason,
     };
-    let mut stream = match bus.jetstream().get_stream(&name).await {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::info!(stream = %name, %error, "no stream to rebuild windows from: starting empty");
-            return Ok(());
-        }
-    };
-    let state = stream
+    let mut stream = jetstream::new(client.clone())
+        .get_stream(&name)
+        .await
+        .map_err(|error| consume_failed(error.to_string()))?;
+    let last_sequence = stream
         .info()
         .await
-        .map_err(|error| failed(error.to_string()))?
+        .map_err(|error| consume_failed(error.to_string()))?
         .state
-        .clone();
-    if state.messages == 0 {
-        return Ok(());
-    }
-    let started = Instant::now();
+        .last_sequence;
+    let replay = rebuild && last_sequence > 0;
+    let deliver_policy = if replay {
+        DeliverPolicy::All
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: last_sequence + 1,
+        }
+    };
     let consumer = stream
         .create_consumer(OrderedConfig {
-            deliver_policy: DeliverPolicy::All,
+            deliver_policy,
             filter_subject: bus.subjects().metrics_all(),
             ..Default::default()
         })
         .await
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(|error| consume_failed(error.to_string()))?;
+    let replay = replay && consumer.cached_info().num_pending > 0;
     let mut messages = consumer
         .messages()
         .await
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(|error| consume_failed(error.to_string()))?;
+    if !replay {
+        return Ok(messages);
+    }
+    let started = Instant::now();
+    let rebuild_failed = |reason: String| WindowKeeperError::Rebuild {
+        stream: name.clone(),
+        reason,
+    };
     loop {
         let message = tokio::time::timeout(REPLAY_WAIT, messages.next())
             .await
-            .map_err(|_| failed(format!("no message within {} s", REPLAY_WAIT.as_secs())))?
-            .ok_or_else(|| failed("the consumer ended early".into()))?
-            .map_err(|error| failed(error.to_string()))?;
-        let info = message.info().map_err(|error| failed(error.to_string()))?;
-        // Stop at the last message stored when the replay began (later ones arrive live too),
-        // or when nothing is pending (the last one aged out meanwhile).
-        let done = info.stream_sequence >= state.last_sequence || info.pending == 0;
+            .map_err(|_| rebuild_failed(format!("no message within {} s", REPLAY_WAIT.as_secs())))?
+            .ok_or_else(|| rebuild_failed("the consumer ended early".into()))?
+            .map_err(|error| rebuild_failed(error.to_string()))?;
+        let info = message
+            .info()
+            .map_err(|error| rebuild_failed(error.to_string()))?;
+        // The replay ends with the last message stored when the consumer opened (or earlier,
+        // when nothing is pending because the last ones aged out meanwhile).
+        let done = info.stream_sequence >= last_sequence || info.pending == 0;
         ingest.message(
             &message.subject,
             &message.payload,
@@ -703,7 +718,6 @@ async fn rebuild(bus: &Bus, ingest: &mut Ingest) -> Result<(), WindowKeeperError
             break;
         }
     }
-    ingest.fleet.finish_replay();
     tracing::info!(
         stream = %name,
         replayed = ingest.counters.replayed,
@@ -711,16 +725,16 @@ async fn rebuild(bus: &Bus, ingest: &mut Ingest) -> Result<(), WindowKeeperError
         seconds = started.elapsed().as_secs_f64(),
         "windows rebuilt from the stream"
     );
-    Ok(())
+    Ok(messages)
 }
 
-/// Builds and starts the window keeper: opens its ingest connection, subscribes to
-/// `metrics.>`, rebuilds the windows from the `METRICS` stream when enabled, then starts the
-/// actor. Must run inside an actix system.
+/// Builds and starts the window keeper: opens its ingest connection and its consumer on the
+/// `METRICS` stream, rebuilds the windows from the stream when enabled, then starts the actor.
+/// Must run inside an actix system.
 ///
 /// # Errors
-/// [`WindowKeeperError::Connect`] when its connection cannot be opened,
-/// [`WindowKeeperError::Subscribe`] when the subscription is refused,
+/// [`WindowKeeperError::Connect`] when its connection cannot be opened or the streams not
+/// created, [`WindowKeeperError::Consume`] when the consumer is refused,
 /// [`WindowKeeperError::Rebuild`] when a replay fails part way.
 pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<WindowKeeper>, WindowKeeperError> {
     let keeper = &settings.window_keeper;
@@ -732,17 +746,9 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<WindowKeeper>, 
         max_future_ms: i64::try_from(keeper.max_future_seconds.saturating_mul(1000))
             .unwrap_or(i64::MAX),
     };
-    let slow_consumer = Arc::new(AtomicU64::new(0));
-    let client = connect_ingest(settings, slow_consumer.clone())
+    let client = connect_ingest(settings)
         .await
         .map_err(WindowKeeperError::Connect)?;
-    let subject = bus.subjects().metrics_all();
-    let subscriber = client
-        .subscribe(subject.clone())
-        .await
-        .map_err(|source| WindowKeeperError::Subscribe { subject, source })?;
-    // Make sure the server registered the subscription before replaying or going live.
-    let _ = client.flush().await;
     let (outbox, outbox_receiver) = mpsc::unbounded_channel();
     let publish = Arc::new(PublishCounters::default());
     actix::spawn(run_publisher(bus.clone(), outbox_receiver, publish.clone()));
@@ -755,17 +761,14 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<WindowKeeper>, 
         last_warn: None,
         unwarned: 0,
     };
-    if keeper.rebuild_on_start {
-        rebuild(&bus, &mut ingest).await?;
-    }
+    let consumer = open_ingest(&bus, &client, keeper.rebuild_on_start, &mut ingest).await?;
     Ok(WindowKeeper {
         ingest,
         bus,
         publish,
-        slow_consumer,
         status_interval: Duration::from_secs(keeper.status_interval_seconds),
         _ingest_client: client,
-        subscriber: Some(subscriber),
+        consumer: Some(consumer),
     }
     .start())
 }

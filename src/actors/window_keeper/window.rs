@@ -82,11 +82,6 @@ pub struct ServerWindow {
     last: [f32; METRIC_COUNT],
     /// Metrics measured at least once.
     known: MetricMask,
-    /// Newest accepted sample time, unix ms.
-    pub(crate) newest_ts_ms: i64,
-    /// Live samples at or before this time were already replayed from the stream (dedupe after
-    /// a rebuild); `i64::MIN` when not rebuilding.
-    pub(crate) replayed_until_ms: i64,
 }
 
 impl ServerWindow {
@@ -104,8 +99,6 @@ impl ServerWindow {
             open_count: [0; METRIC_COUNT],
             last: [0.0; METRIC_COUNT],
             known: 0,
-            newest_ts_ms: i64::MIN,
-            replayed_until_ms: i64::MIN,
         }
     }
 
