@@ -26,7 +26,7 @@ use bytes::Bytes;
 use fleetcast::actors::window_keeper::fleet::{Fleet, IngestRules, Verdict};
 use fleetcast::actors::window_keeper::window::WindowShape;
 use fleetcast::actors::window_keeper::{self, GetCounters, GetFullWindows};
-use fleetcast::bus::{self, Bus, NatsServer, find_server_binary};
+use fleetcast::bus::{self, Bus, NatsServer, StreamPublisher, find_server_binary};
 use fleetcast::catalog::{Metric, Profile};
 use fleetcast::settings::Settings;
 use fleetcast::subjects::{StreamKind, Subjects};
@@ -87,8 +87,25 @@ fn messages(
     Arc::new(messages)
 }
 
+/// How the publisher sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    /// Core publishes, nothing waited for (the core subscriber's round: no stream).
+    Core,
+    /// JetStream publishes with [`STREAM_WINDOW`] acknowledgements outstanding, as fleetcast's
+    /// own publishers do (a core burst into a stream is dropped past its ingest buffer).
+    Stream,
+}
+
+/// Acknowledgements the benchmark's stream publisher keeps outstanding.
+const STREAM_WINDOW: usize = 4096;
+
 /// Publishes every message from a thread of its own; returns when publishing starts.
-fn publish_in_background(url: String, messages: Arc<Vec<(Subject, Bytes)>>) -> Instant {
+fn publish_in_background(
+    url: String,
+    messages: Arc<Vec<(Subject, Bytes)>>,
+    mode: Publish,
+) -> Instant {
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -98,14 +115,26 @@ fn publish_in_background(url: String, messages: Arc<Vec<(Subject, Bytes)>>) -> I
         runtime.block_on(async move {
             let client = async_nats::connect(url).await.expect("publisher connects");
             let headers = bus::headers();
+            let mut stream = StreamPublisher::new(client.clone(), STREAM_WINDOW);
+            let mut unstored = 0;
             started_tx.send(Instant::now()).expect("bench waits");
             for (subject, payload) in messages.iter() {
-                client
-                    .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
-                    .await
-                    .expect("publish");
+                match mode {
+                    Publish::Core => client
+                        .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                        .await
+                        .expect("publish"),
+                    Publish::Stream => {
+                        unstored += stream
+                            .publish(subject.to_string(), payload.clone())
+                            .await
+                            .expect("publish");
+                    }
+                }
             }
+            unstored += stream.flush().await;
             client.flush().await.expect("flush");
+            assert_eq!(unstored, 0, "every message stored");
         });
     });
     started_rx.recv().expect("publisher starts")
@@ -123,7 +152,7 @@ async fn core_round(settings: &Settings, messages: Arc<Vec<(Subject, Bytes)>>) -
     bus.client().flush().await.expect("flush");
     let total = messages.len();
     let cpu_before = thread_cpu_seconds();
-    let started = publish_in_background(settings.nats.url.clone(), messages);
+    let started = publish_in_background(settings.nats.url.clone(), messages, Publish::Core);
     let mut received = 0usize;
     // One deadline for the whole round, so the loop does nothing per message but receive.
     let _ = tokio::time::timeout(Duration::from_secs(120), async {
@@ -174,7 +203,7 @@ async fn stream_round(settings: &Settings, messages: Arc<Vec<(Subject, Bytes)>>)
         .expect("consumer messages");
     let total = messages.len();
     let cpu_before = thread_cpu_seconds();
-    let started = publish_in_background(settings.nats.url.clone(), messages);
+    let started = publish_in_background(settings.nats.url.clone(), messages, Publish::Stream);
     let mut received = 0usize;
     let _ = tokio::time::timeout(Duration::from_secs(120), async {
         while received < total && consumer.next().await.is_some() {
@@ -202,7 +231,7 @@ async fn keeper_round(
     let before = keeper.send(GetCounters).await.expect("keeper alive");
     let total = messages.len() as u64;
     let cpu_before = thread_cpu_seconds();
-    let started = publish_in_background(settings.nats.url.clone(), messages);
+    let started = publish_in_background(settings.nats.url.clone(), messages, Publish::Stream);
     let mut last_progress = (Instant::now(), before.received);
     loop {
         let counters = keeper.send(GetCounters).await.expect("keeper alive");

@@ -196,6 +196,112 @@ impl Bus {
     }
 }
 
+/// Acknowledgements a [`StreamPublisher`] keeps outstanding by default: enough to keep the
+/// loopback busy, few enough that a burst of 20-kB predict jobs stays far below a stream's
+/// ingest buffer.
+pub const STREAM_PUBLISH_WINDOW: usize = 1024;
+
+/// Publishes into JetStream streams, keeping at most `window` acknowledgements outstanding.
+///
+/// A core publish into a stream has no back-pressure: the server queues it for the stream
+/// and, past its ingest buffer (`max_buffered_msgs`, 10,000 messages by default), drops the
+/// rest of a burst with one warning in its log. Waiting for acknowledgements, a window at a
+/// time, makes a burst (a step of a large fleet, a backfill) go at the store's pace and turns
+/// every message the stream did not take into a counted, logged error.
+#[derive(Debug)]
+pub struct StreamPublisher {
+    jetstream: jetstream::Context,
+    pending: std::collections::VecDeque<(String, jetstream::context::PublishAckFuture)>,
+    window: usize,
+    last_warn: Option<Instant>,
+    unwarned: u64,
+}
+
+impl StreamPublisher {
+    /// A publisher on `client` with at most `window` (at least 1) acknowledgements outstanding.
+    pub fn new(client: async_nats::Client, window: usize) -> StreamPublisher {
+        StreamPublisher {
+            jetstream: jetstream::new(client),
+            pending: std::collections::VecDeque::new(),
+            window: window.max(1),
+            last_warn: None,
+            unwarned: 0,
+        }
+    }
+
+    /// Sends `payload` (MessagePack, with the content-type header) to `subject`, first waiting
+    /// for the oldest acknowledgement when `window` are outstanding. Returns how many of the
+    /// earlier publishes it waited for were not stored (each logged, rate-limited).
+    ///
+    /// # Errors
+    /// [`BusError::JetStream`] when the message cannot be sent.
+    pub async fn publish(
+        &mut self,
+        subject: String,
+        payload: bytes::Bytes,
+    ) -> Result<u64, BusError> {
+        let mut failed = 0;
+        while self.pending.len() >= self.window {
+            failed += self.await_oldest().await;
+        }
+        let ack = self
+            .jetstream
+            .publish_with_headers(subject.clone(), headers(), payload)
+            .await
+            .map_err(|error| BusError::JetStream(format!("publish to {subject}: {error}")))?;
+        self.pending.push_back((subject, ack));
+        Ok(failed)
+    }
+
+    /// Encodes `message` and publishes it as [`StreamPublisher::publish`] does.
+    ///
+    /// # Errors
+    /// As [`StreamPublisher::publish`].
+    pub async fn publish_message<T: WireMessage>(
+        &mut self,
+        subject: String,
+        message: &T,
+    ) -> Result<u64, BusError> {
+        self.publish(subject, wire::encode(message).into()).await
+    }
+
+    /// Waits for every outstanding acknowledgement; returns how many publishes were not
+    /// stored.
+    pub async fn flush(&mut self) -> u64 {
+        let mut failed = 0;
+        while !self.pending.is_empty() {
+            failed += self.await_oldest().await;
+        }
+        failed
+    }
+
+    async fn await_oldest(&mut self) -> u64 {
+        let Some((subject, ack)) = self.pending.pop_front() else {
+            return 0;
+        };
+        let Err(error) = ack.await else {
+            return 0;
+        };
+        let now = Instant::now();
+        if self
+            .last_warn
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(10))
+        {
+            self.unwarned += 1;
+        } else {
+            tracing::warn!(
+                subject,
+                %error,
+                failed_since_last_warning = self.unwarned,
+                "a stream did not store a message (logged at most every 10 s)"
+            );
+            self.last_warn = Some(now);
+            self.unwarned = 0;
+        }
+        1
+    }
+}
+
 /// The headers every fleetcast message carries.
 pub fn headers() -> async_nats::HeaderMap {
     let mut headers = async_nats::HeaderMap::new();

@@ -91,9 +91,17 @@ async fn publishes_one_sample_per_server_per_step() {
     assert_eq!(servers.len(), 7, "one of each profile: {servers:?}");
     assert_eq!(samples[0].ts_ms, START_MS);
     assert_eq!(samples[20].ts_ms, START_MS + 2 * 300_000);
-    let counters = generator.send(GetCounters).await.unwrap();
-    assert!(counters.sent >= 21 && counters.steps >= 3, "{counters:?}");
-    assert_eq!(counters.errors, 0);
+    // A step counts once the stream has acknowledged all of its samples.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let counters = generator.send(GetCounters).await.unwrap();
+        if counters.sent >= 21 && counters.steps >= 3 {
+            assert_eq!(counters.errors, 0);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{counters:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// What goes on the bus is exactly what the engine (and so `export`) computes for the

@@ -6,7 +6,7 @@ use actix::Addr;
 use fleetcast::actors::window_keeper::{
     self, Counters, GetCounters, GetFullWindows, GetMemory, GetWarmup, GetWindow, WindowKeeper,
 };
-use fleetcast::bus::Bus;
+use fleetcast::bus::{Bus, STREAM_PUBLISH_WINDOW, StreamPublisher};
 use fleetcast::catalog::{METRIC_COUNT, Metric};
 use fleetcast::settings::Settings;
 use fleetcast::wire::{
@@ -503,12 +503,20 @@ async fn memory_is_bounded_with_10000_servers() {
     let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
     let t0 = t0();
     let names: Vec<String> = (0..SERVERS).map(|index| format!("srv{index:05}")).collect();
-    // One sample, then one 400 steps later: the gap fills each window to all 288 steps.
+    // One sample, then one 400 steps later: the gap fills each window to all 288 steps. A
+    // burst this size goes through acknowledgements, as fleetcast's own publishers do.
+    let mut stream = StreamPublisher::new(bus.client().clone(), STREAM_PUBLISH_WINDOW);
     for step in [0, 400] {
         for name in &names {
-            publish(&bus, &sample(name, t0 + step * STEP_MS, 1.0)).await;
+            let sample = sample(name, t0 + step * STEP_MS, 1.0);
+            let unstored = stream
+                .publish_message(bus.subjects().metrics(name), &sample)
+                .await
+                .expect("publish");
+            assert_eq!(unstored, 0);
         }
     }
+    assert_eq!(stream.flush().await, 0);
     wait_for(&keeper, |counters| counters.accepted == 2 * SERVERS as u64).await;
     let warmup = keeper.send(GetWarmup { per_server: false }).await.unwrap();
     assert_eq!(warmup.servers_tracked as usize, SERVERS);

@@ -3,7 +3,7 @@
 //! in-order publishing [`Outbox`], rate-limited rejection logs, a [`Stop`] message, and
 //! [`replay`], which reads a JetStream stream back at start-up to rebuild an actor's view.
 
-use crate::bus::Bus;
+use crate::bus::{Bus, BusError, STREAM_PUBLISH_WINDOW, StreamPublisher, headers};
 use crate::subjects::StreamKind;
 use actix::prelude::*;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
@@ -71,11 +71,16 @@ impl StageCounters {
 
 /// Publishes messages in the order they were queued, from one task, counting successes and
 /// failures: the actors never await the bus inside a handler, yet an alert's raise always
-/// leaves before its escalation.
+/// leaves before its escalation. Messages for a stream go through a [`StreamPublisher`] (a
+/// burst waits for the store instead of being dropped at its ingest buffer); the rest are
+/// core messages.
 #[derive(Debug, Clone)]
 pub struct Outbox {
-    sender: tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>)>,
+    sender: tokio::sync::mpsc::UnboundedSender<Outgoing>,
 }
+
+/// One queued message: subject, MessagePack payload, and whether a stream stores it.
+type Outgoing = (String, Vec<u8>, bool);
 
 impl Outbox {
     /// Starts the publishing task on the current runtime.
@@ -84,14 +89,43 @@ impl Outbox {
         counters: StageCounters,
         stage: &'static str,
     ) -> Outbox {
-        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<u8>)>();
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
+        let mut stream = StreamPublisher::new(client.clone(), STREAM_PUBLISH_WINDOW);
         tokio::spawn(async move {
-            while let Some((subject, payload)) = receiver.recv().await {
-                match client
-                    .publish_with_headers(subject.clone(), crate::bus::headers(), payload.into())
-                    .await
-                {
-                    Ok(()) => counters.published(),
+            loop {
+                let (subject, payload, stored) = match receiver.try_recv() {
+                    Ok(outgoing) => outgoing,
+                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                        // Nothing queued: settle the acknowledgements before waiting.
+                        for _ in 0..stream.flush().await {
+                            counters.error();
+                        }
+                        match receiver.recv().await {
+                            Some(outgoing) => outgoing,
+                            None => break,
+                        }
+                    }
+                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+                };
+                let result = if stored {
+                    stream.publish(subject.clone(), payload.into()).await
+                } else {
+                    client
+                        .publish_with_headers(subject.clone(), headers(), payload.into())
+                        .await
+                        .map(|()| 0)
+                        .map_err(|source| BusError::Publish {
+                            subject: subject.clone(),
+                            source,
+                        })
+                };
+                match result {
+                    Ok(unstored) => {
+                        counters.published();
+                        for _ in 0..unstored {
+                            counters.error();
+                        }
+                    }
                     Err(error) => {
                         counters.error();
                         tracing::warn!(stage, subject, %error, "publish failed");
@@ -102,10 +136,20 @@ impl Outbox {
         Outbox { sender }
     }
 
-    /// Queues `message` for `subject`.
+    /// Queues `message` for `subject` (a core message).
     pub fn send<T: crate::wire::WireMessage>(&self, subject: String, message: &T) {
         // The task only ends when every sender is gone, so this cannot fail while we hold one.
-        let _ = self.sender.send((subject, crate::wire::encode(message)));
+        let _ = self
+            .sender
+            .send((subject, crate::wire::encode(message), false));
+    }
+
+    /// Queues `message` for `subject`, which a JetStream stream captures: it counts as
+    /// published once sent, and as an error too when the stream does not store it.
+    pub fn send_to_stream<T: crate::wire::WireMessage>(&self, subject: String, message: &T) {
+        let _ = self
+            .sender
+            .send((subject, crate::wire::encode(message), true));
     }
 }
 

@@ -203,7 +203,7 @@ impl StreamHandler<async_nats::Message> for AlertRouter {
                     let subject = self
                         .subjects
                         .alerts(publish_severity(&event), &event.server);
-                    self.outbox.send(subject, &event);
+                    self.outbox.send_to_stream(subject, &event);
                 }
             }
             Err((server, invalid)) => {

@@ -17,13 +17,14 @@
 //!   minus `generator.backfill_hours`, either rounded down to a step; but when the metrics
 //!   stream already holds a later sample (a previous run's), it resumes one step after it,
 //!   backfilling only up to now, so a restarted pipeline sees time move on. The first
-//!   `backfill_hours` of steps are published as fast as the bus takes them (flushing after
-//!   every step so memory stays bounded, progress logged every 10 %), then one step every
+//!   `backfill_hours` of steps are published as fast as the `METRICS` stream stores them
+//!   (JetStream publishes with a window of acknowledgements, every step stored before the
+//!   next is computed, progress logged every 10 %), then one step every
 //!   `generator.step_interval_ms` of wall time (0: no pause). Steps are computed on the
 //!   blocking pool (big fleets on several threads) and encoded there too, so the actix
 //!   thread only publishes.
-//! - **Failure**: a failed publish is counted and logged (rate-limited) and the clock goes
-//!   on; a bad control request is rejected and counted. The actor stops only when its
+//! - **Failure**: a failed publish, or a sample the stream did not acknowledge, is counted and
+//!   logged (rate-limited) and the clock goes on; a bad control request is rejected and counted. The actor stops only when its
 //!   system stops. `spawn` fails before starting when the settings cannot make a fleet or
 //!   the service endpoint cannot subscribe. With `generator.enabled = false` the actor
 //!   starts idle: no clock, no endpoint.
@@ -36,7 +37,7 @@ pub use fleet::{
 };
 pub use model::State;
 
-use crate::bus::{self, Bus};
+use crate::bus::{self, Bus, STREAM_PUBLISH_WINDOW, StreamPublisher};
 use crate::catalog::Metric;
 use crate::settings::{SCENARIOS, Settings};
 use crate::subjects::StreamKind;
@@ -109,7 +110,7 @@ pub struct GeneratorCounters {
     pub sent: u64,
     /// Control requests refused (undecodable or unknown scenario).
     pub rejected: u64,
-    /// Failed publishes and replies.
+    /// Failed publishes (sent but not stored included) and replies.
     pub errors: u64,
     /// Steps computed and published.
     pub steps: u64,
@@ -482,8 +483,7 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
             .map(|spec| bus.subjects().metrics(&spec.name))
             .collect(),
     );
-    let client = bus.client().clone();
-    let headers = bus::headers();
+    let mut publisher = StreamPublisher::new(bus.client().clone(), STREAM_PUBLISH_WINDOW);
     let counters = &shared.counters;
     let started = Instant::now();
     let mut ticker: Option<tokio::time::Interval> = None;
@@ -543,12 +543,10 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
             if published % 1024 == 1023 {
                 tokio::task::yield_now().await;
             }
-            match client
-                .publish_with_headers(subject, headers.clone(), payload)
-                .await
-            {
-                Ok(()) => {
+            match publisher.publish(subject, payload).await {
+                Ok(unstored) => {
                     counters.sent.fetch_add(1, Ordering::Relaxed);
+                    counters.errors.fetch_add(unstored, Ordering::Relaxed);
                 }
                 Err(error) => {
                     counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -559,12 +557,12 @@ async fn run_clock(clock: Clock, shared: Arc<Shared>, bus: Bus) {
                 }
             }
         }
+        // Every sample of the step stored before the next is computed: bounded memory, and a
+        // backfill goes at the stream's pace.
+        counters
+            .errors
+            .fetch_add(publisher.flush().await, Ordering::Relaxed);
         if backfilling {
-            // Bounded memory: let the client drain before computing the next step.
-            if let Err(error) = client.flush().await {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, "flush failed during backfill");
-            }
             let done = fleet.next_step();
             let tenth = (backfill_steps / 10).max(1);
             if done % tenth == 0 {

@@ -316,7 +316,8 @@ impl RiskScorer {
         state.score = Some(risk.score);
         self.changed = true;
         if publish {
-            self.outbox.send(self.subjects.risk(server), &risk);
+            self.outbox
+                .send_to_stream(self.subjects.risk(server), &risk);
         }
     }
 

@@ -45,7 +45,7 @@ pub mod sample;
 pub mod window;
 
 pub use crate::actors::stage::Stop;
-use crate::bus::{Bus, BusError};
+use crate::bus::{Bus, BusError, STREAM_PUBLISH_WINDOW, StreamPublisher};
 use crate::catalog::METRIC_COUNT;
 use crate::settings::Settings;
 use crate::subjects::StreamKind;
@@ -125,7 +125,7 @@ pub struct Counters {
     pub jobs_published: u64,
     /// Messages published (jobs, rejections, status).
     pub sent: u64,
-    /// Publishes that failed.
+    /// Publishes that failed (jobs the stream did not store included).
     pub errors: u64,
     /// Errors from the stream consumer (it recreates itself and goes on).
     pub consumer_errors: u64,
@@ -609,7 +609,9 @@ async fn connect_ingest(settings: &Settings) -> Result<async_nats::Client, BusEr
         })
 }
 
-/// Publishes the outbox in order until every sender is gone.
+/// Publishes the outbox in order until every sender is gone: jobs into the `PREDICT_JOBS`
+/// stream with acknowledgements (a step of a large fleet is a burst), the rest as core
+/// messages.
 async fn run_publisher(
     bus: Bus,
     mut outbox: mpsc::UnboundedReceiver<Outgoing>,
@@ -618,14 +620,31 @@ async fn run_publisher(
     let subjects = bus.subjects().clone();
     let rejected = subjects.rejected(STAGE);
     let status = subjects.status(STAGE);
-    while let Some(outgoing) = outbox.recv().await {
+    let mut jobs = StreamPublisher::new(bus.client().clone(), STREAM_PUBLISH_WINDOW);
+    loop {
+        let outgoing = match outbox.try_recv() {
+            Ok(outgoing) => outgoing,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Nothing queued: settle the jobs' acknowledgements before waiting.
+                let unstored = jobs.flush().await;
+                counters.errors.fetch_add(unstored, Ordering::Relaxed);
+                match outbox.recv().await {
+                    Some(outgoing) => outgoing,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
         let result = match outgoing {
             Outgoing::Job(server, job) => {
-                let result = bus.publish(subjects.predict_job(&server), &job).await;
-                if result.is_ok() {
+                let result = jobs
+                    .publish_message(subjects.predict_job(&server), &job)
+                    .await;
+                if let Ok(unstored) = result {
                     counters.jobs.fetch_add(1, Ordering::Relaxed);
+                    counters.errors.fetch_add(unstored, Ordering::Relaxed);
                 }
-                result
+                result.map(drop)
             }
             Outgoing::Rejection(rejection) => bus.publish(rejected.clone(), &rejection).await,
             Outgoing::Status(stage_status) => bus.publish(status.clone(), &stage_status).await,
