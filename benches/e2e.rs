@@ -17,7 +17,7 @@
 //! in the same process.
 
 use fleetcast::actors::{alert_router, predictor, risk_scorer, window_keeper};
-use fleetcast::bus::{Bus, NatsServer, find_server_binary};
+use fleetcast::bus::{Bus, NatsServer, STREAM_PUBLISH_WINDOW, StreamPublisher, find_server_binary};
 use fleetcast::catalog::Metric;
 use fleetcast::settings::Settings;
 use fleetcast::wire::{self, MetricSample, RiskScore, SCHEMA_VERSION};
@@ -69,26 +69,27 @@ fn sample(server: &str, step: i64, critical: bool) -> MetricSample {
     }
 }
 
+/// Publishes one step for every server into the `METRICS` stream, as the generator does (a
+/// window of acknowledgements, every sample stored before returning).
 async fn publish_step(
     bus: &Bus,
     names: &[String],
     step: i64,
     critical: bool,
 ) -> HashMap<String, Instant> {
+    let mut stream = StreamPublisher::new(bus.client().clone(), STREAM_PUBLISH_WINDOW);
     let mut sent = HashMap::with_capacity(names.len());
+    let mut unstored = 0;
     for name in names {
         let payload = wire::encode(&sample(name, step, critical));
         sent.insert(name.clone(), Instant::now());
-        bus.client()
-            .publish_with_headers(
-                bus.subjects().metrics(name),
-                fleetcast::bus::headers(),
-                payload.into(),
-            )
+        unstored += stream
+            .publish(bus.subjects().metrics(name), payload.into())
             .await
             .expect("publish");
     }
-    bus.client().flush().await.expect("flush");
+    unstored += stream.flush().await;
+    assert_eq!(unstored, 0, "every sample stored");
     sent
 }
 
