@@ -144,27 +144,21 @@ fn publish_in_background(
 /// subjects).
 async fn core_round(settings: &Settings, messages: Arc<Vec<(Subject, Bytes)>>) -> Rates {
     let bus = Bus::connect(&settings.nats).await.expect("connect");
-    let mut subscriber = bus
+    let subscriber = bus
         .client()
         .subscribe(Subjects::new(CORE_PREFIX).metrics_all())
         .await
         .expect("subscribe");
     bus.client().flush().await.expect("flush");
-    let total = messages.len();
-    let cpu_before = thread_cpu_seconds();
-    let started = publish_in_background(settings.nats.url.clone(), messages, Publish::Core);
-    let mut received = 0usize;
-    // One deadline for the whole round, so the loop does nothing per message but receive.
-    let _ = tokio::time::timeout(Duration::from_secs(120), async {
-        while received < total && subscriber.next().await.is_some() {
-            received += 1;
-        }
-    })
-    .await;
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu_seconds = thread_cpu_seconds() - cpu_before;
-    assert_eq!(received, total, "plain core subscriber lost messages");
-    Rates::of(total, seconds, cpu_seconds)
+    let url = settings.nats.url.clone();
+    counting_round(
+        url,
+        messages,
+        Publish::Core,
+        subscriber,
+        "plain core subscriber",
+    )
+    .await
 }
 
 /// Rate of a plain ordered consumer, opened like the keeper's, on a `METRICS` stream of
@@ -188,7 +182,7 @@ async fn stream_round(settings: &Settings, messages: Arc<Vec<(Subject, Bytes)>>)
         .expect("stream info")
         .state
         .last_sequence;
-    let mut consumer = stream
+    let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: last_sequence + 1,
@@ -201,10 +195,30 @@ async fn stream_round(settings: &Settings, messages: Arc<Vec<(Subject, Bytes)>>)
         .messages()
         .await
         .expect("consumer messages");
+    let url = settings.nats.url.clone();
+    counting_round(
+        url,
+        messages,
+        Publish::Stream,
+        consumer,
+        "plain stream consumer",
+    )
+    .await
+}
+
+/// Publishes `messages` while `consumer` only counts what arrives, until it has them all.
+async fn counting_round<S: futures::Stream + Unpin>(
+    url: String,
+    messages: Arc<Vec<(Subject, Bytes)>>,
+    mode: Publish,
+    mut consumer: S,
+    name: &str,
+) -> Rates {
     let total = messages.len();
     let cpu_before = thread_cpu_seconds();
-    let started = publish_in_background(settings.nats.url.clone(), messages, Publish::Stream);
+    let started = publish_in_background(url, messages, mode);
     let mut received = 0usize;
+    // One deadline for the whole round, so the loop does nothing per message but receive.
     let _ = tokio::time::timeout(Duration::from_secs(120), async {
         while received < total && consumer.next().await.is_some() {
             received += 1;
@@ -213,11 +227,7 @@ async fn stream_round(settings: &Settings, messages: Arc<Vec<(Subject, Bytes)>>)
     .await;
     let seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = thread_cpu_seconds() - cpu_before;
-    let state = stream.info().await.expect("stream info").state.clone();
-    assert_eq!(
-        received, total,
-        "plain stream consumer lost messages after {seconds:.1} s; stream state {state:?}"
-    );
+    assert_eq!(received, total, "{name} lost messages in {seconds:.1} s");
     Rates::of(total, seconds, cpu_seconds)
 }
 
