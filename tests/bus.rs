@@ -1,6 +1,8 @@
 //! The bus itself: headers, streams, request/reply and `tail`.
 
 use crate::util::{TestNats, collect};
+use fleetcast::bus::StreamPublisher;
+use fleetcast::subjects::StreamKind;
 use fleetcast::wire::{self, MetricSample, SCHEMA_VERSION};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -124,4 +126,37 @@ fn shipped_nats_configs_are_valid() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// A burst far beyond the server's stream ingest buffer (10,000 messages) is stored whole
+/// through the stream publisher's window of acknowledgements, and a message no stream takes
+/// is counted as not stored.
+#[tokio::test]
+async fn stream_publisher_stores_a_burst_and_counts_what_is_not_stored() {
+    const BURST: u64 = 30_000;
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let mut publisher = StreamPublisher::new(bus.client().clone(), 256);
+    let mut unstored = 0;
+    for index in 0..BURST {
+        let server = format!("srv{:03}", index % 500);
+        unstored += publisher
+            .publish_message(bus.subjects().metrics(&server), &sample(&server))
+            .await
+            .expect("sent");
+    }
+    unstored += publisher.flush().await;
+    assert_eq!(unstored, 0);
+    let mut stream = bus
+        .jetstream()
+        .get_stream(bus.subjects().stream_name(StreamKind::Metrics))
+        .await
+        .unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, BURST);
+    // No stream captures this subject: the server answers "no responders".
+    publisher
+        .publish_message("nowhere.stored".to_string(), &sample("x"))
+        .await
+        .expect("sent");
+    assert_eq!(publisher.flush().await, 1);
 }

@@ -93,19 +93,12 @@ impl Outbox {
         let mut stream = StreamPublisher::new(client.clone(), STREAM_PUBLISH_WINDOW);
         tokio::spawn(async move {
             loop {
-                let (subject, payload, stored) = match receiver.try_recv() {
-                    Ok(outgoing) => outgoing,
-                    Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                        // Nothing queued: settle the acknowledgements before waiting.
-                        for _ in 0..stream.flush().await {
-                            counters.error();
-                        }
-                        match receiver.recv().await {
-                            Some(outgoing) => outgoing,
-                            None => break,
-                        }
-                    }
-                    Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => break,
+                let (next, unstored) = next_or_settle(&mut receiver, &mut stream).await;
+                for _ in 0..unstored {
+                    counters.error();
+                }
+                let Some((subject, payload, stored)) = next else {
+                    break;
                 };
                 let result = if stored {
                     stream.publish(subject.clone(), payload.into()).await
@@ -150,6 +143,23 @@ impl Outbox {
         let _ = self
             .sender
             .send((subject, crate::wire::encode(message), true));
+    }
+}
+
+/// The next queued item, or `None` once every sender is gone. When nothing is queued it first
+/// waits for `stream`'s outstanding acknowledgements, so a failure is counted without waiting
+/// for more traffic; the second value is how many of those were not stored.
+pub async fn next_or_settle<T>(
+    receiver: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    stream: &mut StreamPublisher,
+) -> (Option<T>, u64) {
+    match receiver.try_recv() {
+        Ok(item) => (Some(item), 0),
+        Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+            let unstored = stream.flush().await;
+            (receiver.recv().await, unstored)
+        }
+        Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => (None, 0),
     }
 }
 

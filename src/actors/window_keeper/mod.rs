@@ -45,6 +45,7 @@ pub mod sample;
 pub mod window;
 
 pub use crate::actors::stage::Stop;
+use crate::actors::stage::next_or_settle;
 use crate::bus::{Bus, BusError, STREAM_PUBLISH_WINDOW, StreamPublisher};
 use crate::catalog::METRIC_COUNT;
 use crate::settings::Settings;
@@ -622,18 +623,10 @@ async fn run_publisher(
     let status = subjects.status(STAGE);
     let mut jobs = StreamPublisher::new(bus.client().clone(), STREAM_PUBLISH_WINDOW);
     loop {
-        let outgoing = match outbox.try_recv() {
-            Ok(outgoing) => outgoing,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                // Nothing queued: settle the jobs' acknowledgements before waiting.
-                let unstored = jobs.flush().await;
-                counters.errors.fetch_add(unstored, Ordering::Relaxed);
-                match outbox.recv().await {
-                    Some(outgoing) => outgoing,
-                    None => break,
-                }
-            }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        let (next, unstored) = next_or_settle(&mut outbox, &mut jobs).await;
+        counters.errors.fetch_add(unstored, Ordering::Relaxed);
+        let Some(outgoing) = next else {
+            break;
         };
         let result = match outgoing {
             Outgoing::Job(server, job) => {
