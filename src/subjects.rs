@@ -58,6 +58,14 @@ impl Subjects {
         format!("{}.forecasts.{server}", self.prefix)
     }
 
+    /// Whether `subject` is a forecast's (`<prefix>.forecasts.…`); no allocation, for the
+    /// per-message dispatch of stages that consume forecasts beside something else.
+    pub fn is_forecast(&self, subject: &str) -> bool {
+        subject
+            .strip_prefix(self.prefix.as_str())
+            .is_some_and(|rest| rest.starts_with(".forecasts."))
+    }
+
     /// Every forecast: `<prefix>.forecasts.>`.
     pub fn forecasts_all(&self) -> String {
         format!("{}.forecasts.>", self.prefix)
@@ -149,6 +157,16 @@ impl StreamKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A forecast subject is recognised under its own prefix only.
+    #[test]
+    fn forecast_subjects_are_recognised() {
+        let subjects = Subjects::new("fc");
+        assert!(subjects.is_forecast(&subjects.forecasts("a")));
+        assert!(!subjects.is_forecast(&subjects.risk("a")));
+        assert!(!subjects.is_forecast("fcx.forecasts.a"));
+        assert!(!subjects.is_forecast(&Subjects::new("other").forecasts("a")));
+    }
 
     /// Subjects carry the prefix and the server token where the design says.
     #[test]

@@ -163,15 +163,37 @@ pub async fn next_or_settle<T>(
     }
 }
 
-/// Logs rejections at warn at most once per interval, at debug otherwise.
-#[derive(Debug, Default)]
-pub struct RejectLog {
+/// A stage's refused inputs: each one is counted, logged (at warn at most once per 10 s, at
+/// debug otherwise) and published on `rejected.<stage>` with its reason.
+#[derive(Debug)]
+pub struct Rejects {
+    stage: &'static str,
+    subject: String,
     last_warn: Option<std::time::Instant>,
 }
 
-impl RejectLog {
-    /// Logs one rejection.
-    pub fn log(&mut self, stage: &str, subject: &str, reason: &str) {
+impl Rejects {
+    /// Rejections of `stage`, published on its `rejected.<stage>` subject.
+    pub fn new(stage: &'static str, subjects: &crate::subjects::Subjects) -> Rejects {
+        Rejects {
+            stage,
+            subject: subjects.rejected(stage),
+            last_warn: None,
+        }
+    }
+
+    /// Refuses the input that arrived on `subject`.
+    pub fn reject(
+        &mut self,
+        counters: &StageCounters,
+        outbox: &Outbox,
+        subject: &str,
+        server: Option<String>,
+        kind: crate::wire::RejectKind,
+        reason: String,
+    ) {
+        counters.rejected();
+        let stage = self.stage;
         let now = std::time::Instant::now();
         if self
             .last_warn
@@ -187,6 +209,16 @@ impl RejectLog {
         } else {
             tracing::debug!(stage, subject, reason, "input rejected");
         }
+        let rejection = crate::wire::Rejection {
+            v: crate::wire::SCHEMA_VERSION,
+            stage: stage.to_string(),
+            subject: subject.to_string(),
+            server,
+            kind,
+            reason,
+            at_ms: crate::wire::now_ms(),
+        };
+        outbox.send(self.subject.clone(), &rejection);
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! - **Consumes** `risk.>` ([`RiskScore`]) and `forecasts.>` ([`Forecast`]).
 //! - **Publishes** `alerts.<severity>.<server>` ([`AlertEvent`]), captured by the ALERTS
-//!   JetStream stream as history; refused inputs on `rejected.alert_router` ([`Rejection`]).
+//!   JetStream stream as history; refused inputs on `rejected.alert_router` ([`Rejection`](crate::wire::Rejection)).
 //!   The subject's severity is the higher of the event's new and previous severity
 //!   ([`book::publish_severity`]): a raise or escalation goes out under its new severity, a
 //!   de-escalation or resolve under the severity it leaves, so `alerts.critical.>` sees
@@ -28,12 +28,12 @@ pub mod ladder;
 
 use self::book::{AlertBook, BookConfig, publish_severity};
 use crate::actors::risk_scorer::inputs::{Invalid, check_forecast, check_risk, server_of_subject};
-use crate::actors::stage::{GetCounters, Outbox, RejectLog, StageCounters, Stop, replay};
+use crate::actors::stage::{GetCounters, Outbox, Rejects, StageCounters, Stop, replay};
 use crate::bus::Bus;
 use crate::settings::Settings;
 use crate::subjects::StreamKind;
 use crate::subjects::Subjects;
-use crate::wire::{self, AlertEvent, Forecast, RejectKind, Rejection, RiskScore, SCHEMA_VERSION};
+use crate::wire::{self, AlertEvent, Forecast, RejectKind, RiskScore};
 use actix::prelude::*;
 use async_nats::jetstream::consumer::DeliverPolicy;
 
@@ -66,7 +66,7 @@ pub struct AlertRouter {
     book: AlertBook,
     counters: StageCounters,
     outbox: Outbox,
-    reject_log: RejectLog,
+    rejects: Rejects,
     subscriptions: Option<(async_nats::Subscriber, async_nats::Subscriber)>,
 }
 
@@ -131,7 +131,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<AlertRouter>, A
         book,
         counters,
         outbox,
-        reject_log: RejectLog::default(),
+        rejects: Rejects::new(STAGE, bus.subjects()),
         subscriptions: Some((risk, forecasts)),
     };
     tracing::info!(stage = STAGE, "alert router started");
@@ -183,8 +183,7 @@ impl StreamHandler<async_nats::Message> for AlertRouter {
     fn handle(&mut self, message: async_nats::Message, _: &mut Context<Self>) {
         self.counters.received();
         let subject = message.subject.as_str();
-        let is_forecast = subject.starts_with(&format!("{}.forecasts.", self.subjects.prefix()));
-        let outcome = if is_forecast {
+        let outcome = if self.subjects.is_forecast(subject) {
             self.on_forecast(subject, &message.payload)
         } else {
             self.on_risk(subject, &message.payload)
@@ -206,20 +205,14 @@ impl StreamHandler<async_nats::Message> for AlertRouter {
                     self.outbox.send_to_stream(subject, &event);
                 }
             }
-            Err((server, invalid)) => {
-                self.counters.rejected();
-                self.reject_log.log(STAGE, subject, &invalid.reason);
-                let rejection = Rejection {
-                    v: SCHEMA_VERSION,
-                    stage: STAGE.to_string(),
-                    subject: subject.to_string(),
-                    server,
-                    kind: invalid.kind,
-                    reason: invalid.reason,
-                    at_ms: wire::now_ms(),
-                };
-                self.outbox.send(self.subjects.rejected(STAGE), &rejection);
-            }
+            Err((server, invalid)) => self.rejects.reject(
+                &self.counters,
+                &self.outbox,
+                subject,
+                server,
+                invalid.kind,
+                invalid.reason,
+            ),
         }
     }
 

@@ -5,7 +5,7 @@
 //! - **Publishes** `risk.<server>` ([`RiskScore`]) on every accepted sample, and on every
 //!   accepted forecast of a server that has a sample; `summary.fleet` ([`FleetSummary`](crate::wire::FleetSummary))
 //!   every `summary.interval_seconds` of wall time when some score changed; refused inputs
-//!   on `rejected.risk_scorer` ([`Rejection`]).
+//!   on `rejected.risk_scorer` ([`Rejection`](crate::wire::Rejection)).
 //! - **State**, per server: the latest value of each metric (a sample may carry a subset, so
 //!   values merge), the time of the latest sample, the latest forecast and the latest
 //!   score. Memory is O(servers × horizon).
@@ -30,14 +30,14 @@ pub mod summary;
 
 use self::inputs::{Invalid, check_forecast, check_sample, server_of_subject};
 use self::scoring::{RiskConfig, assess};
-use crate::actors::stage::{GetCounters, Outbox, RejectLog, StageCounters, Stop, replay};
+use crate::actors::stage::{GetCounters, Outbox, Rejects, StageCounters, Stop, replay};
 use crate::bus::Bus;
 use crate::catalog::{Metric, Profile};
 use crate::levels::Scale;
 use crate::settings::Settings;
 use crate::subjects::StreamKind;
 use crate::subjects::Subjects;
-use crate::wire::{self, Forecast, MetricSample, RejectKind, Rejection, RiskScore, SCHEMA_VERSION};
+use crate::wire::{self, Forecast, MetricSample, RejectKind, RiskScore, SCHEMA_VERSION};
 use actix::prelude::*;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use std::collections::{BTreeMap, HashMap};
@@ -103,7 +103,7 @@ pub struct RiskScorer {
     changed: bool,
     counters: StageCounters,
     outbox: Outbox,
-    reject_log: RejectLog,
+    rejects: Rejects,
     subscriptions: Option<(async_nats::Subscriber, async_nats::Subscriber)>,
 }
 
@@ -149,7 +149,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<RiskScorer>, Ri
         changed: false,
         counters,
         outbox,
-        reject_log: RejectLog::default(),
+        rejects: Rejects::new(STAGE, bus.subjects()),
         subscriptions: Some((metrics, forecasts)),
     };
     // The live subscriptions buffer while the streams are read back; a message seen twice
@@ -188,18 +188,14 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<RiskScorer>, Ri
 
 impl RiskScorer {
     fn reject(&mut self, subject: &str, server: Option<String>, invalid: Invalid) {
-        self.counters.rejected();
-        self.reject_log.log(STAGE, subject, &invalid.reason);
-        let rejection = Rejection {
-            v: SCHEMA_VERSION,
-            stage: STAGE.to_string(),
-            subject: subject.to_string(),
+        self.rejects.reject(
+            &self.counters,
+            &self.outbox,
+            subject,
             server,
-            kind: invalid.kind,
-            reason: invalid.reason,
-            at_ms: wire::now_ms(),
-        };
-        self.outbox.send(self.subjects.rejected(STAGE), &rejection);
+            invalid.kind,
+            invalid.reason,
+        );
     }
 
     /// The state of `server`, created empty with `profile` on first sight.
@@ -343,8 +339,7 @@ impl StreamHandler<async_nats::Message> for RiskScorer {
     fn handle(&mut self, message: async_nats::Message, _: &mut Context<Self>) {
         self.counters.received();
         let subject = message.subject.as_str();
-        let is_forecast = subject.starts_with(&format!("{}.forecasts.", self.subjects.prefix()));
-        let outcome = if is_forecast {
+        let outcome = if self.subjects.is_forecast(subject) {
             self.on_forecast(subject, &message.payload)
         } else {
             self.on_sample(subject, &message.payload)
