@@ -844,3 +844,60 @@ async fn model_load_command_prints_every_reply() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// A live server that reports only CPU and memory gets its first forecast two hours
+/// (24 steps) after its first sample, through the real window keeper and predictor, with
+/// exactly those metrics, finite, and marked as forecast from 24 observed steps.
+#[actix::test]
+async fn partial_server_is_forecast_after_two_hours() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let settings = predictor_settings(&nats, "partial");
+    let mut forecasts = bus
+        .client()
+        .subscribe(bus.subjects().forecasts_all())
+        .await
+        .unwrap();
+    let _worker = predictor::spawn(&settings, bus.clone()).await.unwrap();
+    let _keeper = fleetcast::actors::window_keeper::spawn(&settings, bus.clone())
+        .await
+        .unwrap();
+    let step_ms = 300_000;
+    let t0 = (wire::now_ms() - 86_400_000) / step_ms * step_ms;
+    for step in 0..25_i64 {
+        let sample = wire::MetricSample {
+            v: wire::SCHEMA_VERSION,
+            server: "node-a".into(),
+            ts_ms: t0 + step * step_ms,
+            profile: None,
+            metrics: BTreeMap::from([
+                ("cpu_user_pct".to_string(), 20.0 + (step % 5) as f64),
+                ("mem_used_pct".to_string(), 61.0),
+            ]),
+        };
+        bus.publish(bus.subjects().metrics("node-a"), &sample)
+            .await
+            .unwrap();
+    }
+    let messages = collect(&mut forecasts, 1, Duration::from_secs(30)).await;
+    assert_eq!(messages.len(), 1, "a forecast after 24 closed steps");
+    let forecast: Forecast = wire::decode(&messages[0].payload).unwrap();
+    assert_eq!(forecast.server, "node-a");
+    assert_eq!(forecast.origin_s, (t0 + 23 * step_ms) / 1000);
+    let names: Vec<&str> = forecast.metrics.keys().map(String::as_str).collect();
+    assert_eq!(names, ["cpu_user_pct", "mem_used_pct"]);
+    for series in forecast.metrics.values() {
+        assert_eq!(series.observed_steps, 24);
+        for step in 0..96 {
+            let (p10, p50, p90) = (series.p10[step], series.p50[step], series.p90[step]);
+            assert!(p10.is_finite() && p90.is_finite());
+            assert!(p10 <= p50 && p50 <= p90);
+        }
+    }
+    let memory = &forecast.metrics["mem_used_pct"];
+    assert!(
+        (memory.p50[0] - 61.0).abs() < 1.0,
+        "a constant series forecasts near its value: {}",
+        memory.p50[0]
+    );
+}
