@@ -309,7 +309,7 @@ impl Default for SummarySettings {
 impl Default for PredictorSettings {
     fn default() -> Self {
         Self {
-            model_dir: PathBuf::from("models/tft-v2"),
+            model_dir: PathBuf::from("models/tft-v3"),
             ort_library: String::new(),
             max_batch: 32,
             max_wait_ms: 50,

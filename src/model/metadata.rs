@@ -275,7 +275,7 @@ impl ModelMetadata {
         serde_json::from_str(&text).map_err(|source| ModelError::Metadata { path, source })
     }
 
-    /// Model name and version, e.g. `tft-v2 2.0.0`.
+    /// Model name and version, e.g. `tft-v3 3.0.0`.
     pub fn label(&self) -> String {
         format!("{} {}", self.name, self.version)
     }
