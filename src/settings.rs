@@ -28,6 +28,8 @@ pub struct Settings {
     pub summary: SummarySettings,
     /// The predictor workers.
     pub predictor: PredictorSettings,
+    /// The HTTP gateway: API, push updates, `/metrics`, dashboard.
+    pub gateway: crate::actors::gateway::GatewaySettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -645,6 +647,7 @@ impl Settings {
             "log.level",
             format!("`{}` is not a tracing filter", self.log.level),
         );
+        self.gateway.check(&mut problems);
         if problems.is_empty() {
             Ok(self)
         } else {

@@ -7,6 +7,7 @@ mod alerts;
 mod bus;
 mod e2e;
 mod export;
+mod gateway;
 mod generator;
 mod offline;
 mod predictor;

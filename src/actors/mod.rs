@@ -3,6 +3,7 @@
 //! that connects and validates everything that can fail before the actor starts.
 
 pub mod alert_router;
+pub mod gateway;
 pub mod generator;
 pub mod predictor;
 pub mod risk_scorer;
