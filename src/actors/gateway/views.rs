@@ -162,56 +162,101 @@ pub fn severity_rank(severity: &str) -> usize {
     severity.parse::<Level>().map_or(0, Level::rank)
 }
 
+/// A server's latest merged sample.
+#[derive(Debug, Serialize)]
+pub struct LatestSample {
+    /// Time of the latest sample, unix ms.
+    pub ts_ms: i64,
+    /// Latest value of each metric reported.
+    pub metrics: BTreeMap<&'static str, f64>,
+}
+
+/// Step means of the recent past.
+#[derive(Debug, Serialize)]
+pub struct Recent {
+    /// Step length.
+    pub step_seconds: i64,
+    /// Start of each step, unix s.
+    pub step_s: Vec<i64>,
+    /// Per metric reported, the mean per step (null where the step had none).
+    pub metrics: BTreeMap<&'static str, Vec<Option<f32>>>,
+}
+
 /// A server's page: latest sample, recent step means, forecast, risk and open alerts.
-pub fn server_detail(snapshot: &Snapshot, name: &str, entry: &ServerEntry) -> Value {
+#[derive(Debug, Serialize)]
+pub struct ServerDetail<'a> {
+    /// Name.
+    pub server: &'a str,
+    /// Profile (wire name).
+    pub profile: &'a str,
+    /// Profile as the original showed it.
+    pub profile_display: &'static str,
+    /// Level on the one scale.
+    pub level: &'static str,
+    /// Snapshot version of the server's latest change.
+    pub version: u64,
+    /// Latest sample.
+    pub latest_sample: Option<LatestSample>,
+    /// Recent step means.
+    pub recent: Recent,
+    /// Latest forecast as published.
+    pub forecast: Option<&'a Forecast>,
+    /// Latest risk score as published.
+    pub risk: Option<&'a crate::wire::RiskScore>,
+    /// Open alerts, most severe first.
+    pub alerts: Vec<&'a AlertEvent>,
+    /// Unit of each metric.
+    pub units: BTreeMap<&'static str, &'static str>,
+}
+
+/// The page of server `name`.
+pub fn server_detail<'a>(snapshot: &Snapshot, name: &'a str, entry: &'a ServerEntry) -> ServerDetail<'a> {
     let step_seconds = snapshot.gate.step_seconds();
-    let latest_sample = entry.sample_ms.map(|ts_ms| {
-        let metrics: BTreeMap<&str, f64> = Metric::ALL
+    let latest_sample = entry.sample_ms.map(|ts_ms| LatestSample {
+        ts_ms,
+        metrics: Metric::ALL
             .into_iter()
             .filter_map(|metric| Some((metric.name(), entry.current_of(metric)?)))
-            .collect();
-        json!({ "ts_ms": ts_ms, "metrics": metrics })
+            .collect(),
     });
-    let recent_metrics: BTreeMap<&str, Vec<Option<f32>>> = Metric::ALL
-        .into_iter()
-        .filter(|metric| entry.present & (1 << metric.index()) != 0)
-        .map(|metric| {
-            let values = entry
-                .recent
-                .iter()
-                .map(|means| Some(means.values[metric.index()]).filter(|v| v.is_finite()))
-                .collect();
-            (metric.name(), values)
-        })
-        .collect();
-    let recent = json!({
-        "step_seconds": step_seconds,
-        "step_s": entry.recent.iter().map(|means| means.step * step_seconds).collect::<Vec<_>>(),
-        "metrics": recent_metrics,
-    });
-    let units: BTreeMap<&str, &str> = Metric::ALL
-        .into_iter()
-        .map(|metric| (metric.name(), metric.unit()))
-        .collect();
+    let recent = Recent {
+        step_seconds,
+        step_s: entry.recent.iter().map(|means| means.step * step_seconds).collect(),
+        metrics: Metric::ALL
+            .into_iter()
+            .filter(|metric| entry.present & (1 << metric.index()) != 0)
+            .map(|metric| {
+                let values = entry
+                    .recent
+                    .iter()
+                    .map(|means| Some(means.values[metric.index()]).filter(|v| v.is_finite()))
+                    .collect();
+                (metric.name(), values)
+            })
+            .collect(),
+    };
     let mut alerts: Vec<&AlertEvent> = entry.alerts.values().map(|a| a.as_ref()).collect();
     alerts.sort_by(|a, b| {
         severity_rank(&b.severity)
             .cmp(&severity_rank(&a.severity))
             .then(a.opened_ms.cmp(&b.opened_ms))
     });
-    json!({
-        "server": name,
-        "profile": entry.profile,
-        "profile_display": profile_display(&entry.profile),
-        "level": level_of(&snapshot.scale, entry).name(),
-        "version": entry.version,
-        "latest_sample": latest_sample,
-        "recent": recent,
-        "forecast": entry.forecast.as_deref(),
-        "risk": entry.risk.as_deref(),
-        "alerts": alerts,
-        "units": units,
-    })
+    ServerDetail {
+        server: name,
+        profile: &entry.profile,
+        profile_display: profile_display(&entry.profile),
+        level: level_of(&snapshot.scale, entry).name(),
+        version: entry.version,
+        latest_sample,
+        recent,
+        forecast: entry.forecast.as_deref(),
+        risk: entry.risk.as_deref(),
+        alerts,
+        units: Metric::ALL
+            .into_iter()
+            .map(|metric| (metric.name(), metric.unit()))
+            .collect(),
+    }
 }
 
 /// The threshold an alert's subject crossed at its severity: a metric's value from
