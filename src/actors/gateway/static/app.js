@@ -109,7 +109,7 @@ function handleEvent(name, data) {
   fleetcast.events += 1;
   fleetcast.lastEvent = name;
   switch (name) {
-    case "hello": if (fleetcast.loads > 0) loadAll().catch(report); return;
+    case "hello": loadAll().catch(report); return; // subscribed first, then loaded: no gap
     case "resync": loadAll().catch(report); return;
     case "risk": applyRisk(data.servers); scheduleRender(); return;
     case "alert": applyAlert(data); scheduleRender(); return;
@@ -470,5 +470,4 @@ for (const button of document.querySelectorAll("#scenario button")) {
 }
 window.addEventListener("hashchange", () => { state.server = null; scheduleRender(true); });
 getJson("/api/v1/scenario").then((reply) => showScenario(reply.new_scenario)).catch(() => $("#scenario").classList.add("muted"));
-loadAll().catch(report);
-connect();
+connect(); // its `hello` loads the fleet
