@@ -673,6 +673,10 @@ mod tests {
         assert_eq!(settings.time.step_seconds, 300);
         assert_eq!(settings.generator.servers, 90);
         assert_eq!(settings.predictor, PredictorSettings::default());
+        assert_eq!(
+            settings.gateway,
+            crate::actors::gateway::GatewaySettings::default()
+        );
     }
 
     /// Every bad value is reported at once, each with its key.

@@ -1,4 +1,4 @@
-//! The `fleetcast` command: run the pipeline (`up`) or one actor (`run`), watch subjects
+//! The `fleetcast` command: run the pipeline and its dashboard (`up`) or one actor (`run`), watch subjects
 //! (`tail`), steer the simulation (`scenario`), export training data (`export`) and switch the
 //! predictors' model (`model load`).
 
@@ -84,16 +84,19 @@ enum ActorKind {
     RiskScorer,
     /// Alerts with hysteresis from risk scores and forecasts.
     AlertRouter,
+    /// HTTP API, push updates, Prometheus /metrics and the dashboard (gateway.bind).
+    Gateway,
 }
 
 impl ActorKind {
     /// Every actor, in pipeline order (`up` starts them last to first).
-    const ALL: [ActorKind; 5] = [
+    const ALL: [ActorKind; 6] = [
         ActorKind::Generator,
         ActorKind::WindowKeeper,
         ActorKind::Predictor,
         ActorKind::RiskScorer,
         ActorKind::AlertRouter,
+        ActorKind::Gateway,
     ];
 }
 
@@ -244,6 +247,7 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
         bus.ensure_streams()
             .await
             .context("creating jetstream streams")?;
+        let mut gateways = Vec::new();
         // Start last-to-first so every consumer listens before its producer publishes.
         for actor in actors.iter().rev() {
             match actor {
@@ -272,11 +276,28 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
                         .await
                         .context("starting the generator")?;
                 }
+                ActorKind::Gateway => {
+                    if embed && !settings.gateway.enabled {
+                        tracing::info!("gateway disabled (gateway.enabled = false)");
+                        continue;
+                    }
+                    let gateway = fleetcast::actors::gateway::spawn(&settings, bus.clone())
+                        .await
+                        .context("starting the gateway")?;
+                    gateways.push(gateway.addr.clone());
+                    eprintln!(
+                        "fleetcast: dashboard at http://{}/ (API /api/v1/, metrics /metrics)",
+                        gateway.local_addr
+                    );
+                }
             }
             tracing::info!(actor = ?actor, "actor started");
         }
         let signal = shutdown_signal().await?;
         tracing::info!(signal, "shutting down");
+        for gateway in gateways {
+            let _ = gateway.send(fleetcast::actors::gateway::Stop).await;
+        }
         bus.client().flush().await.ok();
         anyhow::Ok(())
     })?;
