@@ -31,7 +31,10 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -45,7 +48,11 @@ fn main() {
     settings.nats.embedded = false;
     settings.gateway.bind = "127.0.0.1:0".into();
     settings.gateway.feed_rate_per_minute = 0;
-    println!("machine: {} cores, load average {}", std::thread::available_parallelism().map_or(0, |n| n.get()), load_average());
+    println!(
+        "machine: {} cores, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
 
     // 1. 90 servers, /predictions/current.
     let (runtime, bus) = publisher(&settings);
@@ -55,10 +62,18 @@ fn main() {
     wait_for_servers(address, 90);
     let plain = get_once(address, "/predictions/current", false);
     let gzipped = get_once(address, "/predictions/current", true);
-    println!("\n## GET /predictions/current, 90 servers × 14 metrics ({clients} client threads, {seconds} s each)\n");
+    println!(
+        "\n## GET /predictions/current, 90 servers × 14 metrics ({clients} client threads, {seconds} s each)\n"
+    );
     println!("| fleet | p50 | p99 | max | requests/s |");
     println!("|---|---:|---:|---:|---:|");
-    let still = load(address, "/predictions/current", clients, Duration::from_secs(seconds), None);
+    let still = load(
+        address,
+        "/predictions/current",
+        clients,
+        Duration::from_secs(seconds),
+        None,
+    );
     println!("| still (cached response) | {} |", still.row());
     let churn = Arc::new(AtomicBool::new(true));
     let churner = {
@@ -85,14 +100,28 @@ fn main() {
             })
         })
     };
-    let live = load(address, "/predictions/current", clients, Duration::from_secs(seconds), None);
+    let live = load(
+        address,
+        "/predictions/current",
+        clients,
+        Duration::from_secs(seconds),
+        None,
+    );
     churn.store(false, Ordering::Relaxed);
     churner.join().expect("the churner ends");
     println!("| risk changing at the generator's pace | {} |", live.row());
-    let gzip_live = load(address, "/predictions/current", clients, Duration::from_secs(seconds), Some("gzip"));
+    let gzip_live = load(
+        address,
+        "/predictions/current",
+        clients,
+        Duration::from_secs(seconds),
+        Some("gzip"),
+    );
     println!("| still, gzip | {} |", gzip_live.row());
-    println!("\nthe original re-ran its model on every call: ~1 s per call for 20 servers (catalog §5; \
-              benches/python: its TFT's predict() took 19.8 s for 90 servers).");
+    println!(
+        "\nthe original re-ran its model on every call: ~1 s per call for 20 servers (catalog §5; \
+              benches/python: its TFT's predict() took 19.8 s for 90 servers)."
+    );
     let mut sizes = vec![("/predictions/current, 90 servers", plain, gzipped)];
     stop();
 
@@ -106,7 +135,12 @@ fn main() {
     println!("\n## 10,000 servers ({clients} client threads, {seconds} s each)\n");
     println!("| request | p50 | p99 | max | requests/s |");
     println!("|---|---:|---:|---:|---:|");
-    for path in ["/api/v1/summary", "/api/v1/summary?heatmap=true", "/api/v1/servers?limit=50", "/api/v1/servers"] {
+    for path in [
+        "/api/v1/summary",
+        "/api/v1/summary?heatmap=true",
+        "/api/v1/servers?limit=50",
+        "/api/v1/servers",
+    ] {
         let result = load(address, path, clients, Duration::from_secs(seconds), None);
         println!("| `GET {path}` | {} |", result.row());
     }
@@ -150,8 +184,15 @@ fn main() {
             let mut stream = StreamPublisher::new(bus.client().clone(), STREAM_PUBLISH_WINDOW);
             for index in 0..90 {
                 let server = format!("srv{index:05}");
-                let risk = risk(&server, 50.0 + step as f64 * 4.0, now + 300 * (step as i64 + 1));
-                stream.publish_message(bus.subjects().risk(&server), &risk).await.expect("risk");
+                let risk = risk(
+                    &server,
+                    50.0 + step as f64 * 4.0,
+                    now + 300 * (step as i64 + 1),
+                );
+                stream
+                    .publish_message(bus.subjects().risk(&server), &risk)
+                    .await
+                    .expect("risk");
             }
             for index in 0..alerts_per_step {
                 let server = format!("srv{index:05}");
@@ -175,7 +216,9 @@ fn main() {
     }
     let took = started.elapsed();
     latencies.sort_by(f64::total_cmp);
-    println!("\n## Server-Sent Events: {subscribers} clients, a critical scenario ({steps} steps of 90 risk scores and {alerts_per_step} alerts)\n");
+    println!(
+        "\n## Server-Sent Events: {subscribers} clients, a critical scenario ({steps} steps of 90 risk scores and {alerts_per_step} alerts)\n"
+    );
     println!("| alert events delivered | publish → client p50 | p99 | max | over |");
     println!("|---:|---:|---:|---:|---:|");
     println!(
@@ -186,16 +229,26 @@ fn main() {
         latencies.last().copied().unwrap_or(0.0),
         took.as_secs_f64()
     );
-    println!("(risk changes are gathered for gateway.push_interval_ms = 500 ms into one event; alerts go at once)");
+    println!(
+        "(risk changes are gathered for gateway.push_interval_ms = 500 ms into one event; alerts go at once)"
+    );
     stop();
 
     println!("\n## Response sizes\n");
     println!("| response | plain | gzip | ratio |");
     println!("|---|---:|---:|---:|");
     for (what, plain, gzipped) in sizes {
-        println!("| {what} | {} | {} | {:.1}x |", bytes(plain), bytes(gzipped), plain as f64 / gzipped as f64);
+        println!(
+            "| {what} | {} | {} | {:.1}x |",
+            bytes(plain),
+            bytes(gzipped),
+            plain as f64 / gzipped as f64
+        );
     }
-    println!("| one SSE alert event (JSON data) | {} | – | – |", bytes(frame_bytes));
+    println!(
+        "| one SSE alert event (JSON data) | {} | – | – |",
+        bytes(frame_bytes)
+    );
     drop(server);
 }
 
@@ -207,7 +260,12 @@ fn with_prefix(settings: &Settings, prefix: &str) -> Settings {
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default()
 }
 
@@ -220,8 +278,13 @@ fn bytes(n: usize) -> String {
 }
 
 fn publisher(settings: &Settings) -> (tokio::runtime::Runtime, Bus) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    let bus = runtime.block_on(Bus::connect(&settings.nats)).expect("connect");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let bus = runtime
+        .block_on(Bus::connect(&settings.nats))
+        .expect("connect");
     runtime.block_on(bus.ensure_streams()).expect("streams");
     (runtime, bus)
 }
@@ -255,7 +318,10 @@ fn wait_for_servers(address: SocketAddr, servers: usize) {
         if summary["scored"].as_u64() == Some(servers as u64) {
             return;
         }
-        assert!(Instant::now() < deadline, "the gateway never held {servers} servers: {summary}");
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never held {servers} servers: {summary}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -269,7 +335,12 @@ async fn populate(bus: &Bus, servers: usize, now_s: i64, forecasts: bool) {
         let subjects = bus.subjects();
         let values: Vec<(String, f64)> = Metric::ALL
             .iter()
-            .map(|metric| (metric.name().to_string(), (index % 50) as f64 + metric.index() as f64))
+            .map(|metric| {
+                (
+                    metric.name().to_string(),
+                    (index % 50) as f64 + metric.index() as f64,
+                )
+            })
             .collect();
         let sample = MetricSample {
             v: SCHEMA_VERSION,
@@ -278,16 +349,28 @@ async fn populate(bus: &Bus, servers: usize, now_s: i64, forecasts: bool) {
             profile: None,
             metrics: values.into_iter().collect(),
         };
-        stream.publish_message(subjects.metrics(&server), &sample).await.expect("sample");
+        stream
+            .publish_message(subjects.metrics(&server), &sample)
+            .await
+            .expect("sample");
         if forecasts {
-            stream.publish_message(subjects.forecasts(&server), &forecast(&server, now_s)).await.expect("forecast");
+            stream
+                .publish_message(subjects.forecasts(&server), &forecast(&server, now_s))
+                .await
+                .expect("forecast");
             if index % 10 == 0 {
                 let event = alert(&server, 0, now_s * 1000);
-                stream.publish_message(subjects.alerts(&event.severity, &server), &event).await.expect("alert");
+                stream
+                    .publish_message(subjects.alerts(&event.severity, &server), &event)
+                    .await
+                    .expect("alert");
             }
         }
         stream
-            .publish_message(subjects.risk(&server), &risk(&server, (index * 37 % 100) as f64, now_s))
+            .publish_message(
+                subjects.risk(&server),
+                &risk(&server, (index * 37 % 100) as f64, now_s),
+            )
             .await
             .expect("risk");
     }
@@ -309,7 +392,9 @@ fn forecast(server: &str, origin_s: i64) -> Forecast {
             .iter()
             .map(|metric| {
                 let base = 20.0 + metric.index() as f32;
-                let p50: Vec<f32> = (0..96).map(|i| base + (i as f32 * 0.37).sin() * 3.3).collect();
+                let p50: Vec<f32> = (0..96)
+                    .map(|i| base + (i as f32 * 0.37).sin() * 3.3)
+                    .collect();
                 (
                     metric.name().to_string(),
                     QuantileSeries {
@@ -321,8 +406,15 @@ fn forecast(server: &str, origin_s: i64) -> Forecast {
                 )
             })
             .collect(),
-        drivers: vec![Driver { variable: "value".into(), weight: 0.8 }],
-        attention: AttentionSummary { recent_share: 0.5, oldest_share: 0.1, top_hours_ago: vec![1.0] },
+        drivers: vec![Driver {
+            variable: "value".into(),
+            weight: 0.8,
+        }],
+        attention: AttentionSummary {
+            recent_share: 0.5,
+            oldest_share: 0.1,
+            top_hours_ago: vec![1.0],
+        },
     }
 }
 
@@ -337,8 +429,16 @@ fn risk(server: &str, score: f64, sample_s: i64) -> RiskScore {
         score,
         current: score,
         predicted: 0.0,
-        level: fleetcast::levels::Scale::default().level_of(score).name().into(),
-        factors: vec![RiskFactor { metric: "cpu".into(), source: FactorSource::Current, value: score, points: score }],
+        level: fleetcast::levels::Scale::default()
+            .level_of(score)
+            .name()
+            .into(),
+        factors: vec![RiskFactor {
+            metric: "cpu".into(),
+            source: FactorSource::Current,
+            value: score,
+            points: score,
+        }],
         forecast_status: "used".into(),
     }
 }
@@ -350,7 +450,11 @@ fn alert(server: &str, step: usize, at_ms: i64) -> AlertEvent {
         server: server.into(),
         profile: "generic".into(),
         subject: "risk".into(),
-        action: if step == 0 { AlertAction::Raise } else { AlertAction::Escalate },
+        action: if step == 0 {
+            AlertAction::Raise
+        } else {
+            AlertAction::Escalate
+        },
         severity: if step < 6 { "warning" } else { "critical" }.into(),
         previous: "healthy".into(),
         value: 60.0 + step as f64,
@@ -371,15 +475,31 @@ impl Connection {
     fn open(address: SocketAddr) -> Connection {
         let stream = TcpStream::connect(address).expect("connect to the gateway");
         stream.set_nodelay(true).expect("nodelay");
-        Connection { reader: BufReader::new(stream) }
+        Connection {
+            reader: BufReader::new(stream),
+        }
     }
 
     fn get(&mut self, path: &str, gzip: bool) -> (u16, Vec<u8>) {
-        let encoding = if gzip { "Accept-Encoding: gzip\r\n" } else { "" };
-        write!(self.reader.get_mut(), "GET {path} HTTP/1.1\r\nHost: bench\r\n{encoding}\r\n").expect("send");
+        let encoding = if gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
+        write!(
+            self.reader.get_mut(),
+            "GET {path} HTTP/1.1\r\nHost: bench\r\n{encoding}\r\n"
+        )
+        .expect("send");
         let mut status_line = String::new();
-        self.reader.read_line(&mut status_line).expect("status line");
-        let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
+        self.reader
+            .read_line(&mut status_line)
+            .expect("status line");
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status");
         let mut length = 0;
         loop {
             let mut line = String::new();
@@ -431,7 +551,13 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// `clients` threads each GET `path` back to back for `duration`.
-fn load(address: SocketAddr, path: &str, clients: usize, duration: Duration, encoding: Option<&str>) -> Load {
+fn load(
+    address: SocketAddr,
+    path: &str,
+    clients: usize,
+    duration: Duration,
+    encoding: Option<&str>,
+) -> Load {
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|_| {
@@ -451,17 +577,29 @@ fn load(address: SocketAddr, path: &str, clients: usize, duration: Duration, enc
             })
         })
         .collect();
-    let mut latencies: Vec<f64> = threads.into_iter().flat_map(|t| t.join().expect("a client")).collect();
+    let mut latencies: Vec<f64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("a client"))
+        .collect();
     latencies.sort_by(f64::total_cmp);
-    Load { latencies, seconds: started.elapsed().as_secs_f64() }
+    Load {
+        latencies,
+        seconds: started.elapsed().as_secs_f64(),
+    }
 }
 
 /// One SSE client: reads alert events until `expected` arrived (or 60 s passed); returns how
 /// many and each one's publish → receive latency, ms.
 fn sse_client(address: SocketAddr, expected: usize, ready: Arc<Barrier>) -> (usize, Vec<f64>) {
     let mut stream = TcpStream::connect(address).expect("connect");
-    write!(stream, "GET /api/v1/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n").expect("send");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    write!(
+        stream,
+        "GET /api/v1/events HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .expect("send");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -480,7 +618,9 @@ fn sse_client(address: SocketAddr, expected: usize, ready: Arc<Barrier>) -> (usi
         if reader.read_line(&mut size).unwrap_or(0) == 0 {
             break;
         }
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { continue };
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            continue;
+        };
         let mut chunk = vec![0; size + 2];
         if reader.read_exact(&mut chunk).is_err() {
             break;

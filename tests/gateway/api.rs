@@ -12,19 +12,115 @@ use futures::StreamExt;
 /// memory, an alert raised then resolved) and `ppml001` (healthy, no forecast) after.
 async fn fleet_before(bus: &Bus, now: i64) {
     let subjects = bus.subjects();
-    store(bus, &[(subjects.metrics("ppdb001"), sample("ppdb001", now, &[("mem_used_pct", 96.0), ("cpu_user_pct", 40.0), ("cpu_idle_pct", 50.0)]))]).await;
-    store(bus, &[(subjects.forecasts("ppdb001"), forecast("ppdb001", now, &[("mem_used_pct", 90.0, 0.1), ("cpu_user_pct", 40.0, 0.0), ("cpu_idle_pct", 50.0, 0.0)]))]).await;
-    store(bus, &[(subjects.risk("ppdb001"), risk("ppdb001", 75.0, now))]).await;
-    store(bus, &[(subjects.alerts("critical", "ppdb001"), alert("ppdb001", "mem_used_pct", AlertAction::Raise, "critical", now))]).await;
+    store(
+        bus,
+        &[(
+            subjects.metrics("ppdb001"),
+            sample(
+                "ppdb001",
+                now,
+                &[
+                    ("mem_used_pct", 96.0),
+                    ("cpu_user_pct", 40.0),
+                    ("cpu_idle_pct", 50.0),
+                ],
+            ),
+        )],
+    )
+    .await;
+    store(
+        bus,
+        &[(
+            subjects.forecasts("ppdb001"),
+            forecast(
+                "ppdb001",
+                now,
+                &[
+                    ("mem_used_pct", 90.0, 0.1),
+                    ("cpu_user_pct", 40.0, 0.0),
+                    ("cpu_idle_pct", 50.0, 0.0),
+                ],
+            ),
+        )],
+    )
+    .await;
+    store(
+        bus,
+        &[(subjects.risk("ppdb001"), risk("ppdb001", 75.0, now))],
+    )
+    .await;
+    store(
+        bus,
+        &[(
+            subjects.alerts("critical", "ppdb001"),
+            alert(
+                "ppdb001",
+                "mem_used_pct",
+                AlertAction::Raise,
+                "critical",
+                now,
+            ),
+        )],
+    )
+    .await;
 }
 
 async fn fleet_after(bus: &Bus, now: i64) {
     let subjects = bus.subjects();
-    store(bus, &[(subjects.metrics("ppweb001"), sample("ppweb001", now, &[("mem_used_pct", 50.0), ("cpu_user_pct", 30.0)]))]).await;
-    store(bus, &[(subjects.forecasts("ppweb001"), forecast("ppweb001", now, &[("mem_used_pct", 50.0, 0.0), ("cpu_user_pct", 30.0, 0.5)]))]).await;
-    store(bus, &[(subjects.risk("ppweb001"), risk("ppweb001", 30.0, now)), (subjects.risk("ppml001"), risk("ppml001", 5.0, now))]).await;
-    store(bus, &[(subjects.alerts("warning", "ppweb001"), alert("ppweb001", "risk", AlertAction::Raise, "warning", now))]).await;
-    store(bus, &[(subjects.alerts("warning", "ppweb001"), alert("ppweb001", "risk", AlertAction::Resolve, "healthy", now + 300))]).await;
+    store(
+        bus,
+        &[(
+            subjects.metrics("ppweb001"),
+            sample(
+                "ppweb001",
+                now,
+                &[("mem_used_pct", 50.0), ("cpu_user_pct", 30.0)],
+            ),
+        )],
+    )
+    .await;
+    store(
+        bus,
+        &[(
+            subjects.forecasts("ppweb001"),
+            forecast(
+                "ppweb001",
+                now,
+                &[("mem_used_pct", 50.0, 0.0), ("cpu_user_pct", 30.0, 0.5)],
+            ),
+        )],
+    )
+    .await;
+    store(
+        bus,
+        &[
+            (subjects.risk("ppweb001"), risk("ppweb001", 30.0, now)),
+            (subjects.risk("ppml001"), risk("ppml001", 5.0, now)),
+        ],
+    )
+    .await;
+    store(
+        bus,
+        &[(
+            subjects.alerts("warning", "ppweb001"),
+            alert("ppweb001", "risk", AlertAction::Raise, "warning", now),
+        )],
+    )
+    .await;
+    store(
+        bus,
+        &[(
+            subjects.alerts("warning", "ppweb001"),
+            alert(
+                "ppweb001",
+                "risk",
+                AlertAction::Resolve,
+                "healthy",
+                now + 300,
+            ),
+        )],
+    )
+    .await;
 }
 
 async fn started(nats: &TestNats, adjust: impl FnOnce(&mut Settings)) -> (Bus, Gateway, i64) {
@@ -37,10 +133,14 @@ async fn started(nats: &TestNats, adjust: impl FnOnce(&mut Settings)) -> (Bus, G
     fleet_after(&bus, now).await;
     wait_scored(&gateway, 3).await;
     let state = gateway.state.clone();
-    wait_until("the resolve of ppweb001's alert", Duration::from_secs(30), || {
-        let state = state.clone();
-        async move { (state.read().open_alerts().count() == 1).then_some(()) }
-    })
+    wait_until(
+        "the resolve of ppweb001's alert",
+        Duration::from_secs(30),
+        || {
+            let state = state.clone();
+            async move { (state.read().open_alerts().count() == 1).then_some(()) }
+        },
+    )
     .await;
     (bus, gateway, now)
 }
@@ -66,11 +166,17 @@ async fn original_endpoints_answer_in_their_shapes() {
     assert_eq!(db["alert"]["level"], "critical");
     assert_eq!(db["alert"]["color"], "#ff4444");
     assert_eq!(db["alert"]["label"], "Act Now");
-    assert_eq!(db["display_metrics"]["cpu"]["current"], 50.0, "cpu = 100 - idle");
+    assert_eq!(
+        db["display_metrics"]["cpu"]["current"], 50.0,
+        "cpu = 100 - idle"
+    );
     assert_eq!(db["display_metrics"]["memory"]["unit"], "%");
     let web = &body["predictions"]["ppweb001"];
     assert!(web["cpu_user_pct"].is_object());
-    assert!(web.get("swap_used_pct").is_none(), "a metric not reported is absent: {web}");
+    assert!(
+        web.get("swap_used_pct").is_none(),
+        "a metric not reported is absent: {web}"
+    );
     assert!(web["display_metrics"].get("swap").is_none());
     assert_eq!(web["alert"]["level"], "watch");
     assert!(body["predictions"]["ppml001"].get("mem_used_pct").is_none());
@@ -86,7 +192,10 @@ async fn original_endpoints_answer_in_their_shapes() {
 
     let (status, active) = get_json(&gateway, "/alerts/active").await;
     assert_eq!(status, 200);
-    assert_eq!(active["count"], 1, "the resolved alert is not active: {active}");
+    assert_eq!(
+        active["count"], 1,
+        "the resolved alert is not active: {active}"
+    );
     let open = &active["alerts"][0];
     assert_eq!(open["server"], "ppdb001");
     assert_eq!(open["metric"], "mem_used_pct");
@@ -118,7 +227,11 @@ async fn predictions_are_gzipped_when_asked() {
     assert_eq!(response.headers().get("content-encoding").unwrap(), "gzip");
     let compressed = response.body().limit(64 << 20).await.unwrap();
     let mut plain = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut plain).unwrap();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut plain,
+    )
+    .unwrap();
     let body: Value = serde_json::from_str(&plain).unwrap();
     assert_eq!(body["predictions"]["ppdb001"]["risk_score"], 75.0);
     let (_, uncompressed) = get_json(&gateway, "/predictions/current").await;
@@ -133,8 +246,17 @@ async fn api_v1_servers_and_one_server() {
     let nats = TestNats::start();
     let (_bus, gateway, now) = started(&nats, |_| {}).await;
     let (_, all) = get_json(&gateway, "/api/v1/servers").await;
-    let order: Vec<&str> = all["servers"].as_array().unwrap().iter().map(|r| r["server"].as_str().unwrap()).collect();
-    assert_eq!(order, ["ppdb001", "ppweb001", "ppml001"], "highest risk first");
+    let order: Vec<&str> = all["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["server"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        ["ppdb001", "ppweb001", "ppml001"],
+        "highest risk first"
+    );
     let (_, by_name) = get_json(&gateway, "/api/v1/servers?sort=name&limit=2").await;
     assert_eq!(by_name["count"], 2);
     assert_eq!(by_name["matched"], 3);
@@ -160,7 +282,10 @@ async fn api_v1_servers_and_one_server() {
     assert_eq!(page["latest_sample"]["ts_ms"], now * 1000);
     assert_eq!(page["recent"]["metrics"]["mem_used_pct"][0], 96.0);
     assert_eq!(page["recent"]["step_s"][0], now);
-    assert_eq!(page["forecast"]["metrics"]["mem_used_pct"]["observed_steps"], 200);
+    assert_eq!(
+        page["forecast"]["metrics"]["mem_used_pct"]["observed_steps"],
+        200
+    );
     assert_eq!(page["forecast"]["drivers"][0]["variable"], "value");
     assert_eq!(page["forecast"]["attention"]["recent_share"], 0.6);
     assert_eq!(page["risk"]["factors"][0]["metric"], "mem_used_pct");
@@ -191,37 +316,74 @@ async fn api_v1_servers_and_one_server() {
 async fn alert_history_reads_the_stream() {
     let nats = TestNats::start();
     let (bus, gateway, now) = started(&nats, |_| {}).await;
-    let old = alert("ppold01", "risk", AlertAction::Raise, "warning", now - 3 * 3600);
+    let old = alert(
+        "ppold01",
+        "risk",
+        AlertAction::Raise,
+        "warning",
+        now - 3 * 3600,
+    );
     store(&bus, &[(bus.subjects().alerts("warning", "ppold01"), old)]).await;
     let (status, hour) = get_json(&gateway, "/historical/alerts?time_range=1h").await;
     assert_eq!(status, 200);
-    assert_eq!(hour["count"], 3, "raise, raise, resolve of the last hour: {hour}");
-    let types: Vec<&str> = hour["alerts"].as_array().unwrap().iter().map(|a| a["event_type"].as_str().unwrap()).collect();
+    assert_eq!(
+        hour["count"], 3,
+        "raise, raise, resolve of the last hour: {hour}"
+    );
+    let types: Vec<&str> = hour["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["event_type"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["raised", "raised", "resolved"]);
     assert_eq!(hour["alerts"][2]["resolution_duration_minutes"], 10.0);
     let (_, day) = get_json(&gateway, "/historical/alerts?time_range=1d").await;
     assert_eq!(day["count"], 4, "the 3-hour-old event is in the day");
-    let (_, one) = get_json(&gateway, "/historical/alerts?time_range=1d&server_name=ppweb001").await;
+    let (_, one) = get_json(
+        &gateway,
+        "/historical/alerts?time_range=1d&server_name=ppweb001",
+    )
+    .await;
     assert_eq!(one["count"], 2);
     let (status, export) = get_json(&gateway, "/historical/export/alerts?time_range=1d").await;
     assert_eq!(status, 200);
     let csv = export["csv_data"].as_str().unwrap();
     assert_eq!(csv.lines().count(), 5, "header and 4 events: {csv}");
     assert!(csv.starts_with("id,timestamp,server_name"));
-    assert!(export["filename"].as_str().unwrap().starts_with("fleetcast_alerts_1d_"));
+    assert!(
+        export["filename"]
+            .as_str()
+            .unwrap()
+            .starts_with("fleetcast_alerts_1d_")
+    );
     let mut response = client()
-        .get(url(&gateway, "/api/v1/alerts?state=history&time_range=1d&format=csv"))
+        .get(url(
+            &gateway,
+            "/api/v1/alerts?state=history&time_range=1d&format=csv",
+        ))
         .send()
         .await
         .unwrap();
-    assert!(response.headers().get("content-type").unwrap().to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        response
+            .headers()
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let body = response.body().await.unwrap();
     assert_eq!(String::from_utf8_lossy(&body).lines().count(), 5);
     let (status, bad) = get_json(&gateway, "/historical/alerts?time_range=3y").await;
     assert_eq!(status, 400);
     assert!(bad["error"].as_str().unwrap().contains("3y"));
     let (_, active) = get_json(&gateway, "/api/v1/alerts?format=json").await;
-    assert_eq!(active["count"], 2, "ppdb001's and the old one's, never resolved: {active}");
+    assert_eq!(
+        active["count"], 2,
+        "ppdb001's and the old one's, never resolved: {active}"
+    );
 }
 
 /// With a key set, a request without it or with a wrong one gets 401 and a JSON error;
@@ -239,24 +401,59 @@ async fn the_api_key_guards_the_api() {
     let (status, body) = get_json(&gateway, "/predictions/current").await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "missing X-API-Key header");
-    let (status, body) = get_json_with(&gateway, "/api/v1/servers", &[("X-API-Key", "k3y-for-test")]).await;
+    let (status, body) = get_json_with(
+        &gateway,
+        "/api/v1/servers",
+        &[("X-API-Key", "k3y-for-test")],
+    )
+    .await;
     assert_eq!(status, 401);
     assert_eq!(body["error"], "wrong API key in X-API-Key");
     let (status, _) = get_json_with(&gateway, "/api/v1/servers", &[("X-API-Key", key)]).await;
     assert_eq!(status, 200);
     assert_eq!(get_json(&gateway, "/health").await.0, 200);
-    assert_eq!(client().get(url(&gateway, "/")).send().await.unwrap().status(), 200);
-    assert_eq!(client().get(url(&gateway, "/metrics")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client()
+            .get(url(&gateway, "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client()
+            .get(url(&gateway, "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let preflight = client()
-        .request(actix_web::http::Method::OPTIONS, url(&gateway, "/api/v1/servers"))
+        .request(
+            actix_web::http::Method::OPTIONS,
+            url(&gateway, "/api/v1/servers"),
+        )
         .insert_header(("Origin", "http://dash.example"))
         .insert_header(("Access-Control-Request-Method", "GET"))
         .send()
         .await
         .unwrap();
     assert_eq!(preflight.status(), 204);
-    assert_eq!(preflight.headers().get("access-control-allow-origin").unwrap(), "http://dash.example");
-    let (_, other) = get_json_with(&gateway, "/api/v1/servers", &[("X-API-Key", key), ("Origin", "http://evil.example")]).await;
+    assert_eq!(
+        preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .unwrap(),
+        "http://dash.example"
+    );
+    let (_, other) = get_json_with(
+        &gateway,
+        "/api/v1/servers",
+        &[("X-API-Key", key), ("Origin", "http://evil.example")],
+    )
+    .await;
     assert!(other["servers"].is_array());
 
     let nats = TestNats::start();
@@ -265,8 +462,21 @@ async fn the_api_key_guards_the_api() {
         settings.gateway.metrics_requires_key = true;
     })
     .await;
-    assert_eq!(client().get(url(&keyed, "/metrics")).send().await.unwrap().status(), 401);
-    let keyed_metrics = client().get(url(&keyed, "/metrics")).insert_header(("X-API-Key", key)).send().await.unwrap();
+    assert_eq!(
+        client()
+            .get(url(&keyed, "/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let keyed_metrics = client()
+        .get(url(&keyed, "/metrics"))
+        .insert_header(("X-API-Key", key))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(keyed_metrics.status(), 200);
 }
 
@@ -276,7 +486,9 @@ async fn every_documented_route_is_served() {
     let nats = TestNats::start();
     let (_bus, gateway, _) = started(&nats, |_| {}).await;
     for (method, path) in ROUTES {
-        let path = path.replace("{server}", "ppdb001").replace("{file}", "app.js");
+        let path = path
+            .replace("{server}", "ppdb001")
+            .replace("{file}", "app.js");
         let mut response = match *method {
             "GET" => client().get(url(&gateway, &path)).send().await.unwrap(),
             _ => client()
@@ -292,9 +504,15 @@ async fn every_documented_route_is_served() {
         }
         let body = response.body().limit(64 << 20).await.unwrap();
         let text = String::from_utf8_lossy(&body);
-        assert!(!text.contains("no route"), "{method} {path} is not served: {status} {text}");
+        assert!(
+            !text.contains("no route"),
+            "{method} {path} is not served: {status} {text}"
+        );
         // The scenario switch needs a generator; without one it says so.
-        assert!(status == 200 || (path == "/api/v1/scenario" && status == 503), "{method} {path}: {status} {text}");
+        assert!(
+            status == 200 || (path == "/api/v1/scenario" && status == 503),
+            "{method} {path}: {status} {text}"
+        );
     }
     let (status, body) = get_json(&gateway, "/nowhere").await;
     assert_eq!(status, 404);
@@ -307,8 +525,15 @@ async fn every_documented_route_is_served() {
 async fn push_events_carry_risk_and_alerts() {
     let nats = TestNats::start();
     let (bus, gateway, now) = started(&nats, |_| {}).await;
-    let response = client().get(url(&gateway, "/api/v1/events")).send().await.unwrap();
-    assert_eq!(response.headers().get("content-type").unwrap(), "text/event-stream");
+    let response = client()
+        .get(url(&gateway, "/api/v1/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
     let mut stream = response;
     let mut seen = String::new();
     let mut read_until = async |needle: &str, seen: &mut String| {
@@ -323,11 +548,25 @@ async fn push_events_carry_risk_and_alerts() {
         }
     };
     read_until("event: hello", &mut seen).await;
-    store(&bus, &[(bus.subjects().risk("ppml001"), risk("ppml001", 55.0, now + 300))]).await;
+    store(
+        &bus,
+        &[(
+            bus.subjects().risk("ppml001"),
+            risk("ppml001", 55.0, now + 300),
+        )],
+    )
+    .await;
     read_until("\"server\":\"ppml001\"", &mut seen).await;
     assert!(seen.contains("event: risk"), "{seen}");
     assert!(seen.contains("\"level\":\"warning\""), "{seen}");
-    store(&bus, &[(bus.subjects().alerts("warning", "ppml001"), alert("ppml001", "risk", AlertAction::Raise, "warning", now + 300))]).await;
+    store(
+        &bus,
+        &[(
+            bus.subjects().alerts("warning", "ppml001"),
+            alert("ppml001", "risk", AlertAction::Raise, "warning", now + 300),
+        )],
+    )
+    .await;
     read_until("event: alert", &mut seen).await;
     assert!(seen.contains("ppml001-risk-1000"), "{seen}");
     assert_eq!(gateway.state.push.clients(), 1);

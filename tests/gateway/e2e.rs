@@ -28,11 +28,21 @@ async fn pipeline(nats: &TestNats, servers: u32) -> (Bus, Gateway, Settings) {
     settings.summary.interval_seconds = 1;
     settings.gateway.push_interval_ms = 200;
     let gateway = start(&settings, &bus).await;
-    alert_router::spawn(&settings, bus.clone()).await.expect("alert router");
-    risk_scorer::spawn(&settings, bus.clone()).await.expect("risk scorer");
-    predictor::spawn(&settings, bus.clone()).await.expect("predictor");
-    window_keeper::spawn(&settings, bus.clone()).await.expect("window keeper");
-    generator::spawn(&settings, bus.clone()).await.expect("generator");
+    alert_router::spawn(&settings, bus.clone())
+        .await
+        .expect("alert router");
+    risk_scorer::spawn(&settings, bus.clone())
+        .await
+        .expect("risk scorer");
+    predictor::spawn(&settings, bus.clone())
+        .await
+        .expect("predictor");
+    window_keeper::spawn(&settings, bus.clone())
+        .await
+        .expect("window keeper");
+    generator::spawn(&settings, bus.clone())
+        .await
+        .expect("generator");
     (bus, gateway, settings)
 }
 
@@ -64,14 +74,22 @@ async fn dashboard_follows_the_pipeline_without_reloading() {
     let servers = 6;
     let (_bus, gateway, settings) = pipeline(&nats, servers).await;
     let state = gateway.state.clone();
-    wait_until("forecasts and risk for every server", Duration::from_secs(180), || {
-        let state = state.clone();
-        async move {
-            let snapshot = state.read();
-            let ready = snapshot.servers.values().filter(|e| e.forecast.is_some() && e.risk.is_some()).count();
-            (ready >= servers as usize).then_some(())
-        }
-    })
+    wait_until(
+        "forecasts and risk for every server",
+        Duration::from_secs(180),
+        || {
+            let state = state.clone();
+            async move {
+                let snapshot = state.read();
+                let ready = snapshot
+                    .servers
+                    .values()
+                    .filter(|e| e.forecast.is_some() && e.risk.is_some())
+                    .count();
+                (ready >= servers as usize).then_some(())
+            }
+        },
+    )
     .await;
 
     let mut browser = Browser::launch(1400, 1000).await;
@@ -84,25 +102,41 @@ async fn dashboard_follows_the_pipeline_without_reloading() {
         .eval("[...document.querySelectorAll('#heatmap .cell')].map(c => c.dataset.level)")
         .await;
     for level in levels.as_array().unwrap() {
-        assert!(["healthy", "watch", "warning", "critical"].contains(&level.as_str().unwrap()), "{levels}");
+        assert!(
+            ["healthy", "watch", "warning", "critical"].contains(&level.as_str().unwrap()),
+            "{levels}"
+        );
     }
-    let shown = browser.eval("Number(document.querySelector('#kpi-servers .v').textContent)").await;
+    let shown = browser
+        .eval("Number(document.querySelector('#kpi-servers .v').textContent)")
+        .await;
     assert_eq!(shown, json!(servers));
     browser.eval("window.__sameDocument = 'yes'").await;
 
-    let first = browser.eval("document.querySelector('#heatmap .cell').dataset.server").await;
+    let first = browser
+        .eval("document.querySelector('#heatmap .cell').dataset.server")
+        .await;
     let first = first.as_str().unwrap().to_string();
-    browser.eval(&format!("location.hash = '#/server/{first}'")).await;
+    browser
+        .eval(&format!("location.hash = '#/server/{first}'"))
+        .await;
     browser
         .wait_for("document.querySelectorAll('.chart[data-band] canvas').length > 0 && window.fleetcast.bands > 0", long)
         .await;
     let bands = browser.eval("window.fleetcast.bands").await;
     assert!(bands.as_u64().unwrap() >= 1);
-    let drivers = browser.eval("document.querySelectorAll('#drivers .bar').length").await;
-    assert!(drivers.as_u64().unwrap() >= 1, "the model's drivers are drawn");
+    let drivers = browser
+        .eval("document.querySelectorAll('#drivers .bar').length")
+        .await;
+    assert!(
+        drivers.as_u64().unwrap() >= 1,
+        "the model's drivers are drawn"
+    );
 
     browser.eval("location.hash = '#/alerts'").await;
-    browser.wait_for("document.querySelector('#active-alerts') !== null", long).await;
+    browser
+        .wait_for("document.querySelector('#active-alerts') !== null", long)
+        .await;
     let reply = cli_scenario(&settings, "critical").await;
     assert_eq!(reply["new_scenario"], "critical");
     let driven = reply["affected_servers"][0].as_str().unwrap().to_string();
@@ -113,20 +147,38 @@ async fn dashboard_follows_the_pipeline_without_reloading() {
         )
         .await;
     assert!(alerts.as_u64().unwrap() >= 1);
-    assert_eq!(browser.eval("window.fleetcast.loads").await, json!(1), "loaded once, then pushed");
+    assert_eq!(
+        browser.eval("window.fleetcast.loads").await,
+        json!(1),
+        "loaded once, then pushed"
+    );
 
-    browser.eval(&format!("location.hash = '#/server/{driven}'")).await;
     browser
-        .wait_for("window.fleetcast.bands > 0 && window.fleetcast.origin > 0", long)
+        .eval(&format!("location.hash = '#/server/{driven}'"))
         .await;
-    let origin = browser.eval("window.fleetcast.origin").await.as_i64().unwrap();
+    browser
+        .wait_for(
+            "window.fleetcast.bands > 0 && window.fleetcast.origin > 0",
+            long,
+        )
+        .await;
+    let origin = browser
+        .eval("window.fleetcast.origin")
+        .await
+        .as_i64()
+        .unwrap();
     browser
         .wait_for(&format!("window.fleetcast.origin > {origin} && window.fleetcast.bands > 0 && window.__sameDocument === 'yes'"), long)
         .await;
 
     if let Some(path) = std::env::var_os("FLEETCAST_SCREENSHOT") {
         browser.eval("location.hash = '#/'").await;
-        browser.wait_for("document.querySelectorAll('#top-risks tr').length > 1", long).await;
+        browser
+            .wait_for(
+                "document.querySelectorAll('#top-risks tr').length > 1",
+                long,
+            )
+            .await;
         browser.screenshot(Path::new(&path)).await;
     }
     let _ = cli_scenario(&settings, "healthy").await;
@@ -155,9 +207,18 @@ async fn a_thousand_servers_draw_in_under_half_a_second() {
     browser
         .wait_for("document.querySelectorAll('#heatmap .cell[data-level]').length === 1000 && window.fleetcast.renders > 0", Duration::from_secs(60))
         .await;
-    let render_ms = browser.eval("window.fleetcast.renderMs").await.as_f64().unwrap();
-    let critical = browser.eval("Number(document.querySelector('#kpi-critical .v').textContent)").await;
-    assert_eq!(critical, json!((0..1000).filter(|i| i * 37 % 100 >= 70).count()));
+    let render_ms = browser
+        .eval("window.fleetcast.renderMs")
+        .await
+        .as_f64()
+        .unwrap();
+    let critical = browser
+        .eval("Number(document.querySelector('#kpi-critical .v').textContent)")
+        .await;
+    assert_eq!(
+        critical,
+        json!((0..1000).filter(|i| i * 37 % 100 >= 70).count())
+    );
     assert!(render_ms < 500.0, "1,000 servers drew in {render_ms:.0} ms");
     // Time it again, warm, as a live update would.
     let again = browser
@@ -166,5 +227,7 @@ async fn a_thousand_servers_draw_in_under_half_a_second() {
         .as_f64()
         .unwrap();
     assert!(again < 500.0, "the heatmap redrew in {again:.0} ms");
-    eprintln!("dashboard: 1,000 servers drawn in {render_ms:.1} ms (overview), {again:.1} ms (heatmap)");
+    eprintln!(
+        "dashboard: 1,000 servers drawn in {render_ms:.1} ms (overview), {again:.1} ms (heatmap)"
+    );
 }

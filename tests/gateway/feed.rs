@@ -11,7 +11,10 @@ use fleetcast::wire::{MetricSample, Rejection};
 use serde_json::json;
 
 fn iso(ts_s: i64) -> String {
-    chrono::DateTime::from_timestamp(ts_s, 0).unwrap().format("%Y-%m-%dT%H:%M:%S").to_string()
+    chrono::DateTime::from_timestamp(ts_s, 0)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
 }
 
 /// Every record is accepted or refused exactly as the window keeper's own `Fleet` decides on
@@ -23,8 +26,16 @@ async fn records_are_judged_as_the_window_keeper_judges_them() {
     let bus = nats.bus().await;
     let settings = settings(&nats);
     let gateway = start(&settings, &bus).await;
-    let mut stored = bus.client().subscribe(bus.subjects().metrics_all()).await.unwrap();
-    let mut dead = bus.client().subscribe(bus.subjects().rejected("gateway")).await.unwrap();
+    let mut stored = bus
+        .client()
+        .subscribe(bus.subjects().metrics_all())
+        .await
+        .unwrap();
+    let mut dead = bus
+        .client()
+        .subscribe(bus.subjects().rejected("gateway"))
+        .await
+        .unwrap();
     bus.client().flush().await.unwrap();
     let now = now_s();
     let records = json!({"records": [
@@ -48,7 +59,10 @@ async fn records_are_judged_as_the_window_keeper_judges_them() {
 
     // The same records through the window keeper's own ingest rule.
     let mut keeper = Fleet::new(IngestRules {
-        shape: WindowShape { context_steps: 288, step_seconds: 300 },
+        shape: WindowShape {
+            context_steps: 288,
+            step_seconds: 300,
+        },
         max_future_ms: 600_000,
         min_observed: 24,
     });
@@ -62,29 +76,66 @@ async fn records_are_judged_as_the_window_keeper_judges_them() {
         let subject_server = sample.server.rsplit('.').next().unwrap().to_string();
         match keeper.ingest(&subject_server, &wire::encode(&sample), wire::now_ms()) {
             Verdict::Accepted { .. } => expected_accepted.push(sample),
-            Verdict::Rejected { kind, .. } => expected_refused.push((index, kind_name(kind).to_string())),
+            Verdict::Rejected { kind, .. } => {
+                expected_refused.push((index, kind_name(kind).to_string()))
+            }
         }
     }
     let refused: Vec<(usize, String)> = reply["refused"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["index"].as_u64().unwrap() as usize, r["kind"].as_str().unwrap().to_string()))
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap() as usize,
+                r["kind"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     assert_eq!(refused, expected_refused, "{reply}");
     assert_eq!(reply["accepted"], expected_accepted.len(), "{reply}");
-    assert_eq!(expected_accepted.len(), 3, "the first two and the load-only record");
+    assert_eq!(
+        expected_accepted.len(),
+        3,
+        "the first two and the load-only record"
+    );
     assert_eq!(reply["status"], "partial");
     let kinds: Vec<&str> = refused.iter().map(|(_, kind)| kind.as_str()).collect();
-    for kind in ["out_of_order", "out_of_range", "unknown_metric", "unknown_profile", "bad_server", "future_timestamp", "empty", "undecodable"] {
+    for kind in [
+        "out_of_order",
+        "out_of_range",
+        "unknown_metric",
+        "unknown_profile",
+        "bad_server",
+        "future_timestamp",
+        "empty",
+        "undecodable",
+    ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
-    let reason = |index: usize| reply["refused"].as_array().unwrap().iter().find(|r| r["index"] == index).unwrap()["reason"].as_str().unwrap().to_string();
-    assert!(reason(3).contains("mem_used_pct = 140 is outside 0–100"), "{}", reason(3));
+    let reason = |index: usize| {
+        reply["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["index"] == index)
+            .unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        reason(3).contains("mem_used_pct = 140 is outside 0–100"),
+        "{}",
+        reason(3)
+    );
     assert!(reason(12).contains("yesterday"), "{}", reason(12));
 
     let messages = collect(&mut stored, 3, Duration::from_secs(10)).await;
-    let samples: Vec<MetricSample> = messages.iter().map(|m| wire::decode(&m.payload).unwrap()).collect();
+    let samples: Vec<MetricSample> = messages
+        .iter()
+        .map(|m| wire::decode(&m.payload).unwrap())
+        .collect();
     assert_eq!(samples, expected_accepted, "stored exactly as accepted");
     assert_eq!(messages[0].subject.as_str(), "fleetcast.metrics.ppdb001");
     let rejections = collect(&mut dead, refused.len(), Duration::from_secs(10)).await;
@@ -92,7 +143,14 @@ async fn records_are_judged_as_the_window_keeper_judges_them() {
     let first: Rejection = wire::decode(&rejections[0].payload).unwrap();
     assert_eq!(first.stage, "gateway");
     assert!(first.reason.starts_with("record 2:"), "{}", first.reason);
-    let stream = bus.jetstream().get_stream("FLEETCAST_METRICS").await.unwrap().cached_info().state.messages;
+    let stream = bus
+        .jetstream()
+        .get_stream("FLEETCAST_METRICS")
+        .await
+        .unwrap()
+        .cached_info()
+        .state
+        .messages;
     assert_eq!(stream, 3, "acknowledged into the stream before the reply");
 }
 
@@ -110,7 +168,10 @@ async fn bad_bodies_and_floods_are_refused_with_a_reason() {
     assert_eq!((status, body["status"].as_str()), (200, Some("ignored")));
     let (status, body) = post_json(&gateway, "/feed/data", &json!([{"server_name": "a"}])).await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("an array"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("an array"),
+        "{body}"
+    );
     let mut response = client()
         .post(url(&gateway, "/feed/data"))
         .insert_header(("Content-Type", "application/json"))
@@ -119,15 +180,33 @@ async fn bad_bodies_and_floods_are_refused_with_a_reason() {
         .unwrap();
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("not JSON"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not JSON"),
+        "{body}"
+    );
     let big = json!({"records": [{"server_name": "a", "notes": "x".repeat(4096)}]});
     let (status, body) = post_json(&gateway, "/feed/data", &big).await;
     assert_eq!(status, 413);
-    assert!(body["error"].as_str().unwrap().contains("max_body_bytes"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("max_body_bytes"),
+        "{body}"
+    );
     let (status, _) = post_json(&gateway, "/feed/data", &json!({"records": []})).await;
     assert_eq!(status, 200, "the fifth request in a minute");
     let (status, body) = post_json(&gateway, "/feed/data", &json!({"records": []})).await;
     assert_eq!(status, 429, "the sixth request in a minute: {body}");
-    assert!(body["error"].as_str().unwrap().contains("feed_rate_per_minute"));
-    assert_eq!(gateway.state.feed.rate_limited.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("feed_rate_per_minute")
+    );
+    assert_eq!(
+        gateway
+            .state
+            .feed
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }

@@ -18,7 +18,10 @@ fn value_of(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64>
         .iter()
         .find(|sample| {
             labels.iter().all(|(key, value)| {
-                sample.labels.iter().any(|label| label.key == *key && label.value == *value)
+                sample
+                    .labels
+                    .iter()
+                    .any(|label| label.key == *key && label.value == *value)
             })
         })
         .map(|sample| sample.value.value.as_f64())
@@ -27,8 +30,17 @@ fn value_of(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64>
 async fn metrics_text(gateway: &Gateway) -> String {
     let mut response = client().get(url(gateway, "/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let content_type = response.headers().get("content-type").unwrap().to_str().unwrap().to_string();
-    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
     String::from_utf8(response.body().limit(64 << 20).await.unwrap().to_vec()).unwrap()
 }
 
@@ -42,12 +54,53 @@ async fn scene(nats: &TestNats) -> (Bus, Gateway) {
     settings.generator.servers = 2;
     settings.generator.backfill_hours = 0;
     settings.generator.step_interval_ms = 3_600_000;
-    generator::spawn(&settings, bus.clone()).await.expect("generator");
-    store(&bus, &[(subjects.metrics("ppdb001"), sample("ppdb001", now, &[("mem_used_pct", 96.0)]))]).await;
-    store(&bus, &[(subjects.forecasts("ppdb001"), forecast("ppdb001", now, &[("mem_used_pct", 90.0, 0.1), ("net_in_mb_s", 3.0, 0.0)]))]).await;
-    store(&bus, &[(subjects.risk("ppdb001"), risk("ppdb001", 75.0, now))]).await;
-    store(&bus, &[(subjects.alerts("critical", "ppdb001"), alert("ppdb001", "mem_used_pct", AlertAction::Raise, "critical", now))]).await;
-    let stream = bus.jetstream().get_stream(subjects.stream_name(fleetcast::subjects::StreamKind::Metrics)).await.unwrap();
+    generator::spawn(&settings, bus.clone())
+        .await
+        .expect("generator");
+    store(
+        &bus,
+        &[(
+            subjects.metrics("ppdb001"),
+            sample("ppdb001", now, &[("mem_used_pct", 96.0)]),
+        )],
+    )
+    .await;
+    store(
+        &bus,
+        &[(
+            subjects.forecasts("ppdb001"),
+            forecast(
+                "ppdb001",
+                now,
+                &[("mem_used_pct", 90.0, 0.1), ("net_in_mb_s", 3.0, 0.0)],
+            ),
+        )],
+    )
+    .await;
+    store(
+        &bus,
+        &[(subjects.risk("ppdb001"), risk("ppdb001", 75.0, now))],
+    )
+    .await;
+    store(
+        &bus,
+        &[(
+            subjects.alerts("critical", "ppdb001"),
+            alert(
+                "ppdb001",
+                "mem_used_pct",
+                AlertAction::Raise,
+                "critical",
+                now,
+            ),
+        )],
+    )
+    .await;
+    let stream = bus
+        .jetstream()
+        .get_stream(subjects.stream_name(fleetcast::subjects::StreamKind::Metrics))
+        .await
+        .unwrap();
     stream
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
             durable_name: Some("lagging".into()),
@@ -61,23 +114,35 @@ async fn scene(nats: &TestNats) -> (Bus, Gateway) {
         v: SCHEMA_VERSION,
         stage: "window_keeper".into(),
         at_ms: wire::now_ms(),
-        counters: BTreeMap::from([("received".to_string(), 123), ("rejected.out_of_range".to_string(), 4)]),
+        counters: BTreeMap::from([
+            ("received".to_string(), 123),
+            ("rejected.out_of_range".to_string(), 4),
+        ]),
         servers: 1,
         servers_ready: 1,
         warmup_pct: 100.0,
     };
-    bus.publish(subjects.status("window_keeper"), &status).await.unwrap();
+    bus.publish(subjects.status("window_keeper"), &status)
+        .await
+        .unwrap();
     let state = gateway.state.clone();
-    wait_until("the status and a poll of the services", Duration::from_secs(30), || {
-        let state = state.clone();
-        async move {
-            let polled = state.polled.read().unwrap().clone();
-            let has_status = state.read().stages.contains_key("window_keeper");
-            let generator = polled.services.iter().any(|s| s.info.name == "fleetcast-generator");
-            let lag = polled.consumers.iter().any(|c| c.consumer == "lagging");
-            (has_status && generator && lag).then_some(())
-        }
-    })
+    wait_until(
+        "the status and a poll of the services",
+        Duration::from_secs(30),
+        || {
+            let state = state.clone();
+            async move {
+                let polled = state.polled.read().unwrap().clone();
+                let has_status = state.read().stages.contains_key("window_keeper");
+                let generator = polled
+                    .services
+                    .iter()
+                    .any(|s| s.info.name == "fleetcast-generator");
+                let lag = polled.consumers.iter().any(|c| c.consumer == "lagging");
+                (has_status && generator && lag).then_some(())
+            }
+        },
+    )
     .await;
     (bus, gateway)
 }
@@ -102,42 +167,127 @@ async fn metrics_parse_and_report_every_source() {
         );
     }
     let db = [("server", "ppdb001")];
-    assert_eq!(value_of(&scrape, "fleetcast_server_risk_score", &db), Some(75.0));
-    assert_eq!(value_of(&scrape, "fleetcast_server_risk_level", &db), Some(3.0));
-    assert_eq!(value_of(&scrape, "fleetcast_server_open_alerts", &db), Some(1.0));
-    let p50 = [("server", "ppdb001"), ("metric", "mem_used_pct"), ("quantile", "p50"), ("ahead", "30m")];
-    assert_eq!(value_of(&scrape, "fleetcast_server_forecast_percent", &p50), Some(90.5), "p50 at step 6");
-    let p90 = [("server", "ppdb001"), ("metric", "mem_used_pct"), ("quantile", "p90"), ("ahead", "30m")];
-    assert_eq!(value_of(&scrape, "fleetcast_server_forecast_percent", &p90), Some(95.5));
-    let peak = [("server", "ppdb001"), ("metric", "mem_used_pct"), ("quantile", "p90"), ("horizon", "8h")];
+    assert_eq!(
+        value_of(&scrape, "fleetcast_server_risk_score", &db),
+        Some(75.0)
+    );
+    assert_eq!(
+        value_of(&scrape, "fleetcast_server_risk_level", &db),
+        Some(3.0)
+    );
+    assert_eq!(
+        value_of(&scrape, "fleetcast_server_open_alerts", &db),
+        Some(1.0)
+    );
+    let p50 = [
+        ("server", "ppdb001"),
+        ("metric", "mem_used_pct"),
+        ("quantile", "p50"),
+        ("ahead", "30m"),
+    ];
+    assert_eq!(
+        value_of(&scrape, "fleetcast_server_forecast_percent", &p50),
+        Some(90.5),
+        "p50 at step 6"
+    );
+    let p90 = [
+        ("server", "ppdb001"),
+        ("metric", "mem_used_pct"),
+        ("quantile", "p90"),
+        ("ahead", "30m"),
+    ];
+    assert_eq!(
+        value_of(&scrape, "fleetcast_server_forecast_percent", &p90),
+        Some(95.5)
+    );
+    let peak = [
+        ("server", "ppdb001"),
+        ("metric", "mem_used_pct"),
+        ("quantile", "p90"),
+        ("horizon", "8h"),
+    ];
     let peak = value_of(&scrape, "fleetcast_server_forecast_peak_percent", &peak).unwrap();
-    assert!((peak - 104.5).abs() < 1e-3, "peak of p90 = 90 + 9.5 + 5: {peak}");
     assert!(
-        value_of(&scrape, "fleetcast_server_forecast_megabytes_per_second", &[("metric", "net_in_mb_s")]).is_none(),
+        (peak - 104.5).abs() < 1e-3,
+        "peak of p90 = 90 + 9.5 + 5: {peak}"
+    );
+    assert!(
+        value_of(
+            &scrape,
+            "fleetcast_server_forecast_megabytes_per_second",
+            &[("metric", "net_in_mb_s")]
+        )
+        .is_none(),
         "only the alerting metrics are exported"
     );
-    assert_eq!(value_of(&scrape, "fleetcast_fleet_servers_by_level", &[("level", "critical")]), Some(1.0));
-    assert_eq!(value_of(&scrape, "fleetcast_fleet_open_alerts", &[("severity", "critical")]), Some(1.0));
-    assert_eq!(value_of(&scrape, "fleetcast_window_keeper_received_total", &[("instance", "status")]), Some(123.0));
     assert_eq!(
-        value_of(&scrape, "fleetcast_window_keeper_rejected_by_kind_total", &[("kind", "out_of_range")]),
+        value_of(
+            &scrape,
+            "fleetcast_fleet_servers_by_level",
+            &[("level", "critical")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value_of(
+            &scrape,
+            "fleetcast_fleet_open_alerts",
+            &[("severity", "critical")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value_of(
+            &scrape,
+            "fleetcast_window_keeper_received_total",
+            &[("instance", "status")]
+        ),
+        Some(123.0)
+    );
+    assert_eq!(
+        value_of(
+            &scrape,
+            "fleetcast_window_keeper_rejected_by_kind_total",
+            &[("kind", "out_of_range")]
+        ),
         Some(4.0)
     );
-    assert_eq!(value_of(&scrape, "fleetcast_fleet_warmup_percent", &[]), Some(100.0));
+    assert_eq!(
+        value_of(&scrape, "fleetcast_fleet_warmup_percent", &[]),
+        Some(100.0)
+    );
     let requests = value_of(
         &scrape,
         "fleetcast_service_requests_total",
         &[("service", "fleetcast-generator"), ("endpoint", "scenario")],
     );
     assert!(requests.is_some(), "the generator's $SRV.STATS: {text}");
-    let lag = value_of(&scrape, "fleetcast_jetstream_consumer_pending_messages", &[("consumer", "lagging")]);
-    assert!(lag.is_some_and(|lag| lag >= 1.0), "the durable consumer's backlog: {lag:?}");
-    assert!(value_of(&scrape, "fleetcast_gateway_messages_total", &[("kind", "risk")]).is_some_and(|n| n >= 1.0));
+    let lag = value_of(
+        &scrape,
+        "fleetcast_jetstream_consumer_pending_messages",
+        &[("consumer", "lagging")],
+    );
+    assert!(
+        lag.is_some_and(|lag| lag >= 1.0),
+        "the durable consumer's backlog: {lag:?}"
+    );
+    assert!(
+        value_of(
+            &scrape,
+            "fleetcast_gateway_messages_total",
+            &[("kind", "risk")]
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
     let _ = get_json(&gateway, "/api/v1/servers").await;
     let text = metrics_text(&gateway).await;
     let scrape = Scrape::parse(&text).unwrap();
     assert_eq!(
-        value_of(&scrape, "fleetcast_gateway_http_requests_total", &[("route", "/api/v1/servers"), ("status", "200")]),
+        value_of(
+            &scrape,
+            "fleetcast_gateway_http_requests_total",
+            &[("route", "/api/v1/servers"), ("status", "200")]
+        ),
         Some(1.0)
     );
 }
@@ -169,18 +319,29 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new(&binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
-        Prometheus { child, port, _dir: dir }
+        Prometheus {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 
     fn log(&self) -> String {
@@ -210,7 +371,11 @@ async fn prometheus_scrapes_the_gateway() {
             panic!("prometheus exited with {status}: {}", prometheus.log());
         }
         let answer = async {
-            let mut response = client().get(format!("{base}/api/v1/query?query={query}")).send().await.ok()?;
+            let mut response = client()
+                .get(format!("{base}/api/v1/query?query={query}"))
+                .send()
+                .await
+                .ok()?;
             let body: Value = response.json().limit(1 << 20).await.ok()?;
             let result = body["data"]["result"].as_array()?.first()?.clone();
             result["value"][1].as_str().map(str::to_string)
@@ -219,11 +384,19 @@ async fn prometheus_scrapes_the_gateway() {
         if let Some(value) = answer {
             break value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "prometheus never had the series: {}", prometheus.log());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "prometheus never had the series: {}",
+            prometheus.log()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(value, "75");
-    let mut response = client().get(format!("{base}/api/v1/targets")).send().await.unwrap();
+    let mut response = client()
+        .get(format!("{base}/api/v1/targets"))
+        .send()
+        .await
+        .unwrap();
     let targets: Value = response.json().limit(1 << 20).await.unwrap();
     let target = &targets["data"]["activeTargets"][0];
     assert_eq!(target["health"], "up", "{target}");

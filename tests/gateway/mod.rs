@@ -61,7 +61,11 @@ pub async fn get_json(gateway: &Gateway, path: &str) -> (u16, Value) {
 }
 
 /// GETs `path` with extra headers.
-pub async fn get_json_with(gateway: &Gateway, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+pub async fn get_json_with(
+    gateway: &Gateway,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let mut request = client().get(url(gateway, path));
     for (name, value) in headers {
         request = request.insert_header((*name, *value));
@@ -117,7 +121,11 @@ pub async fn wait_scored(gateway: &Gateway, servers: usize) {
         let state = state.clone();
         async move {
             let snapshot = state.read();
-            let scored = snapshot.servers.values().filter(|e| e.risk.is_some()).count();
+            let scored = snapshot
+                .servers
+                .values()
+                .filter(|e| e.risk.is_some())
+                .count();
             (scored >= servers).then_some(())
         }
     })
@@ -218,7 +226,13 @@ pub fn risk(server: &str, score: f64, sample_s: i64) -> RiskScore {
 }
 
 /// An alert event.
-pub fn alert(server: &str, subject: &str, action: AlertAction, severity: &str, at_s: i64) -> AlertEvent {
+pub fn alert(
+    server: &str,
+    subject: &str,
+    action: AlertAction,
+    severity: &str,
+    at_s: i64,
+) -> AlertEvent {
     AlertEvent {
         v: SCHEMA_VERSION,
         id: format!("{server}-{subject}-1000"),

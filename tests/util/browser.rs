@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The Chromium binary: `FLEETCAST_CHROMIUM`, else `/usr/bin/chromium`.
 pub fn chromium_binary() -> PathBuf {
@@ -88,14 +89,20 @@ impl Browser {
         let target = browser
             .command("Target.createTarget", json!({ "url": "about:blank" }))
             .await;
-        let target_id = target["targetId"].as_str().expect("a target id").to_string();
+        let target_id = target["targetId"]
+            .as_str()
+            .expect("a target id")
+            .to_string();
         let attached = browser
             .command(
                 "Target.attachToTarget",
                 json!({ "targetId": target_id, "flatten": true }),
             )
             .await;
-        browser.session = attached["sessionId"].as_str().expect("a session").to_string();
+        browser.session = attached["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_string();
         browser
             .command(
                 "Emulation.setDeviceMetricsOverride",

@@ -64,7 +64,9 @@ pub async fn servers(
     {
         return error(
             StatusCode::BAD_REQUEST,
-            format!("profile `{profile}` is not one of the 7 profiles (ml_compute, database, web_api, conductor_mgmt, data_ingest, risk_analytics, generic)"),
+            format!(
+                "profile `{profile}` is not one of the 7 profiles (ml_compute, database, web_api, conductor_mgmt, data_ingest, risk_analytics, generic)"
+            ),
         );
     }
     let level = match query.level.as_deref().map(str::parse::<Level>) {
@@ -111,13 +113,21 @@ pub async fn servers(
         }
         let matched = rows.len();
         rows.truncate(query.limit.unwrap_or(usize::MAX));
-        serde_json::to_vec(&json!({
-            "version": snapshot.version,
-            "total": snapshot.servers.len(),
-            "matched": matched,
-            "count": rows.len(),
-            "servers": rows,
-        }))
+        #[derive(serde::Serialize)]
+        struct Page<'a> {
+            version: u64,
+            total: usize,
+            matched: usize,
+            count: usize,
+            servers: Vec<views::ServerRow<'a>>,
+        }
+        serde_json::to_vec(&Page {
+            version: snapshot.version,
+            total: snapshot.servers.len(),
+            matched,
+            count: rows.len(),
+            servers: rows,
+        })
         .expect("json serializes")
     };
     json_body(&request, Bytes::from(body), None)
@@ -180,8 +190,16 @@ pub async fn alerts(state: web::Data<AppState>, query: web::Query<AlertsQuery>) 
             if csv {
                 let mut writer = csv::Writer::from_writer(Vec::new());
                 let columns = [
-                    "id", "server", "profile", "metric", "severity", "predicted_value",
-                    "threshold", "minutes_ahead", "opened_ms", "reason",
+                    "id",
+                    "server",
+                    "profile",
+                    "metric",
+                    "severity",
+                    "predicted_value",
+                    "threshold",
+                    "minutes_ahead",
+                    "opened_ms",
+                    "reason",
                 ];
                 let _ = writer.write_record(columns);
                 for alert in &alerts {
@@ -195,19 +213,26 @@ pub async fn alerts(state: web::Data<AppState>, query: web::Query<AlertsQuery>) 
                         .collect();
                     let _ = writer.write_record(cells);
                 }
-                let text = String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default();
+                let text =
+                    String::from_utf8(writer.into_inner().unwrap_or_default()).unwrap_or_default();
                 return csv_response(text, "fleetcast_active_alerts.csv");
             }
-            HttpResponse::Ok().json(json!({ "state": "active", "count": alerts.len(), "alerts": alerts }))
+            HttpResponse::Ok()
+                .json(json!({ "state": "active", "count": alerts.len(), "alerts": alerts }))
         }
         Some("history") => {
             let (range, history) =
-                match read_history(&state, query.time_range.as_deref(), query.server.as_deref()).await {
+                match read_history(&state, query.time_range.as_deref(), query.server.as_deref())
+                    .await
+                {
                     Ok(read) => read,
                     Err(response) => return response,
                 };
-            let entries: Vec<HistoryEntry> =
-                history.events.iter().map(HistoryEntry::from_event).collect();
+            let entries: Vec<HistoryEntry> = history
+                .events
+                .iter()
+                .map(HistoryEntry::from_event)
+                .collect();
             if csv {
                 return csv_response(
                     views::history_csv(&entries),
@@ -271,20 +296,39 @@ pub async fn summary(
             if with_heatmap {
                 let cells = heatmap.entry(&entry.profile).or_default();
                 cells.0.push(name);
-                cells.1.push(entry.risk.as_ref().map(|risk| (risk.score * 10.0).round() / 10.0));
+                cells.1.push(
+                    entry
+                        .risk
+                        .as_ref()
+                        .map(|risk| (risk.score * 10.0).round() / 10.0),
+                );
             }
         }
         let summary = snapshot.summary.as_deref();
         let keeper = snapshot.stages.get("window_keeper");
-        let heatmap: Option<Vec<_>> = with_heatmap.then(|| {
+        #[derive(serde::Serialize)]
+        struct Group<'a> {
+            profile: &'a str,
+            servers: Vec<&'a str>,
+            scores: Vec<Option<f64>>,
+        }
+        let heatmap: Option<Vec<Group>> = with_heatmap.then(|| {
             heatmap
                 .into_iter()
-                .map(|(profile, (servers, scores))| {
-                    json!({ "profile": profile, "servers": servers, "scores": scores })
+                .map(|(profile, (servers, scores))| Group {
+                    profile,
+                    servers,
+                    scores,
                 })
                 .collect()
         });
-        serde_json::to_vec(&json!({
+        #[derive(serde::Serialize)]
+        struct Summary<'a> {
+            #[serde(flatten)]
+            rest: serde_json::Value,
+            heatmap: Option<Vec<Group<'a>>>,
+        }
+        let rest = json!({
             "version": snapshot.version,
             "at_ms": wire::now_ms(),
             "servers": counts.servers,
@@ -314,9 +358,9 @@ pub async fn summary(
             "fleet_clock_ms": snapshot.gate.fleet_clock_ms(),
             "top_risks": top,
             "profiles": profiles,
-            "heatmap": heatmap,
-        }))
-        .expect("json serializes")
+        });
+        // The heatmap, the large part, is serialized straight from the snapshot.
+        serde_json::to_vec(&Summary { rest, heatmap }).expect("json serializes")
     };
     json_body(&request, Bytes::from(body), None)
 }
@@ -335,7 +379,11 @@ async fn ask_scenario(state: &AppState, scenario: String) -> HttpResponse {
         scenario,
     };
     let reply: Result<ScenarioReply, String> = bus
-        .request(bus.subjects().control_scenario(), &request, Duration::from_secs(5))
+        .request(
+            bus.subjects().control_scenario(),
+            &request,
+            Duration::from_secs(5),
+        )
         .await;
     match reply {
         Ok(reply) if reply.ok => HttpResponse::Ok().json(reply),
@@ -472,7 +520,9 @@ pub async fn stages(state: web::Data<AppState>) -> HttpResponse {
     let streams: Vec<_> = polled
         .streams
         .iter()
-        .map(|(name, messages, bytes)| json!({"stream": name, "messages": messages, "bytes": bytes}))
+        .map(
+            |(name, messages, bytes)| json!({"stream": name, "messages": messages, "bytes": bytes}),
+        )
         .collect();
     HttpResponse::Ok().json(json!({
         "services": services,

@@ -106,7 +106,9 @@ pub async fn guard(
             ))
             .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
             .finish();
-        return Ok(request.into_response(with_cors(response)).map_into_right_body());
+        return Ok(request
+            .into_response(with_cors(response))
+            .map_into_right_body());
     }
     let path = request.path().to_string();
     if !settings.api_key.is_empty() && !is_open(&path, settings.metrics_requires_key) {
@@ -259,6 +261,9 @@ mod tests {
             Some("http://a")
         );
         assert_eq!(allowed_origin(&["http://a".into()], "http://b"), None);
-        assert_eq!(allowed_origin(&["*".into()], "http://b").as_deref(), Some("*"));
+        assert_eq!(
+            allowed_origin(&["*".into()], "http://b").as_deref(),
+            Some("*")
+        );
     }
 }

@@ -69,7 +69,10 @@ impl GatewaySettings {
         check(
             self.bind.parse::<std::net::SocketAddr>().is_ok(),
             "bind",
-            format!("`{}` is not an address:port such as 127.0.0.1:8000", self.bind),
+            format!(
+                "`{}` is not an address:port such as 127.0.0.1:8000",
+                self.bind
+            ),
         );
         check(
             self.api_key.is_empty() || self.api_key.len() >= 8,

@@ -89,24 +89,27 @@ impl Push {
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let state = (receiver, keepalive, guard, Some(hello));
-        futures::stream::unfold(state, |(mut receiver, mut keepalive, guard, hello)| async move {
-            if let Some(hello) = hello {
-                // The interval's first tick is immediate: take it now so it sends nothing.
-                keepalive.tick().await;
-                return Some((Ok(hello), (receiver, keepalive, guard, None)));
-            }
-            let next = tokio::select! {
-                message = receiver.recv() => match message {
-                    Ok(frame) => frame,
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        frame(0, "resync", &serde_json::json!({ "missed": missed }))
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-                _ = keepalive.tick() => Bytes::from_static(b": keep-alive\n\n"),
-            };
-            Some((Ok(next), (receiver, keepalive, guard, None)))
-        })
+        futures::stream::unfold(
+            state,
+            |(mut receiver, mut keepalive, guard, hello)| async move {
+                if let Some(hello) = hello {
+                    // The interval's first tick is immediate: take it now so it sends nothing.
+                    keepalive.tick().await;
+                    return Some((Ok(hello), (receiver, keepalive, guard, None)));
+                }
+                let next = tokio::select! {
+                    message = receiver.recv() => match message {
+                        Ok(frame) => frame,
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            frame(0, "resync", &serde_json::json!({ "missed": missed }))
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    },
+                    _ = keepalive.tick() => Bytes::from_static(b": keep-alive\n\n"),
+                };
+                Some((Ok(next), (receiver, keepalive, guard, None)))
+            },
+        )
     }
 }
 

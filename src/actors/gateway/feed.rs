@@ -75,12 +75,20 @@ pub struct Refused {
 /// a metric that is not a number.
 pub fn record_to_sample(record: &Value) -> Result<MetricSample, String> {
     let Some(fields) = record.as_object() else {
-        return Err(format!("record is {} and not an object", kind_of_json(record)));
+        return Err(format!(
+            "record is {} and not an object",
+            kind_of_json(record)
+        ));
     };
     let server = match fields.get("server_name").or_else(|| fields.get("server")) {
         Some(Value::String(server)) => server.clone(),
         None | Some(Value::Null) => String::new(),
-        Some(other) => return Err(format!("server_name is {} and not a string", kind_of_json(other))),
+        Some(other) => {
+            return Err(format!(
+                "server_name is {} and not a string",
+                kind_of_json(other)
+            ));
+        }
     };
     let ts_ms = match (fields.get("timestamp"), fields.get("ts_ms")) {
         (Some(Value::String(text)), _) => parse_timestamp(text)?,
@@ -90,13 +98,21 @@ pub fn record_to_sample(record: &Value) -> Result<MetricSample, String> {
             .ok_or_else(|| format!("ts_ms = {number} is not whole milliseconds"))?,
         (None, None) => return Err("timestamp is missing".into()),
         (Some(other), _) | (None, Some(other)) => {
-            return Err(format!("timestamp is {} and not a time", kind_of_json(other)));
+            return Err(format!(
+                "timestamp is {} and not a time",
+                kind_of_json(other)
+            ));
         }
     };
     let profile = match fields.get("profile") {
         None | Some(Value::Null) => None,
         Some(Value::String(profile)) => Some(profile.clone()),
-        Some(other) => return Err(format!("profile is {} and not a string", kind_of_json(other))),
+        Some(other) => {
+            return Err(format!(
+                "profile is {} and not a string",
+                kind_of_json(other)
+            ));
+        }
     };
     let mut metrics = BTreeMap::new();
     for (name, value) in fields {
@@ -147,7 +163,8 @@ fn kind_of_json(value: &Value) -> &'static str {
 async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, HttpResponse> {
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }
@@ -208,7 +225,9 @@ pub async fn feed_data(
     if records.is_empty() {
         return HttpResponse::Ok().json(json!({"status": "ignored", "reason": "empty batch"}));
     }
-    counters.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+    counters
+        .records
+        .fetch_add(records.len() as u64, Ordering::Relaxed);
     let (accepted, refused) = check_records(&state, &records);
     let subjects = state.bus.subjects().clone();
     for refusal in &refused {
@@ -221,7 +240,10 @@ pub async fn feed_data(
             reason: format!("record {}: {}", refusal.index, refusal.reason),
             at_ms: wire::now_ms(),
         };
-        let _ = state.bus.publish(subjects.rejected(STAGE), &rejection).await;
+        let _ = state
+            .bus
+            .publish(subjects.rejected(STAGE), &rejection)
+            .await;
     }
     let mut publisher = StreamPublisher::new(state.bus.client().clone(), STREAM_PUBLISH_WINDOW);
     let mut not_stored = 0;
@@ -241,7 +263,9 @@ pub async fn feed_data(
     not_stored += publisher.flush().await + send_errors;
     let stored = accepted.len() as u64 - not_stored.min(accepted.len() as u64);
     counters.accepted.fetch_add(stored, Ordering::Relaxed);
-    counters.refused.fetch_add(refused.len() as u64, Ordering::Relaxed);
+    counters
+        .refused
+        .fetch_add(refused.len() as u64, Ordering::Relaxed);
     counters.not_stored.fetch_add(not_stored, Ordering::Relaxed);
     let (servers, ready, pct) = {
         let snapshot = state.read();
@@ -293,7 +317,10 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<Value>, String> {
     };
     match object.remove("records") {
         Some(Value::Array(records)) => Ok(records),
-        Some(other) => Err(format!("records is {} and not an array", kind_of_json(&other))),
+        Some(other) => Err(format!(
+            "records is {} and not an array",
+            kind_of_json(&other)
+        )),
         None => Err(format!(
             "the body has no `records` (fields: {})",
             field_names(&object)
@@ -305,7 +332,11 @@ fn field_names(object: &Map<String, Value>) -> String {
     if object.is_empty() {
         return "none".into();
     }
-    object.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+    object
+        .keys()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Checks every record against the keeper's rule, in order, advancing the mirrored keeper
@@ -397,17 +428,36 @@ mod tests {
         assert_eq!(sample.server, "ppdb001");
         assert_eq!(sample.ts_ms, 1_760_788_800_000);
         assert_eq!(sample.profile.as_deref(), Some("database"));
-        assert_eq!(sample.metrics, BTreeMap::from([("cpu_user_pct".to_string(), 45.2)]));
+        assert_eq!(
+            sample.metrics,
+            BTreeMap::from([("cpu_user_pct".to_string(), 45.2)])
+        );
     }
 
     /// A record that cannot be a sample says which field is wrong.
     #[test]
     fn bad_records_name_the_field() {
-        assert!(record_to_sample(&json!([1])).unwrap_err().contains("not an object"));
-        assert!(record_to_sample(&json!({"server_name": "a"})).unwrap_err().contains("timestamp is missing"));
+        assert!(
+            record_to_sample(&json!([1]))
+                .unwrap_err()
+                .contains("not an object")
+        );
+        assert!(
+            record_to_sample(&json!({"server_name": "a"}))
+                .unwrap_err()
+                .contains("timestamp is missing")
+        );
         let text = json!({"server_name": "a", "timestamp": 1.7e9, "cpu_user_pct": "high"});
-        assert!(record_to_sample(&text).unwrap_err().contains("cpu_user_pct is a string"));
-        assert!(record_to_sample(&json!({"server_name": "a", "timestamp": "yesterday"})).unwrap_err().contains("yesterday"));
+        assert!(
+            record_to_sample(&text)
+                .unwrap_err()
+                .contains("cpu_user_pct is a string")
+        );
+        assert!(
+            record_to_sample(&json!({"server_name": "a", "timestamp": "yesterday"}))
+                .unwrap_err()
+                .contains("yesterday")
+        );
     }
 
     /// Only `{"records": [...]}` is a batch, and the error says what the body was instead.
@@ -415,8 +465,16 @@ mod tests {
     fn batches_must_be_records_objects() {
         assert_eq!(parse_batch(br#"{"records": []}"#).unwrap().len(), 0);
         assert!(parse_batch(b"[1,2]").unwrap_err().contains("an array"));
-        assert!(parse_batch(br#"{"rows": []}"#).unwrap_err().contains("fields: rows"));
+        assert!(
+            parse_batch(br#"{"rows": []}"#)
+                .unwrap_err()
+                .contains("fields: rows")
+        );
         assert!(parse_batch(b"{").unwrap_err().contains("not JSON"));
-        assert!(parse_batch(br#"{"records": 3}"#).unwrap_err().contains("a number"));
+        assert!(
+            parse_batch(br#"{"records": 3}"#)
+                .unwrap_err()
+                .contains("a number")
+        );
     }
 }

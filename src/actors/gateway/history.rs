@@ -25,9 +25,9 @@ const READ_WAIT: Duration = Duration::from_secs(5);
 /// or longer than the stream keeps (30 days).
 pub fn parse_range(text: &str) -> Result<i64, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("time_range `{text}` has no unit (use e.g. 30m, 1h, 8h, 1d, 1w, 1M)"))?;
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| {
+        format!("time_range `{text}` has no unit (use e.g. 30m, 1h, 8h, 1d, 1w, 1M)")
+    })?;
     let (number, unit) = text.split_at(split);
     let number: i64 = number
         .parse()

@@ -5,7 +5,8 @@
 //!   enough history to forecast; a metric it does not report is **absent**, never zeros (the
 //!   original filled every metric). Each metric also has `observed_steps`; `trend` is the p50's
 //!   change per hour over the horizon; `current` is null for a metric forecast but not in the
-//!   latest samples. `alert` is on the one scale (20/40/70, the original API's own scale), and
+//!   latest samples; quantiles are rounded to 0.001 of the metric's unit (the f32 digits beyond
+//!   are noise and doubled the response). `alert` is on the one scale (20/40/70, the original API's own scale), and
 //!   the summary's `degrading_count` counts `watch` (the original's summary used a second,
 //!   disagreeing scale). There is a top-level `timestamp` (the original had none). The
 //!   response is assembled from cached per-server parts: nothing runs the model.
@@ -130,10 +131,24 @@ impl Parts {
     }
 }
 
+/// Writes a series rounded to 0.001 of its unit: the model's f32 digits beyond that are noise,
+/// and they doubled the response (3.6 MB for 90 servers) and halved what gzip saves.
+fn rounded<S: serde::Serializer>(values: &&[f32], serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = serializer.serialize_seq(Some(values.len()))?;
+    for value in values.iter() {
+        seq.serialize_element(&((value * 1000.0).round() / 1000.0))?;
+    }
+    seq.end()
+}
+
 #[derive(Serialize)]
 struct LegacyMetric<'a> {
+    #[serde(serialize_with = "rounded")]
     p50: &'a [f32],
+    #[serde(serialize_with = "rounded")]
     p10: &'a [f32],
+    #[serde(serialize_with = "rounded")]
     p90: &'a [f32],
     current: Option<f64>,
     trend: Option<f64>,
@@ -404,7 +419,10 @@ fn fleet_parts(state: &AppState, snapshot: &super::snapshot::Snapshot) -> serde_
         .values()
         .filter_map(|entry| entry.forecast.as_deref())
         .max_by_key(|forecast| forecast.issued_ms);
-    let polled = state.polled.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let polled = state
+        .polled
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let model_dir = polled
         .services
         .iter()
@@ -478,7 +496,8 @@ pub async fn read_history(
     server: Option<&str>,
 ) -> Result<(String, history::History), HttpResponse> {
     let range_text = range.unwrap_or("1h").to_string();
-    let range_ms = parse_range(&range_text).map_err(|reason| error(StatusCode::BAD_REQUEST, reason))?;
+    let range_ms =
+        parse_range(&range_text).map_err(|reason| error(StatusCode::BAD_REQUEST, reason))?;
     if let Some(server) = server
         && !crate::catalog::is_valid_server_name(server)
     {
@@ -507,12 +526,21 @@ pub async fn historical_alerts(
     state: web::Data<AppState>,
     query: web::Query<HistoryQuery>,
 ) -> HttpResponse {
-    let (range, history) =
-        match read_history(&state, query.time_range.as_deref(), query.server_name.as_deref()).await {
-            Ok(read) => read,
-            Err(response) => return response,
-        };
-    let alerts: Vec<HistoryEntry> = history.events.iter().map(HistoryEntry::from_event).collect();
+    let (range, history) = match read_history(
+        &state,
+        query.time_range.as_deref(),
+        query.server_name.as_deref(),
+    )
+    .await
+    {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let alerts: Vec<HistoryEntry> = history
+        .events
+        .iter()
+        .map(HistoryEntry::from_event)
+        .collect();
     HttpResponse::Ok().json(json!({
         "count": alerts.len(),
         "alerts": alerts,
@@ -528,12 +556,21 @@ pub async fn historical_export_alerts(
     state: web::Data<AppState>,
     query: web::Query<HistoryQuery>,
 ) -> HttpResponse {
-    let (range, history) =
-        match read_history(&state, query.time_range.as_deref(), query.server_name.as_deref()).await {
-            Ok(read) => read,
-            Err(response) => return response,
-        };
-    let entries: Vec<HistoryEntry> = history.events.iter().map(HistoryEntry::from_event).collect();
+    let (range, history) = match read_history(
+        &state,
+        query.time_range.as_deref(),
+        query.server_name.as_deref(),
+    )
+    .await
+    {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let entries: Vec<HistoryEntry> = history
+        .events
+        .iter()
+        .map(HistoryEntry::from_event)
+        .collect();
     let stamp = chrono::Utc::now().format("%Y%m%d_%H%M%S");
     HttpResponse::Ok().json(json!({
         "csv_data": views::history_csv(&entries),

@@ -29,8 +29,8 @@
 //!
 //! Files: [`snapshot`] (the state), [`views`] (what responses are made of), [`legacy`] (the
 //! original's endpoints), [`api`] (`/api/v1`), [`feed`] (`POST /feed/data`), [`history`]
-//! (alert history from the stream), [`events`] (SSE), [`prometheus`] (`/metrics` and the
-//! stage poller), [`auth`] (API key, CORS, rate limit), [`assets`] (the dashboard).
+//! (alert history from the stream), [`events`] (SSE), [`prometheus`] (`/metrics`), [`poller`]
+//! (`$SRV.STATS`/`$SRV.INFO` and JetStream state), [`auth`] (API key, CORS, rate limit), [`assets`] (the dashboard).
 
 pub mod api;
 pub mod assets;
@@ -40,6 +40,7 @@ pub mod events;
 pub mod feed;
 pub mod history;
 pub mod legacy;
+pub mod poller;
 pub mod prometheus;
 pub mod snapshot;
 pub mod views;
@@ -133,7 +134,7 @@ pub struct AppState {
     /// Every setting (alerts, gateway, window keeper, time).
     pub settings: Arc<Settings>,
     /// What the poller last read from the stages and JetStream.
-    pub polled: Arc<RwLock<prometheus::Polled>>,
+    pub polled: Arc<RwLock<poller::Polled>>,
     /// `/predictions/current` per-server fragments.
     pub predictions: legacy::PredictionsCache,
     /// `POST /feed/data` rate limit.
@@ -381,17 +382,35 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
         settings.gateway.recent_steps,
     );
     let sources = [
-        (StreamKind::Metrics, subjects.metrics_all(), DeliverPolicy::LastPerSubject),
-        (StreamKind::Forecasts, subjects.forecasts_all(), DeliverPolicy::LastPerSubject),
-        (StreamKind::Risk, subjects.risk_all(), DeliverPolicy::LastPerSubject),
-        (StreamKind::Alerts, subjects.alerts_all(), DeliverPolicy::All),
+        (
+            StreamKind::Metrics,
+            subjects.metrics_all(),
+            DeliverPolicy::LastPerSubject,
+        ),
+        (
+            StreamKind::Forecasts,
+            subjects.forecasts_all(),
+            DeliverPolicy::LastPerSubject,
+        ),
+        (
+            StreamKind::Risk,
+            subjects.risk_all(),
+            DeliverPolicy::LastPerSubject,
+        ),
+        (
+            StreamKind::Alerts,
+            subjects.alerts_all(),
+            DeliverPolicy::All,
+        ),
     ];
     let mut replayed = 0;
     for (kind, filter, policy) in sources {
         for message in replay(&bus, kind, filter, policy).await? {
             let subject = message.subject.as_str();
             let outcome = match kind {
-                StreamKind::Metrics => Ok(snapshot.apply_sample(subject, &message.payload, wire::now_ms())),
+                StreamKind::Metrics => {
+                    Ok(snapshot.apply_sample(subject, &message.payload, wire::now_ms()))
+                }
                 StreamKind::Forecasts => snapshot.apply_forecast(&message.payload),
                 StreamKind::Risk => snapshot.apply_risk(&message.payload),
                 _ => snapshot.apply_alert(&message.payload),
@@ -404,7 +423,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
     let servers = snapshot.servers.len();
     let snapshot = Arc::new(RwLock::new(snapshot));
     let push = Arc::new(Push::new());
-    let polled = Arc::new(RwLock::new(prometheus::Polled::default()));
+    let polled = Arc::new(RwLock::new(poller::Polled::default()));
     let gateway = &settings.gateway;
     let state = web::Data::new(AppState {
         snapshot: snapshot.clone(),
@@ -423,7 +442,9 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
         let state = app_state.clone();
         App::new()
             .app_data(state.clone())
-            .app_data(web::PayloadConfig::new(state.settings.gateway.max_body_bytes))
+            .app_data(web::PayloadConfig::new(
+                state.settings.gateway.max_body_bytes,
+            ))
             .wrap(actix_web::middleware::from_fn(auth::guard))
             .configure(routes)
     })
@@ -450,7 +471,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
             tracing::error!(stage = STAGE, %error, "http server ended");
         }
     });
-    let poller = tokio::spawn(prometheus::poll(
+    let poller = tokio::spawn(poller::poll(
         bus.clone(),
         polled,
         Duration::from_secs(gateway.poll_interval_seconds),
@@ -487,9 +508,15 @@ fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/health", web::get().to(legacy::health))
         .route("/status", web::get().to(legacy::status))
-        .route("/predictions/current", web::get().to(legacy::predictions_current))
+        .route(
+            "/predictions/current",
+            web::get().to(legacy::predictions_current),
+        )
         .route("/alerts/active", web::get().to(legacy::alerts_active))
-        .route("/historical/alerts", web::get().to(legacy::historical_alerts))
+        .route(
+            "/historical/alerts",
+            web::get().to(legacy::historical_alerts),
+        )
         .route(
             "/historical/export/alerts",
             web::get().to(legacy::historical_export_alerts),
@@ -544,6 +571,10 @@ mod tests {
         }
         let documented = document["paths"].as_object().unwrap().len();
         let distinct: std::collections::BTreeSet<_> = ROUTES.iter().map(|(_, path)| path).collect();
-        assert_eq!(documented, distinct.len(), "openapi.json documents a route that is not served");
+        assert_eq!(
+            documented,
+            distinct.len(),
+            "openapi.json documents a route that is not served"
+        );
     }
 }

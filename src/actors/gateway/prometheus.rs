@@ -1,5 +1,4 @@
-//! `/metrics` in the Prometheus text exposition format (version 0.0.4), and the poller that
-//! reads the stages' counters and the JetStream consumers' lag for it.
+//! `/metrics` in the Prometheus text exposition format (version 0.0.4).
 //!
 //! Every name starts with `fleetcast_`; counters end in `_total`; units are in the names
 //! (`_seconds`, `_percent`, `_bytes`, `_messages`); server, metric, stage and the like are
@@ -21,215 +20,16 @@
 //! - **the gateway itself**: messages taken by kind, HTTP requests by route and status, push
 //!   clients and events, feed outcomes.
 //!
-//! The poller asks `$SRV.INFO` and `$SRV.STATS` (gathering every reply for up to a second)
-//! and reads stream and consumer info every `gateway.poll_interval_seconds`, so a scrape
-//! never waits on the bus.
+//! The stages' and JetStream's numbers come from [`super::poller`], every
+//! `gateway.poll_interval_seconds`, so a scrape never waits on the bus.
 
 use super::AppState;
 use super::views::level_of;
-use crate::bus::Bus;
 use crate::catalog::{Metric, MetricKind};
-use crate::subjects::StreamKind;
 use crate::wire;
 use actix_web::{HttpResponse, web};
-use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
-/// One micro service instance as last polled.
-#[derive(Debug, Clone)]
-pub struct ServiceSeen {
-    /// Its `$SRV.INFO` reply.
-    pub info: async_nats::service::Info,
-    /// Its endpoints' stats from `$SRV.STATS`: name, requests, errors, processing time, data.
-    pub endpoints: Vec<EndpointSeen>,
-}
-
-/// One endpoint's stats.
-#[derive(Debug, Clone)]
-pub struct EndpointSeen {
-    /// Endpoint name.
-    pub name: String,
-    /// Requests handled.
-    pub requests: u64,
-    /// Errors.
-    pub errors: u64,
-    /// Total processing time.
-    pub processing: Duration,
-    /// What the stage adds (its counters).
-    pub data: Option<serde_json::Value>,
-}
-
-/// One JetStream consumer's state.
-#[derive(Debug, Clone)]
-pub struct ConsumerSeen {
-    /// Stream.
-    pub stream: String,
-    /// Consumer name.
-    pub consumer: String,
-    /// Messages not yet delivered (lag).
-    pub pending: u64,
-    /// Delivered, not acknowledged.
-    pub ack_pending: u64,
-    /// Redelivered.
-    pub redelivered: u64,
-}
-
-/// What the poller last read.
-#[derive(Debug, Clone, Default)]
-pub struct Polled {
-    /// When, unix ms (0: never).
-    pub at_ms: i64,
-    /// Micro service instances of this deployment.
-    pub services: Vec<ServiceSeen>,
-    /// Streams: (name, messages, bytes).
-    pub streams: Vec<(String, u64, u64)>,
-    /// Consumers.
-    pub consumers: Vec<ConsumerSeen>,
-    /// Polls that failed in part.
-    pub errors: u64,
-}
-
-/// Sends `subject` with a reply inbox and gathers every reply: up to `wait`, or until no new
-/// reply came for a tenth of it after the first.
-///
-/// # Errors
-/// A reason in words when the request cannot be sent.
-pub async fn gather(
-    client: &async_nats::Client,
-    subject: &str,
-    wait: Duration,
-) -> Result<Vec<async_nats::Message>, String> {
-    let inbox = client.new_inbox();
-    let mut replies = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|error| format!("subscribe {inbox}: {error}"))?;
-    client
-        .publish_with_reply(subject.to_string(), inbox, bytes::Bytes::new())
-        .await
-        .map_err(|error| format!("request {subject}: {error}"))?;
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut gathered = Vec::new();
-    loop {
-        let until = if gathered.is_empty() {
-            deadline
-        } else {
-            deadline.min(tokio::time::Instant::now() + wait / 10)
-        };
-        match tokio::time::timeout_at(until, replies.next()).await {
-            Ok(Some(message)) => gathered.push(message),
-            _ => break,
-        }
-    }
-    let _ = replies.unsubscribe().await;
-    Ok(gathered)
-}
-
-/// Reads every micro service's info and stats (those of this deployment: metadata `prefix`
-/// equal to ours, or no prefix and a `fleetcast-` name).
-///
-/// # Errors
-/// A reason in words when a request cannot be sent.
-pub async fn poll_services(bus: &Bus, wait: Duration) -> Result<Vec<ServiceSeen>, String> {
-    let client = bus.client();
-    let prefix = bus.subjects().prefix();
-    let infos = gather(client, "$SRV.INFO", wait).await?;
-    let stats = gather(client, "$SRV.STATS", wait).await?;
-    let mut stats_by_id: BTreeMap<String, Vec<EndpointSeen>> = BTreeMap::new();
-    for reply in stats {
-        let Ok(stats) = serde_json::from_slice::<async_nats::service::Stats>(&reply.payload) else {
-            continue;
-        };
-        let endpoints = stats
-            .endpoints
-            .into_iter()
-            .map(|endpoint| EndpointSeen {
-                name: endpoint.name,
-                requests: endpoint.requests as u64,
-                errors: endpoint.errors as u64,
-                processing: endpoint.processing_time,
-                data: endpoint.data,
-            })
-            .collect();
-        stats_by_id.insert(stats.id, endpoints);
-    }
-    let mut services: Vec<ServiceSeen> = infos
-        .into_iter()
-        .filter_map(|reply| serde_json::from_slice::<async_nats::service::Info>(&reply.payload).ok())
-        .filter(|info| match info.metadata.get("prefix") {
-            Some(theirs) => theirs == prefix,
-            None => info.name.starts_with("fleetcast"),
-        })
-        .map(|info| ServiceSeen {
-            endpoints: stats_by_id.remove(&info.id).unwrap_or_default(),
-            info,
-        })
-        .collect();
-    services.sort_by(|a, b| (&a.info.name, &a.info.id).cmp(&(&b.info.name, &b.info.id)));
-    Ok(services)
-}
-
-/// Reads the streams' sizes and every consumer's state.
-async fn poll_jetstream(bus: &Bus, polled: &mut Polled) -> Result<(), String> {
-    let jetstream = bus.jetstream();
-    for kind in [
-        StreamKind::Metrics,
-        StreamKind::PredictJobs,
-        StreamKind::Forecasts,
-        StreamKind::Risk,
-        StreamKind::Alerts,
-    ] {
-        let name = bus.subjects().stream_name(kind);
-        let mut stream = match jetstream.get_stream(&name).await {
-            Ok(stream) => stream,
-            Err(_) => continue,
-        };
-        let info = stream.info().await.map_err(|e| format!("{name}: {e}"))?;
-        polled
-            .streams
-            .push((name.clone(), info.state.messages, info.state.bytes));
-        let mut consumers = stream.consumers();
-        while let Some(consumer) = consumers.next().await {
-            let consumer = consumer.map_err(|e| format!("{name} consumers: {e}"))?;
-            polled.consumers.push(ConsumerSeen {
-                stream: name.clone(),
-                consumer: consumer.name,
-                pending: consumer.num_pending,
-                ack_pending: consumer.num_ack_pending as u64,
-                redelivered: consumer.num_redelivered as u64,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The poller: every `interval`, reads services and JetStream into `polled`.
-pub async fn poll(bus: Bus, polled: Arc<RwLock<Polled>>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let mut next = Polled::default();
-        let errors = polled.read().map_or(0, |held| held.errors);
-        next.errors = errors;
-        match poll_services(&bus, Duration::from_secs(1).min(interval)).await {
-            Ok(services) => next.services = services,
-            Err(error) => {
-                next.errors += 1;
-                tracing::debug!(stage = super::STAGE, %error, "polling services failed");
-            }
-        }
-        if let Err(error) = poll_jetstream(&bus, &mut next).await {
-            next.errors += 1;
-            tracing::debug!(stage = super::STAGE, %error, "polling jetstream failed");
-        }
-        next.at_ms = wire::now_ms();
-        *polled.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next;
-    }
-}
 
 /// One metric family being written.
 #[derive(Debug, Default)]
@@ -256,18 +56,34 @@ pub fn escape(value: &str) -> String {
 /// A metric-name fragment: letters, digits and `_` only.
 pub fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 impl Exposition {
     /// Adds one sample to family `name` (created with `help` and `kind` on first use).
-    pub fn add(&mut self, name: &str, help: &'static str, kind: &'static str, labels: &[(&str, &str)], value: f64) {
-        let family = self.families.entry(name.to_string()).or_insert_with(|| Family {
-            help,
-            kind,
-            samples: Vec::new(),
-        });
+    pub fn add(
+        &mut self,
+        name: &str,
+        help: &'static str,
+        kind: &'static str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
+        let family = self
+            .families
+            .entry(name.to_string())
+            .or_insert_with(|| Family {
+                help,
+                kind,
+                samples: Vec::new(),
+            });
         let mut rendered = String::new();
         if !labels.is_empty() {
             rendered.push('{');
@@ -327,7 +143,12 @@ fn duration_label(seconds: i64) -> String {
 }
 
 /// Adds a stage's counters: `fleetcast_<stage>_<counter>_total{instance}`.
-fn add_stage_counters(out: &mut Exposition, stage: &str, instance: &str, counters: &BTreeMap<String, f64>) {
+fn add_stage_counters(
+    out: &mut Exposition,
+    stage: &str,
+    instance: &str,
+    counters: &BTreeMap<String, f64>,
+) {
     let stage = sanitize(stage);
     for (name, value) in counters {
         let (base, kind) = match name.split_once('.') {
@@ -340,12 +161,22 @@ fn add_stage_counters(out: &mut Exposition, stage: &str, instance: &str, counter
         } else {
             format!("fleetcast_{stage}_{base}_total")
         };
-        let help = if gauge { "a stage gauge, as the stage reports it" } else { "a stage counter, as the stage reports it" };
+        let help = if gauge {
+            "a stage gauge, as the stage reports it"
+        } else {
+            "a stage counter, as the stage reports it"
+        };
         let mut labels = vec![("instance", instance)];
         if let Some(kind) = kind {
             labels.push(("kind", kind));
         }
-        out.add(&family, help, if gauge { "gauge" } else { "counter" }, &labels, *value);
+        out.add(
+            &family,
+            help,
+            if gauge { "gauge" } else { "counter" },
+            &labels,
+            *value,
+        );
     }
 }
 
@@ -367,7 +198,11 @@ fn counters_of(data: &serde_json::Value) -> BTreeMap<String, f64> {
 pub fn exposition(state: &AppState) -> Exposition {
     let mut out = Exposition::default();
     let settings = &state.settings;
-    let polled = state.polled.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let polled = state
+        .polled
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let mut stages_from_services = std::collections::BTreeSet::new();
     for service in &polled.services {
         let info = &service.info;
@@ -376,14 +211,49 @@ pub fn exposition(state: &AppState) -> Exposition {
             .get("stage")
             .cloned()
             .unwrap_or_else(|| info.name.trim_start_matches("fleetcast-").replace('-', "_"));
-        let instance = info.metadata.get("instance").cloned().unwrap_or_else(|| info.id.clone());
-        out.add("fleetcast_service_info", "a running micro service instance (1)", "gauge",
-            &[("service", &info.name), ("instance", &instance), ("version", &info.version)], 1.0);
+        let instance = info
+            .metadata
+            .get("instance")
+            .cloned()
+            .unwrap_or_else(|| info.id.clone());
+        out.add(
+            "fleetcast_service_info",
+            "a running micro service instance (1)",
+            "gauge",
+            &[
+                ("service", &info.name),
+                ("instance", &instance),
+                ("version", &info.version),
+            ],
+            1.0,
+        );
         for endpoint in &service.endpoints {
-            let labels = [("service", info.name.as_str()), ("instance", instance.as_str()), ("endpoint", endpoint.name.as_str())];
-            out.add("fleetcast_service_requests_total", "requests an endpoint handled ($SRV.STATS)", "counter", &labels, endpoint.requests as f64);
-            out.add("fleetcast_service_errors_total", "requests an endpoint failed ($SRV.STATS)", "counter", &labels, endpoint.errors as f64);
-            out.add("fleetcast_service_processing_seconds_total", "time an endpoint spent on requests ($SRV.STATS)", "counter", &labels, endpoint.processing.as_secs_f64());
+            let labels = [
+                ("service", info.name.as_str()),
+                ("instance", instance.as_str()),
+                ("endpoint", endpoint.name.as_str()),
+            ];
+            out.add(
+                "fleetcast_service_requests_total",
+                "requests an endpoint handled ($SRV.STATS)",
+                "counter",
+                &labels,
+                endpoint.requests as f64,
+            );
+            out.add(
+                "fleetcast_service_errors_total",
+                "requests an endpoint failed ($SRV.STATS)",
+                "counter",
+                &labels,
+                endpoint.errors as f64,
+            );
+            out.add(
+                "fleetcast_service_processing_seconds_total",
+                "time an endpoint spent on requests ($SRV.STATS)",
+                "counter",
+                &labels,
+                endpoint.processing.as_secs_f64(),
+            );
             if let Some(data) = &endpoint.data {
                 let counters = counters_of(data);
                 if !counters.is_empty() {
@@ -394,30 +264,91 @@ pub fn exposition(state: &AppState) -> Exposition {
         }
     }
     for (name, messages, bytes) in &polled.streams {
-        out.add("fleetcast_jetstream_stream_messages", "messages a stream holds", "gauge", &[("stream", name)], *messages as f64);
-        out.add("fleetcast_jetstream_stream_bytes", "bytes a stream holds", "gauge", &[("stream", name)], *bytes as f64);
+        out.add(
+            "fleetcast_jetstream_stream_messages",
+            "messages a stream holds",
+            "gauge",
+            &[("stream", name)],
+            *messages as f64,
+        );
+        out.add(
+            "fleetcast_jetstream_stream_bytes",
+            "bytes a stream holds",
+            "gauge",
+            &[("stream", name)],
+            *bytes as f64,
+        );
     }
     for consumer in &polled.consumers {
-        let labels = [("stream", consumer.stream.as_str()), ("consumer", consumer.consumer.as_str())];
-        out.add("fleetcast_jetstream_consumer_pending_messages", "messages not yet delivered to a consumer (its lag)", "gauge", &labels, consumer.pending as f64);
-        out.add("fleetcast_jetstream_consumer_ack_pending_messages", "messages delivered but not acknowledged", "gauge", &labels, consumer.ack_pending as f64);
-        out.add("fleetcast_jetstream_consumer_redelivered_messages", "messages redelivered and not yet acknowledged", "gauge", &labels, consumer.redelivered as f64);
+        let labels = [
+            ("stream", consumer.stream.as_str()),
+            ("consumer", consumer.consumer.as_str()),
+        ];
+        out.add(
+            "fleetcast_jetstream_consumer_pending_messages",
+            "messages not yet delivered to a consumer (its lag)",
+            "gauge",
+            &labels,
+            consumer.pending as f64,
+        );
+        out.add(
+            "fleetcast_jetstream_consumer_ack_pending_messages",
+            "messages delivered but not acknowledged",
+            "gauge",
+            &labels,
+            consumer.ack_pending as f64,
+        );
+        out.add(
+            "fleetcast_jetstream_consumer_redelivered_messages",
+            "messages redelivered and not yet acknowledged",
+            "gauge",
+            &labels,
+            consumer.redelivered as f64,
+        );
     }
     if polled.at_ms > 0 {
-        out.add("fleetcast_gateway_poll_age_seconds", "seconds since the stages and jetstream were last read", "gauge", &[], (wire::now_ms() - polled.at_ms) as f64 / 1000.0);
+        out.add(
+            "fleetcast_gateway_poll_age_seconds",
+            "seconds since the stages and jetstream were last read",
+            "gauge",
+            &[],
+            (wire::now_ms() - polled.at_ms) as f64 / 1000.0,
+        );
     }
-    out.add("fleetcast_gateway_poll_errors_total", "polls of the stages or jetstream that failed", "counter", &[], polled.errors as f64);
+    out.add(
+        "fleetcast_gateway_poll_errors_total",
+        "polls of the stages or jetstream that failed",
+        "counter",
+        &[],
+        polled.errors as f64,
+    );
 
     let snapshot = state.read();
     for (stage, status) in &snapshot.stages {
         if stages_from_services.contains(stage) {
             continue;
         }
-        let counters = status.counters.iter().map(|(name, value)| (name.clone(), *value as f64)).collect();
+        let counters = status
+            .counters
+            .iter()
+            .map(|(name, value)| (name.clone(), *value as f64))
+            .collect();
         add_stage_counters(&mut out, stage, "status", &counters);
         if stage == "window_keeper" {
-            out.add("fleetcast_fleet_warmup_percent", "fleet warm-up: mean progress of servers to their first forecast", "gauge", &[], status.warmup_pct);
-            out.add("fleetcast_fleet_servers_ready", "servers with a forecastable metric", "gauge", &[], f64::from(status.servers_ready));
+            out.add(
+                "fleetcast_fleet_warmup_percent",
+                "fleet warm-up: mean progress of servers to their first forecast",
+                "gauge",
+                &[],
+                status.warmup_pct,
+            );
+            out.add(
+                "fleetcast_fleet_servers_ready",
+                "servers with a forecastable metric",
+                "gauge",
+                &[],
+                f64::from(status.servers_ready),
+            );
         }
     }
     let received = &snapshot.received;
@@ -429,51 +360,143 @@ pub fn exposition(state: &AppState) -> Exposition {
         ("summary", received.summaries),
         ("status", received.statuses),
     ] {
-        out.add("fleetcast_gateway_messages_total", "messages the gateway took, by kind", "counter", &[("kind", kind)], count as f64);
+        out.add(
+            "fleetcast_gateway_messages_total",
+            "messages the gateway took, by kind",
+            "counter",
+            &[("kind", kind)],
+            count as f64,
+        );
     }
-    out.add("fleetcast_gateway_samples_refused_total", "samples the window keeper's rule refuses (not shown)", "counter", &[], received.samples_refused as f64);
-    out.add("fleetcast_gateway_messages_skipped_total", "messages that did not decode", "counter", &[], received.skipped as f64);
+    out.add(
+        "fleetcast_gateway_samples_refused_total",
+        "samples the window keeper's rule refuses (not shown)",
+        "counter",
+        &[],
+        received.samples_refused as f64,
+    );
+    out.add(
+        "fleetcast_gateway_messages_skipped_total",
+        "messages that did not decode",
+        "counter",
+        &[],
+        received.skipped as f64,
+    );
 
     let counts = super::views::fleet_counts(&snapshot);
-    out.add("fleetcast_fleet_servers", "servers known", "gauge", &[], counts.servers as f64);
+    out.add(
+        "fleetcast_fleet_servers",
+        "servers known",
+        "gauge",
+        &[],
+        counts.servers as f64,
+    );
     for (level, count) in &counts.counts {
-        out.add("fleetcast_fleet_servers_by_level", "servers at each level of the one scale", "gauge", &[("level", level)], *count as f64);
+        out.add(
+            "fleetcast_fleet_servers_by_level",
+            "servers at each level of the one scale",
+            "gauge",
+            &[("level", level)],
+            *count as f64,
+        );
     }
     for severity in ["watch", "warning", "critical"] {
         let open = counts.open_alerts.get(severity).copied().unwrap_or(0);
-        out.add("fleetcast_fleet_open_alerts", "open alerts by severity", "gauge", &[("severity", severity)], open as f64);
+        out.add(
+            "fleetcast_fleet_open_alerts",
+            "open alerts by severity",
+            "gauge",
+            &[("severity", severity)],
+            open as f64,
+        );
     }
     if let Some(summary) = &snapshot.summary {
-        out.add("fleetcast_fleet_incident_probability_ratio", "mean per-server incident probability (0-1)", "gauge", &[("within", "30m")], summary.prob_30m);
-        out.add("fleetcast_fleet_incident_probability_ratio", "mean per-server incident probability (0-1)", "gauge", &[("within", "8h")], summary.prob_8h);
+        out.add(
+            "fleetcast_fleet_incident_probability_ratio",
+            "mean per-server incident probability (0-1)",
+            "gauge",
+            &[("within", "30m")],
+            summary.prob_30m,
+        );
+        out.add(
+            "fleetcast_fleet_incident_probability_ratio",
+            "mean per-server incident probability (0-1)",
+            "gauge",
+            &[("within", "8h")],
+            summary.prob_8h,
+        );
     }
-    let alerting: Vec<Metric> = settings.alerts.metrics.keys().filter_map(|name| Metric::from_name(name)).collect();
+    let alerting: Vec<Metric> = settings
+        .alerts
+        .metrics
+        .keys()
+        .filter_map(|name| Metric::from_name(name))
+        .collect();
     let step = snapshot.gate.step_seconds().max(1);
     let ahead_index = ((1800 + step - 1) / step - 1).max(0) as usize;
     for (server, entry) in &snapshot.servers {
         let profile = entry.profile.as_str();
         if let Some(risk) = &entry.risk {
-            out.add("fleetcast_server_risk_score", "a server's risk score, 0-100", "gauge", &[("server", server), ("profile", profile)], risk.score);
-            out.add("fleetcast_server_risk_level", "a server's level: 0 healthy, 1 watch, 2 warning, 3 critical", "gauge", &[("server", server), ("profile", profile)], level_of(&snapshot.scale, entry).rank() as f64);
+            out.add(
+                "fleetcast_server_risk_score",
+                "a server's risk score, 0-100",
+                "gauge",
+                &[("server", server), ("profile", profile)],
+                risk.score,
+            );
+            out.add(
+                "fleetcast_server_risk_level",
+                "a server's level: 0 healthy, 1 watch, 2 warning, 3 critical",
+                "gauge",
+                &[("server", server), ("profile", profile)],
+                level_of(&snapshot.scale, entry).rank() as f64,
+            );
         }
-        out.add("fleetcast_server_open_alerts", "a server's open alerts", "gauge", &[("server", server)], entry.alerts.len() as f64);
-        let Some(forecast) = &entry.forecast else { continue };
-        let horizon = duration_label(forecast.step_s.len() as i64 * i64::from(forecast.step_seconds));
+        out.add(
+            "fleetcast_server_open_alerts",
+            "a server's open alerts",
+            "gauge",
+            &[("server", server)],
+            entry.alerts.len() as f64,
+        );
+        let Some(forecast) = &entry.forecast else {
+            continue;
+        };
+        let horizon =
+            duration_label(forecast.step_s.len() as i64 * i64::from(forecast.step_seconds));
         let ahead = duration_label((ahead_index as i64 + 1) * i64::from(forecast.step_seconds));
         for metric in &alerting {
-            let Some(series) = forecast.metrics.get(metric.name()) else { continue };
+            let Some(series) = forecast.metrics.get(metric.name()) else {
+                continue;
+            };
             let unit = unit_suffix(*metric);
             for (quantile, values) in [("p50", &series.p50), ("p90", &series.p90)] {
-                let labels = [("server", server.as_str()), ("metric", metric.name()), ("quantile", quantile)];
+                let labels = [
+                    ("server", server.as_str()),
+                    ("metric", metric.name()),
+                    ("quantile", quantile),
+                ];
                 if let Some(value) = values.get(ahead_index.min(values.len().saturating_sub(1))) {
                     let mut with_ahead = labels.to_vec();
                     with_ahead.push(("ahead", &ahead));
-                    out.add(&format!("fleetcast_server_forecast_{unit}"), "a server's forecast of an alerting metric, ahead of its last step", "gauge", &with_ahead, f64::from(*value));
+                    out.add(
+                        &format!("fleetcast_server_forecast_{unit}"),
+                        "a server's forecast of an alerting metric, ahead of its last step",
+                        "gauge",
+                        &with_ahead,
+                        f64::from(*value),
+                    );
                 }
                 if let Some(peak) = values.iter().copied().reduce(f32::max) {
                     let mut with_horizon = labels.to_vec();
                     with_horizon.push(("horizon", &horizon));
-                    out.add(&format!("fleetcast_server_forecast_peak_{unit}"), "the highest forecast of an alerting metric over the horizon", "gauge", &with_horizon, f64::from(peak));
+                    out.add(
+                        &format!("fleetcast_server_forecast_peak_{unit}"),
+                        "the highest forecast of an alerting metric over the horizon",
+                        "gauge",
+                        &with_horizon,
+                        f64::from(peak),
+                    );
                 }
             }
         }
@@ -483,17 +506,65 @@ pub fn exposition(state: &AppState) -> Exposition {
     for ((route, status), (requests, seconds)) in state.requests.snapshot() {
         let status = status.to_string();
         let labels = [("route", route.as_str()), ("status", status.as_str())];
-        out.add("fleetcast_gateway_http_requests_total", "http requests served, by route and status", "counter", &labels, requests as f64);
-        out.add("fleetcast_gateway_http_request_seconds_total", "time spent serving http requests, by route and status", "counter", &labels, seconds);
+        out.add(
+            "fleetcast_gateway_http_requests_total",
+            "http requests served, by route and status",
+            "counter",
+            &labels,
+            requests as f64,
+        );
+        out.add(
+            "fleetcast_gateway_http_request_seconds_total",
+            "time spent serving http requests, by route and status",
+            "counter",
+            &labels,
+            seconds,
+        );
     }
-    out.add("fleetcast_gateway_push_clients", "server-sent-event clients connected", "gauge", &[], state.push.clients() as f64);
-    out.add("fleetcast_gateway_push_events_total", "push events sent", "counter", &[], state.push.sent() as f64);
+    out.add(
+        "fleetcast_gateway_push_clients",
+        "server-sent-event clients connected",
+        "gauge",
+        &[],
+        state.push.clients() as f64,
+    );
+    out.add(
+        "fleetcast_gateway_push_events_total",
+        "push events sent",
+        "counter",
+        &[],
+        state.push.sent() as f64,
+    );
     let feed = &state.feed;
-    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed) as f64;
-    out.add("fleetcast_gateway_feed_requests_total", "POST /feed/data requests", "counter", &[], load(&feed.requests));
-    out.add("fleetcast_gateway_feed_rate_limited_total", "POST /feed/data requests refused by the rate limit", "counter", &[], load(&feed.rate_limited));
-    for (outcome, counter) in [("accepted", &feed.accepted), ("refused", &feed.refused), ("not_stored", &feed.not_stored)] {
-        out.add("fleetcast_gateway_feed_records_total", "POST /feed/data records by outcome", "counter", &[("outcome", outcome)], load(counter));
+    let load = |counter: &std::sync::atomic::AtomicU64| {
+        counter.load(std::sync::atomic::Ordering::Relaxed) as f64
+    };
+    out.add(
+        "fleetcast_gateway_feed_requests_total",
+        "POST /feed/data requests",
+        "counter",
+        &[],
+        load(&feed.requests),
+    );
+    out.add(
+        "fleetcast_gateway_feed_rate_limited_total",
+        "POST /feed/data requests refused by the rate limit",
+        "counter",
+        &[],
+        load(&feed.rate_limited),
+    );
+    for (outcome, counter) in [
+        ("accepted", &feed.accepted),
+        ("refused", &feed.refused),
+        ("not_stored", &feed.not_stored),
+    ] {
+        out.add(
+            "fleetcast_gateway_feed_records_total",
+            "POST /feed/data records by outcome",
+            "counter",
+            &[("outcome", outcome)],
+            load(counter),
+        );
     }
     out
 }
@@ -514,7 +585,13 @@ mod tests {
     #[test]
     fn families_are_grouped_and_escaped() {
         let mut out = Exposition::default();
-        out.add("fleetcast_b", "b", "gauge", &[("server", "a\"b\\c\nd")], 1.5);
+        out.add(
+            "fleetcast_b",
+            "b",
+            "gauge",
+            &[("server", "a\"b\\c\nd")],
+            1.5,
+        );
         out.add("fleetcast_a_total", "a", "counter", &[], 2.0);
         out.add("fleetcast_b", "b", "gauge", &[("server", "x")], f64::NAN);
         let text = out.render();
@@ -539,8 +616,14 @@ mod tests {
         ]);
         add_stage_counters(&mut out, "window_keeper", "i1", &counters);
         let text = out.render();
-        assert!(text.contains("fleetcast_window_keeper_received_total{instance=\"i1\"} 5\n"), "{text}");
+        assert!(
+            text.contains("fleetcast_window_keeper_received_total{instance=\"i1\"} 5\n"),
+            "{text}"
+        );
         assert!(text.contains("fleetcast_window_keeper_rejected_by_kind_total{instance=\"i1\",kind=\"out_of_range\"} 2\n"), "{text}");
-        assert!(text.contains("# TYPE fleetcast_window_keeper_consumer_lag gauge\n"), "{text}");
+        assert!(
+            text.contains("# TYPE fleetcast_window_keeper_consumer_lag gauge\n"),
+            "{text}"
+        );
     }
 }

@@ -267,7 +267,11 @@ impl Snapshot {
             .unwrap_or_else(|| Profile::infer(sample.server).name().to_string());
         let recent_steps = self.recent_steps;
         let entry = self.touch(sample.server, &profile);
-        entry.sample_ms = Some(entry.sample_ms.map_or(sample.ts_ms, |ms| ms.max(sample.ts_ms)));
+        entry.sample_ms = Some(
+            entry
+                .sample_ms
+                .map_or(sample.ts_ms, |ms| ms.max(sample.ts_ms)),
+        );
         let metrics = &sample.metrics;
         for metric in Metric::ALL {
             if metrics.present & (1 << metric.index()) != 0 {
@@ -329,7 +333,8 @@ impl Snapshot {
             .servers
             .get(&event.server)
             .and_then(|entry| entry.alerts.get(&event.id))
-            && (held.at_ms > event.at_ms || (held.at_ms == event.at_ms && held.action == event.action))
+            && (held.at_ms > event.at_ms
+                || (held.at_ms == event.at_ms && held.action == event.action))
         {
             return Ok(Change::None);
         }
@@ -373,13 +378,17 @@ impl Snapshot {
 
     /// Open alerts of the whole fleet.
     pub fn open_alerts(&self) -> impl Iterator<Item = &Arc<AlertEvent>> {
-        self.servers.values().flat_map(|entry| entry.alerts.values())
+        self.servers
+            .values()
+            .flat_map(|entry| entry.alerts.values())
     }
 
     /// The fleet's "now" for history ranges: the later of the wall clock and the newest sample
     /// (a simulated clock may run ahead of the wall).
     pub fn fleet_now_ms(&self, wall_ms: i64) -> i64 {
-        self.gate.fleet_clock_ms().map_or(wall_ms, |clock| clock.max(wall_ms))
+        self.gate
+            .fleet_clock_ms()
+            .map_or(wall_ms, |clock| clock.max(wall_ms))
     }
 }
 
@@ -405,18 +414,18 @@ fn add_to_recent(
     let Some(means) = recent.iter_mut().rev().find(|means| means.step == step) else {
         return;
     };
-    for index in 0..METRIC_COUNT {
+    let slots = means.values.iter_mut().zip(means.counts.iter_mut());
+    for (index, ((mean, count), &value)) in slots.zip(values).enumerate() {
         if present & (1 << index) == 0 {
             continue;
         }
-        let count = means.counts[index].saturating_add(1);
-        let value = values[index] as f32;
-        means.values[index] = if count == 1 {
+        *count = count.saturating_add(1);
+        let value = value as f32;
+        *mean = if *count == 1 {
             value
         } else {
-            means.values[index] + (value - means.values[index]) / f32::from(count)
+            *mean + (value - *mean) / f32::from(*count)
         };
-        means.counts[index] = count;
     }
 }
 
@@ -461,7 +470,8 @@ mod tests {
         let mut snapshot = snapshot();
         let subject = "fleetcast.metrics.ppdb001";
         for (step, cpu) in [(0, 10.0), (0, 20.0), (1, 30.0), (2, 40.0), (3, 50.0)] {
-            let change = snapshot.apply_sample(subject, &sample("ppdb001", T0 + step * STEP_MS, cpu), T0);
+            let change =
+                snapshot.apply_sample(subject, &sample("ppdb001", T0 + step * STEP_MS, cpu), T0);
             assert!(matches!(change, Change::Sample(_)), "{change:?}");
         }
         let entry = &snapshot.servers["ppdb001"];
@@ -474,10 +484,17 @@ mod tests {
         assert!(matches!(late, Change::None));
         let bad = snapshot.apply_sample(subject, &sample("ppdb001", T0 + 3 * STEP_MS, 140.0), T0);
         assert!(matches!(bad, Change::None));
-        let wrong_subject = snapshot.apply_sample("fleetcast.metrics.other", &sample("ppdb001", T0 + 4 * STEP_MS, 1.0), T0);
+        let wrong_subject = snapshot.apply_sample(
+            "fleetcast.metrics.other",
+            &sample("ppdb001", T0 + 4 * STEP_MS, 1.0),
+            T0,
+        );
         assert!(matches!(wrong_subject, Change::None));
         assert_eq!(snapshot.received.samples_refused, 3);
-        assert_eq!(snapshot.servers["ppdb001"].current_of(Metric::CpuUserPct), Some(50.0));
+        assert_eq!(
+            snapshot.servers["ppdb001"].current_of(Metric::CpuUserPct),
+            Some(50.0)
+        );
     }
 
     fn alert(id: &str, action: AlertAction, at_ms: i64) -> Vec<u8> {
@@ -488,7 +505,12 @@ mod tests {
             profile: "generic".into(),
             subject: "risk".into(),
             action,
-            severity: if action == AlertAction::Resolve { "healthy" } else { "warning" }.into(),
+            severity: if action == AlertAction::Resolve {
+                "healthy"
+            } else {
+                "warning"
+            }
+            .into(),
             previous: "healthy".into(),
             value: 50.0,
             reason: "test".into(),
@@ -503,10 +525,25 @@ mod tests {
     #[test]
     fn alerts_open_and_close() {
         let mut snapshot = snapshot();
-        assert!(matches!(snapshot.apply_alert(&alert("x", AlertAction::Raise, 1)).unwrap(), Change::Alert(_)));
-        assert!(matches!(snapshot.apply_alert(&alert("x", AlertAction::Raise, 1)).unwrap(), Change::None));
+        assert!(matches!(
+            snapshot
+                .apply_alert(&alert("x", AlertAction::Raise, 1))
+                .unwrap(),
+            Change::Alert(_)
+        ));
+        assert!(matches!(
+            snapshot
+                .apply_alert(&alert("x", AlertAction::Raise, 1))
+                .unwrap(),
+            Change::None
+        ));
         assert_eq!(snapshot.open_alerts().count(), 1);
-        assert!(matches!(snapshot.apply_alert(&alert("x", AlertAction::Resolve, 2)).unwrap(), Change::Alert(_)));
+        assert!(matches!(
+            snapshot
+                .apply_alert(&alert("x", AlertAction::Resolve, 2))
+                .unwrap(),
+            Change::Alert(_)
+        ));
         assert_eq!(snapshot.open_alerts().count(), 0);
         assert!(snapshot.apply_alert(b"\xc1").is_err());
     }

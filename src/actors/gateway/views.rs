@@ -80,7 +80,11 @@ pub fn fleet_counts(snapshot: &Snapshot) -> FleetCounts {
         servers: snapshot.servers.len(),
         scored,
         counts,
-        avg_risk: if scored == 0 { 0.0 } else { sum / scored as f64 },
+        avg_risk: if scored == 0 {
+            0.0
+        } else {
+            sum / scored as f64
+        },
         max_risk: max,
         open_alerts,
     }
@@ -210,7 +214,11 @@ pub struct ServerDetail<'a> {
 }
 
 /// The page of server `name`.
-pub fn server_detail<'a>(snapshot: &Snapshot, name: &'a str, entry: &'a ServerEntry) -> ServerDetail<'a> {
+pub fn server_detail<'a>(
+    snapshot: &Snapshot,
+    name: &'a str,
+    entry: &'a ServerEntry,
+) -> ServerDetail<'a> {
     let step_seconds = snapshot.gate.step_seconds();
     let latest_sample = entry.sample_ms.map(|ts_ms| LatestSample {
         ts_ms,
@@ -221,7 +229,11 @@ pub fn server_detail<'a>(snapshot: &Snapshot, name: &'a str, entry: &'a ServerEn
     });
     let recent = Recent {
         step_seconds,
-        step_s: entry.recent.iter().map(|means| means.step * step_seconds).collect(),
+        step_s: entry
+            .recent
+            .iter()
+            .map(|means| means.step * step_seconds)
+            .collect(),
         metrics: Metric::ALL
             .into_iter()
             .filter(|metric| entry.present & (1 << metric.index()) != 0)
@@ -513,7 +525,12 @@ mod tests {
         assert_eq!(resolved.risk_score, Some(96.5));
         let csv = history_csv(&[resolved]);
         let mut lines = csv.lines();
-        assert!(lines.next().unwrap().starts_with("id,timestamp,server_name"));
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .starts_with("id,timestamp,server_name")
+        );
         let row = lines.next().unwrap();
         assert!(row.contains("\"mem, \"\"quoted\"\"\""), "{row}");
         assert!(row.contains("1970-01-01T00:30:00.000Z"), "{row}");
