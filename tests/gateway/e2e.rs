@@ -3,7 +3,9 @@
 //! `fleetcast scenario critical` appears without a reload, and a 1,000-server fleet draws in
 //! under 500 ms. Run with the end-to-end tests (the module path holds `e2e::`), one at a time.
 //!
-//! `FLEETCAST_SCREENSHOT=docs/dashboard.png` saves the overview at the end of the pipeline test.
+//! `FLEETCAST_SCREENSHOT=docs/dashboard.png` runs the pipeline test on 30 servers and saves
+//! the overview (and the page of a driven server beside it, `-server.png`) once the critical
+//! scenario has raised a few alerts.
 
 use super::*;
 use crate::util::TestNats;
@@ -71,7 +73,8 @@ async fn cli_scenario(settings: &Settings, name: &str) -> Value {
 #[actix::test]
 async fn dashboard_follows_the_pipeline_without_reloading() {
     let nats = TestNats::start();
-    let servers = 6;
+    let screenshot = std::env::var_os("FLEETCAST_SCREENSHOT");
+    let servers = if screenshot.is_some() { 30 } else { 6 };
     let (_bus, gateway, settings) = pipeline(&nats, servers).await;
     let state = gateway.state.clone();
     wait_until(
@@ -147,6 +150,12 @@ async fn dashboard_follows_the_pipeline_without_reloading() {
         )
         .await;
     assert!(alerts.as_u64().unwrap() >= 1);
+    browser
+        .wait_for(
+            "document.querySelector('#scenario-now').textContent.includes('critical')",
+            long,
+        )
+        .await;
     assert_eq!(
         browser.eval("window.fleetcast.loads").await,
         json!(1),
@@ -171,15 +180,22 @@ async fn dashboard_follows_the_pipeline_without_reloading() {
         .wait_for(&format!("window.fleetcast.origin > {origin} && window.fleetcast.bands > 0 && window.__sameDocument === 'yes'"), long)
         .await;
 
-    if let Some(path) = std::env::var_os("FLEETCAST_SCREENSHOT") {
+    if let Some(path) = screenshot {
+        let path = Path::new(&path);
+        browser
+            .screenshot(&path.with_file_name(format!(
+                "{}-server.png",
+                path.file_stem().unwrap().to_string_lossy()
+            )))
+            .await;
         browser.eval("location.hash = '#/'").await;
         browser
             .wait_for(
-                "document.querySelectorAll('#top-risks tr').length > 1",
-                long,
+                "Number(document.querySelector('#kpi-alerts .v').textContent) >= 3 || null",
+                Duration::from_secs(120),
             )
             .await;
-        browser.screenshot(Path::new(&path)).await;
+        browser.screenshot(path).await;
     }
     let _ = cli_scenario(&settings, "healthy").await;
 }

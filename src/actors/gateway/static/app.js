@@ -113,7 +113,11 @@ function handleEvent(name, data) {
     case "resync": loadAll().catch(report); return;
     case "risk": applyRisk(data.servers); scheduleRender(); return;
     case "alert": applyAlert(data); scheduleRender(); return;
-    case "summary": refreshSummary().catch(report); return;
+    case "summary":
+      refreshSummary().catch(report);
+      // The scenario may have been switched elsewhere (`fleetcast scenario`): ask along.
+      getJson("/api/v1/scenario").then((reply) => showScenario(reply.new_scenario)).catch(() => {});
+      return;
     case "status":
       if (data.stage === "window_keeper") showWarmup(data.warmup_pct, data.servers_ready, data.servers);
       return;
@@ -360,13 +364,19 @@ function drawCharts(server) {
   for (const metric of [...names].sort()) {
     const series = forecast?.metrics?.[metric];
     const actual = recent.metrics?.[metric] || [];
-    const xs = [...recent.step_s, ...(series ? forecast.step_s : [])];
-    const nRecent = recent.step_s.length;
-    const pad = (values, before) => (before ? [...new Array(nRecent).fill(null), ...values] : [...values, ...new Array(xs.length - values.length).fill(null)]);
-    const data = [xs, pad(actual, false)];
+    // One sorted time axis for both (the latest forecast may start before the newest actuals
+    // when the predictor lags); every series is placed on it, null where it has no value.
+    const xs = [...new Set([...recent.step_s, ...(series ? forecast.step_s : [])])].sort((a, b) => a - b);
+    const slot = new Map(xs.map((x, i) => [x, i]));
+    const column = (times, values) => {
+      const out = new Array(xs.length).fill(null);
+      times.forEach((t, i) => { out[slot.get(t)] = values[i] ?? null; });
+      return out;
+    };
+    const data = [xs, column(recent.step_s, actual)];
     const seriesOpts = [{}, { label: "actual", stroke: "#d8dee6", width: 1.5, spanGaps: false }];
     if (series) {
-      data.push(pad(series.p90, true), pad(series.p50, true), pad(series.p10, true));
+      data.push(column(forecast.step_s, series.p90), column(forecast.step_s, series.p50), column(forecast.step_s, series.p10));
       seriesOpts.push(
         { label: "p90", stroke: "rgba(90,169,255,0.5)", width: 1 },
         { label: "p50", stroke: "#5aa9ff", width: 2 },
@@ -381,7 +391,7 @@ function drawCharts(server) {
     div.innerHTML = `<div class="title"><span>${esc(metric)} <span class="muted">${esc(unit)}</span></span><span class="muted">${series ? `observed ${series.observed_steps} steps` : "not forecast"}</span></div>`;
     box.appendChild(div);
     const options = {
-      width: Math.max(360, div.clientWidth - 16), height: 180, series: seriesOpts,
+      width: Math.max(360, box.clientWidth - 20), height: 180, series: seriesOpts,
       axes: [{ stroke: "#8593a3", grid: { stroke: "#2a3340" } }, { stroke: "#8593a3", grid: { stroke: "#2a3340" }, size: 50 }],
       scales: { x: { time: true } },
       legend: { show: true },
