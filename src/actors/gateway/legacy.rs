@@ -344,8 +344,20 @@ pub async fn predictions_current(state: web::Data<AppState>, request: HttpReques
     let version = state.read().version;
     if let Some((cached, plain, gzipped)) = cache.whole.lock().expect("cache lock").clone()
         && cached == version
-        && (!wants_gzip || gzipped.is_some())
     {
+        // A first gzip client of this version compresses it once for the next ones.
+        let gzipped = match gzipped {
+            None if wants_gzip => {
+                let gzipped = gzip(&plain);
+                if let Some(whole) = cache.whole.lock().expect("cache lock").as_mut()
+                    && whole.0 == version
+                {
+                    whole.2 = Some(gzipped.clone());
+                }
+                Some(gzipped)
+            }
+            gzipped => gzipped,
+        };
         return json_body(&request, plain, gzipped);
     }
     let started = std::time::Instant::now();
