@@ -15,8 +15,11 @@
 //! | [`actors::predictor`] | `jobs.predict.>` (`PredictJob`, JetStream work queue), `control.model.load` (`ModelLoadRequest`) | `forecasts.<server>` (`Forecast`), `rejected.predictor` (`Rejection`) |
 //! | [`actors::risk_scorer`] | `metrics.>` (`MetricSample`), `forecasts.>` (`Forecast`) | `risk.<server>` (`RiskScore`), `summary.fleet` (`FleetSummary`), `rejected.risk_scorer` (`Rejection`) |
 //! | [`actors::alert_router`] | `risk.>` (`RiskScore`), `forecasts.>` (`Forecast`) | `alerts.<severity>.<server>` (`AlertEvent`), `rejected.alert_router` (`Rejection`) |
+//! | [`actors::node_exporter`] | node_exporter pages over HTTP (targets and `file_sd` files) | `metrics.<server>` (`MetricSample`), `status.node_exporter` (`TargetHealth`), `rejected.node_exporter` (`Rejection`) |
+//! | [`actors::remote_write`] | Prometheus remote-write requests (HTTP POST, snappy protobuf) | `metrics.<server>` (`MetricSample`), `status.remote_write` (`TargetHealth`), `rejected.remote_write` (`Rejection`) |
 //!
-//! Supporting modules: [`catalog`] (metrics and profiles), [`settings`] (the TOML file and
+//! The two input actors share [`actors::node_series`], which turns node_exporter series into
+//! the catalog's metrics. Supporting modules: [`catalog`] (metrics and profiles), [`settings`] (the TOML file and
 //! its validation), [`bus`] (the connection, streams and a private nats-server), [`export`]
 //! (training data as Parquet), [`tail`] (decode any subject as JSON lines), [`levels`] (the
 //! one alert scale).

@@ -78,6 +78,10 @@ enum ActorKind {
     RiskScorer,
     /// Alerts with hysteresis from risk scores and forecasts.
     AlertRouter,
+    /// Scrapes node_exporter targets into samples (`[node_exporter]`).
+    NodeExporter,
+    /// Receives Prometheus remote-write requests into samples (`[remote_write]`).
+    RemoteWrite,
 }
 
 impl ActorKind {
@@ -89,6 +93,9 @@ impl ActorKind {
         ActorKind::RiskScorer,
         ActorKind::AlertRouter,
     ];
+
+    /// The input actors `up` starts when their section says `enabled = true`.
+    const INPUTS: [ActorKind; 2] = [ActorKind::NodeExporter, ActorKind::RemoteWrite];
 }
 
 fn main() -> ExitCode {
@@ -135,7 +142,18 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&settings)?);
             Ok(())
         }
-        Command::Up => actix_main(settings, ActorKind::ALL.to_vec(), true),
+        Command::Up => {
+            let mut actors = ActorKind::INPUTS
+                .into_iter()
+                .filter(|input| match input {
+                    ActorKind::NodeExporter => settings.node_exporter.enabled,
+                    ActorKind::RemoteWrite => settings.remote_write.enabled,
+                    _ => false,
+                })
+                .collect::<Vec<_>>();
+            actors.extend(ActorKind::ALL);
+            actix_main(settings, actors, true)
+        }
         Command::Run { actor } => actix_main(settings, vec![actor], false),
         Command::Tail(args) => tokio_main(async move {
             let bus = Bus::connect(&settings.nats).await?;
@@ -239,6 +257,16 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
                     fleetcast::actors::generator::spawn(&settings, bus.clone())
                         .await
                         .context("starting the generator")?;
+                }
+                ActorKind::NodeExporter => {
+                    fleetcast::actors::node_exporter::spawn(&settings, bus.clone())
+                        .await
+                        .context("starting the node_exporter scraper")?;
+                }
+                ActorKind::RemoteWrite => {
+                    fleetcast::actors::remote_write::spawn(&settings, bus.clone())
+                        .await
+                        .context("starting the remote-write receiver")?;
                 }
             }
             tracing::info!(actor = ?actor, "actor started");
