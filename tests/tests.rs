@@ -8,6 +8,7 @@ mod bus;
 mod e2e;
 mod export;
 mod generator;
+mod inputs;
 mod predictor;
 mod risk;
 mod window_keeper;

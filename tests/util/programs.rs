@@ -74,7 +74,10 @@ fn start(binary: &Path, args: &[String], log: PathBuf) -> Running {
             let _ = child.kill();
             let _ = child.wait();
             let log = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("{} did not start listening within 20 s; its log:\n{log}", binary.display());
+            panic!(
+                "{} did not start listening within 20 s; its log:\n{log}",
+                binary.display()
+            );
         }
     };
     Running {

@@ -497,29 +497,42 @@ impl Shared {
         let total = queue.len();
         let mut failed: Vec<(String, Bytes)> = Vec::new();
         let mut first_error: Option<String> = None;
+        // One deadline for the whole request: with the bus gone, a publish may wait for the
+        // connection instead of failing, and Prometheus must get its answer in time.
+        let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+        let timed_out = || format!("no acknowledgement within {} s", ACK_TIMEOUT.as_secs());
         let mut queue = queue.into_iter().peekable();
         while queue.peek().is_some() {
             let mut acks = Vec::new();
             for (subject, payload) in queue.by_ref().take(crate::bus::STREAM_PUBLISH_WINDOW) {
-                match self
-                    .jetstream
-                    .publish_with_headers(subject.clone(), headers(), payload.clone())
-                    .await
-                {
-                    Ok(ack) => acks.push((subject, payload, ack)),
-                    Err(error) => {
+                let publish = self.jetstream.publish_with_headers(
+                    subject.clone(),
+                    headers(),
+                    payload.clone(),
+                );
+                match tokio::time::timeout_at(deadline, publish).await {
+                    Ok(Ok(ack)) => acks.push((subject, payload, ack)),
+                    Ok(Err(error)) => {
                         first_error.get_or_insert_with(|| error.to_string());
+                        failed.push((subject, payload));
+                    }
+                    Err(_) => {
+                        first_error.get_or_insert_with(timed_out);
                         failed.push((subject, payload));
                     }
                 }
             }
             for (subject, payload, ack) in acks {
-                match ack.await {
-                    Ok(_) => {
+                match tokio::time::timeout_at(deadline, ack).await {
+                    Ok(Ok(_)) => {
                         self.stored.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(error) => {
+                    Ok(Err(error)) => {
                         first_error.get_or_insert_with(|| error.to_string());
+                        failed.push((subject, payload));
+                    }
+                    Err(_) => {
+                        first_error.get_or_insert_with(timed_out);
                         failed.push((subject, payload));
                     }
                 }
