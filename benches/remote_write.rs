@@ -80,7 +80,12 @@ fn recorded() -> Vec<proto::WriteRequest> {
 /// Every request of the run: (remote-write samples in it, compressed body).
 fn requests(instances: usize, blocks: usize) -> Vec<(usize, Bytes)> {
     let templates = recorded();
-    let timestamps = || templates.iter().flat_map(|r| &r.timeseries).flat_map(|s| &s.samples);
+    let timestamps = || {
+        templates
+            .iter()
+            .flat_map(|r| &r.timeseries)
+            .flat_map(|s| &s.samples)
+    };
     let first = timestamps().map(|sample| sample.timestamp).min().unwrap();
     let last = timestamps().map(|sample| sample.timestamp).max().unwrap();
     let block_ms = last - first + 2_000;
@@ -110,10 +115,16 @@ fn requests(instances: usize, blocks: usize) -> Vec<(usize, Bytes)> {
 
 /// Posts every request with `senders` in flight from a thread of its own; returns the wall
 /// seconds, the samples of requests answered 204, the other answers, and the thread's CPU.
-fn post_all(url: String, requests: Vec<(usize, Bytes)>, senders: usize) -> (f64, usize, usize, f64) {
+fn post_all(
+    url: String,
+    requests: Vec<(usize, Bytes)>,
+    senders: usize,
+) -> (f64, usize, usize, f64) {
     std::thread::spawn(move || {
         actix::System::new().block_on(async move {
-            let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
+            let client = awc::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .finish();
             let cpu_before = cpu_seconds("/proc/thread-self/stat");
             let started = Instant::now();
             let answers: Vec<(usize, u16)> = futures::stream::iter(requests)
@@ -135,9 +146,18 @@ fn post_all(url: String, requests: Vec<(usize, Bytes)>, senders: usize) -> (f64,
                 .collect()
                 .await;
             let seconds = started.elapsed().as_secs_f64();
-            let accepted = answers.iter().filter(|(_, status)| *status == 204).map(|(samples, _)| samples).sum();
+            let accepted = answers
+                .iter()
+                .filter(|(_, status)| *status == 204)
+                .map(|(samples, _)| samples)
+                .sum();
             let refused = answers.iter().filter(|(_, status)| *status != 204).count();
-            (seconds, accepted, refused, cpu_seconds("/proc/thread-self/stat") - cpu_before)
+            (
+                seconds,
+                accepted,
+                refused,
+                cpu_seconds("/proc/thread-self/stat") - cpu_before,
+            )
         })
     })
     .join()
@@ -156,18 +176,31 @@ async fn plain_stream_rate(bus: &Bus, count: usize) -> f64 {
                 ts_ms: 1_700_000_000_000 + index as i64,
                 profile: None,
                 metrics: [
-                    "cpu_user_pct", "cpu_sys_pct", "cpu_iowait_pct", "cpu_idle_pct", "mem_used_pct",
-                    "swap_used_pct", "disk_usage_pct", "net_in_mb_s", "net_out_mb_s",
-                    "front_close_wait", "load_average", "uptime_days",
+                    "cpu_user_pct",
+                    "cpu_sys_pct",
+                    "cpu_iowait_pct",
+                    "cpu_idle_pct",
+                    "mem_used_pct",
+                    "swap_used_pct",
+                    "disk_usage_pct",
+                    "net_in_mb_s",
+                    "net_out_mb_s",
+                    "front_close_wait",
+                    "load_average",
+                    "uptime_days",
                 ]
                 .into_iter()
                 .map(|name| (name.to_string(), 12.5))
                 .collect(),
             };
-            (bus.subjects().metrics(&server), Bytes::from(wire::encode(&sample)))
+            (
+                bus.subjects().metrics(&server),
+                Bytes::from(wire::encode(&sample)),
+            )
         })
         .collect();
-    let mut publisher = StreamPublisher::new(bus.client().clone(), fleetcast::bus::STREAM_PUBLISH_WINDOW);
+    let mut publisher =
+        StreamPublisher::new(bus.client().clone(), fleetcast::bus::STREAM_PUBLISH_WINDOW);
     let started = Instant::now();
     let mut unstored = 0;
     for (subject, payload) in payloads {

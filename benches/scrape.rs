@@ -67,9 +67,14 @@ fn machine() -> String {
 /// Serves the recorded pages on a free loopback port from a thread of its own: the first
 /// `targets` requests get the first page, the rest the second. Returns `host:port`.
 fn serve_pages(targets: usize) -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/node_exporter");
-    let first: Arc<str> = std::fs::read_to_string(root.join("vm-1.prom")).unwrap().into();
-    let second: Arc<str> = std::fs::read_to_string(root.join("vm-2.prom")).unwrap().into();
+    let root =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/node_exporter");
+    let first: Arc<str> = std::fs::read_to_string(root.join("vm-1.prom"))
+        .unwrap()
+        .into();
+    let second: Arc<str> = std::fs::read_to_string(root.join("vm-2.prom"))
+        .unwrap()
+        .into();
     let hits = Arc::new(AtomicUsize::new(0));
     let (address_tx, address_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -116,7 +121,9 @@ fn main() {
     let pages = serve_pages(targets);
     let file = dir.path().join("targets.json");
     let groups: Vec<String> = (0..targets)
-        .map(|index| format!(r#"{{"targets": ["{pages}"], "labels": {{"server": "node-{index:05}"}}}}"#))
+        .map(|index| {
+            format!(r#"{{"targets": ["{pages}"], "labels": {{"server": "node-{index:05}"}}}}"#)
+        })
         .collect();
     std::fs::write(&file, format!("[{}]", groups.join(","))).unwrap();
     let mut settings = Settings::default();

@@ -35,10 +35,10 @@ async fn next_matching<T: wire::WireMessage>(
         let message = tokio::time::timeout_at(deadline, subscriber.next())
             .await
             .ok()??;
-        if let Ok(decoded) = wire::decode::<T>(&message.payload) {
-            if accept(&decoded) {
-                return Some(decoded);
-            }
+        if let Ok(decoded) = wire::decode::<T>(&message.payload)
+            && accept(&decoded)
+        {
+            return Some(decoded);
         }
     }
 }

@@ -317,10 +317,11 @@ impl NodeState {
         let open = self.open.entry(ts_ms).or_default();
         // A series of a group already settled at this timestamp came late: expect it next time.
         for group in [Group::Cpu, Group::NetRx, Group::NetTx] {
-            if group.member(&series) && open.done & group.derivation().bit() != 0 {
-                if let Some(expected) = &mut self.groups[group.index()].expected {
-                    expected.insert(series.clone());
-                }
+            if group.member(&series)
+                && open.done & group.derivation().bit() != 0
+                && let Some(expected) = &mut self.groups[group.index()].expected
+            {
+                expected.insert(series.clone());
             }
         }
         open.values.insert(series, value);
@@ -368,7 +369,7 @@ impl NodeState {
         }
         self.open.retain(|&ts_ms, open| {
             open.done != Derivation::ALL_BITS
-                && !closed_through.is_some_and(|through| ts_ms <= through)
+                && closed_through.is_none_or(|through| ts_ms > through)
         });
         while self.open.len() > MAX_OPEN {
             self.open.pop_first();
@@ -537,7 +538,7 @@ fn gauge_outcome(
             }
             // A whole page: the tcpstat collector lists only states that have sockets.
             return Outcome::Done(match values.get(&Series::TcpstatUp) {
-                Some(&up) if up == 1.0 => vec![(metric, 0.0)],
+                Some(&1.0) => vec![(metric, 0.0)],
                 _ => Vec::new(),
             });
         }

@@ -58,13 +58,12 @@ fn start(binary: &Path, args: &[String], log: PathBuf) -> Running {
             if let Some(file) = &mut file {
                 let _ = writeln!(file, "{line}");
             }
-            if line.contains("msg=\"Listening on\"") {
-                if let Some(address) = line.split("address=").nth(1) {
-                    let address = address.split_whitespace().next().unwrap_or("").to_string();
-                    if let Some(sender) = found.take() {
-                        let _ = sender.send(address);
-                    }
-                }
+            if line.contains("msg=\"Listening on\"")
+                && let Some(address) = line.split("address=").nth(1)
+                && let Some(sender) = found.take()
+            {
+                let address = address.split_whitespace().next().unwrap_or("").to_string();
+                let _ = sender.send(address);
             }
         }
     });

@@ -119,19 +119,19 @@ fn families(text: &str) -> Vec<Chunk<'_>> {
             .strip_prefix("# HELP ")
             .or_else(|| line.strip_prefix("# TYPE "))
             .and_then(|rest| rest.split_whitespace().next());
-        if let Some(family) = header {
-            if name != Some(family) {
-                if offset > start && !text[start..offset].trim().is_empty() {
-                    chunks.push(Chunk {
-                        name,
-                        text: &text[start..offset],
-                        first_line: start_line,
-                    });
-                }
-                start = offset;
-                start_line = index + 1;
-                name = Some(family);
+        if let Some(family) = header
+            && name != Some(family)
+        {
+            if offset > start && !text[start..offset].trim().is_empty() {
+                chunks.push(Chunk {
+                    name,
+                    text: &text[start..offset],
+                    first_line: start_line,
+                });
             }
+            start = offset;
+            start_line = index + 1;
+            name = Some(family);
         }
         offset += line.len();
     }

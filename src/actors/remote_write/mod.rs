@@ -342,16 +342,16 @@ impl Shared {
                 .instances
                 .get_mut(instance_label)
                 .expect("inserted above");
-            if let Some(label) = series.label(&self.name_label) {
-                if instance.label_name.as_deref() != Some(label) {
-                    instance.label_name = Some(label.to_string());
-                }
+            if let Some(label) = series.label(&self.name_label)
+                && instance.label_name.as_deref() != Some(label)
+            {
+                instance.label_name = Some(label.to_string());
             }
             if is_uname {
-                if let Some(nodename) = series.label("nodename") {
-                    if instance.nodename.as_deref() != Some(nodename) {
-                        instance.nodename = Some(nodename.to_string());
-                    }
+                if let Some(nodename) = series.label("nodename")
+                    && instance.nodename.as_deref() != Some(nodename)
+                {
+                    instance.nodename = Some(nodename.to_string());
                 }
             } else if let Some(kind) = kind {
                 for sample in &series.samples {
