@@ -169,6 +169,31 @@ async fn scraper_reads_the_real_node_exporter() {
     let counters = scraper_counters(&scraper).await;
     assert_eq!(counters.errors, 0, "{counters:?}");
     assert_eq!(counters.rejected, 0, "{counters:?}");
+
+    // The window keeper takes them as they are (it reads the stream from the start).
+    let mut keeper_status = bus
+        .client()
+        .subscribe(bus.subjects().status("window_keeper"))
+        .await
+        .unwrap();
+    let mut keeper_settings = settings.clone();
+    keeper_settings.window_keeper.publish_jobs = false;
+    keeper_settings.window_keeper.status_interval_seconds = 1;
+    let _keeper = fleetcast::actors::window_keeper::spawn(&keeper_settings, bus.clone())
+        .await
+        .unwrap();
+    let status =
+        next_matching::<wire::StageStatus>(&mut keeper_status, Duration::from_secs(20), |status| {
+            status.counters.get("accepted").copied().unwrap_or(0) >= 2
+        })
+        .await
+        .expect("the window keeper accepted the scraped samples");
+    assert_eq!(
+        status.counters.get("rejected").copied().unwrap_or(0),
+        0,
+        "{:?}",
+        status.counters
+    );
 }
 
 /// A target that goes down is reported down with the reason, and no sample is published for
