@@ -29,6 +29,8 @@ pub mod bus;
 pub mod catalog;
 pub mod export;
 pub mod levels;
+pub mod model;
+pub mod offline;
 pub mod settings;
 pub mod subjects;
 pub mod tail;

@@ -29,7 +29,7 @@ fn pipeline_settings(nats: &TestNats, servers: u32, scenario: &str, interval_ms:
     settings.generator.start = START.into();
     settings.generator.backfill_hours = 25;
     settings.generator.step_interval_ms = interval_ms;
-    settings.predictor.model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v2");
+    settings.predictor.model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v3");
     settings.predictor.intra_threads = 1;
     settings.window_keeper.rebuild_on_start = false;
     settings

@@ -9,6 +9,7 @@ mod e2e;
 mod export;
 mod generator;
 mod inputs;
+mod offline;
 mod predictor;
 mod risk;
 mod window_keeper;

@@ -43,6 +43,12 @@ enum Command {
     },
     /// Run the generator offline at full speed and write training data as Parquet.
     Export(fleetcast::export::ExportArgs),
+    /// Forecast from a history file (CSV or Parquet) with the model, no bus needed: p10/p50/p90
+    /// per server, metric, origin and step, written as CSV or Parquet.
+    Forecast(fleetcast::offline::forecast::ForecastArgs),
+    /// Score the model on a history file against persistence and seasonal naive, per lead-time
+    /// band (prints a table; --json writes it).
+    Backtest(fleetcast::offline::backtest::BacktestArgs),
     /// Check a settings file and print the settings in effect.
     Config,
     /// Manage the model the predictor workers serve.
@@ -136,6 +142,32 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Export(args) => {
             fleetcast::export::run(&args).context("export")?;
+            Ok(())
+        }
+        Command::Forecast(args) => {
+            let summary = fleetcast::offline::forecast::run(&args, &settings.predictor.ort_library)
+                .context("forecast")?;
+            eprintln!(
+                "forecast: {} rows for {} origins of {} servers written to {}{}",
+                summary.rows,
+                summary.origins,
+                summary.servers,
+                args.out.display(),
+                if summary.skipped_origins > 0 {
+                    format!(
+                        " ({} origins skipped: no metric had enough history)",
+                        summary.skipped_origins
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        Command::Backtest(args) => {
+            let report = fleetcast::offline::backtest::run(&args, &settings.predictor.ort_library)
+                .context("backtest")?;
+            print!("{}", report.table());
             Ok(())
         }
         Command::Config => {

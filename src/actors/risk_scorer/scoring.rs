@@ -321,6 +321,7 @@ pub(crate) mod tests {
                             p10: values.clone(),
                             p50: values.clone(),
                             p90: values.clone(),
+                            observed_steps: 288,
                         },
                     )
                 })
