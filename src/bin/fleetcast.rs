@@ -305,7 +305,14 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
         }
         let signal = shutdown_signal().await?;
         tracing::info!(signal, "shutting down");
-        bus.client().flush().await.ok();
+        // Bounded: with the bus gone, a flush waits for a reconnection that may never come,
+        // and the process would not exit.
+        if tokio::time::timeout(Duration::from_secs(5), bus.client().flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the bus did not take the last messages within 5 s: exiting anyway");
+        }
         anyhow::Ok(())
     })?;
     Ok(())
