@@ -670,3 +670,17 @@ async fn remote_write_refuses_bad_bodies_and_answers_503_without_the_bus() {
         "the kept samples were stored"
     );
 }
+
+/// Started as `fleetcast run remote-write` starts it, nobody holding its address: the server
+/// keeps serving (regression: it stopped as soon as its actor's last address was dropped).
+#[actix::test]
+async fn the_receiver_serves_without_its_address_held() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let (receiver, url) = start_receiver(&nats.settings, &bus).await;
+    drop(receiver);
+    let client = awc::Client::default();
+    for body in recorded_bodies().into_iter().take(2) {
+        assert_eq!(post(&client, &url, body).await.0, 204);
+    }
+}

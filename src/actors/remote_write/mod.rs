@@ -74,9 +74,12 @@ pub enum RemoteWriteError {
     },
 }
 
-/// The receiver actor; it owns the HTTP server.
+/// The receiver actor; it owns the HTTP server, which runs (and keeps the actor alive) until
+/// the actor stops.
 pub struct RemoteWrite {
     shared: Arc<Shared>,
+    /// Taken when the actor starts: the server runs as a future of the actor's context.
+    running: Option<actix_web::dev::Server>,
     server: actix_web::dev::ServerHandle,
     address: SocketAddr,
 }
@@ -209,14 +212,10 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<RemoteWrite>, R
     let address = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();
-    actix::spawn(async move {
-        if let Err(error) = server.await {
-            tracing::error!(%error, "remote-write server stopped");
-        }
-    });
     tracing::info!(%address, path = receiver.path, "remote-write receiver listening");
     Ok(RemoteWrite::create(|_| RemoteWrite {
         shared,
+        running: Some(server),
         server: handle,
         address,
     }))
@@ -224,6 +223,16 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<RemoteWrite>, R
 
 impl Actor for RemoteWrite {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(server) = self.running.take() {
+            ctx.spawn(actix::fut::wrap_future(async move {
+                if let Err(error) = server.await {
+                    tracing::error!(%error, "remote-write server stopped");
+                }
+            }));
+        }
+    }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         let handle = self.server.clone();
