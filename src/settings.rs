@@ -32,6 +32,12 @@ pub struct Settings {
     pub gateway: crate::actors::gateway::GatewaySettings,
     /// Logging.
     pub log: LogSettings,
+    /// How node_exporter series become metrics (scraper and remote-write receiver).
+    pub node_metrics: NodeMetricsSettings,
+    /// The node_exporter scraper.
+    pub node_exporter: NodeExporterSettings,
+    /// The Prometheus remote-write receiver.
+    pub remote_write: RemoteWriteSettings,
 }
 
 /// `[nats]`: where the bus is and what to do when it is not there.
@@ -203,6 +209,64 @@ pub struct LogSettings {
     pub level: String,
 }
 
+/// `[node_metrics]`: how node_exporter series become fleetcast metrics, for the scraper and
+/// the remote-write receiver alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeMetricsSettings {
+    /// Mount point whose filesystem is `disk_usage_pct`.
+    pub mountpoint: String,
+    /// Load average published as `load_average`: `load1`, `load5` or `load15`.
+    pub load: String,
+    /// Network devices left out of `net_in_mb_s` and `net_out_mb_s`.
+    pub exclude_devices: Vec<String>,
+    /// The metric that carries the host's CLOSE_WAIT socket count (node_exporter's tcpstat
+    /// collector does not tell front from back): `front_close_wait`, `back_close_wait`, or
+    /// empty for none.
+    pub close_wait_metric: String,
+    /// Label (on a target or on remote-written series) whose value is the server name.
+    pub name_label: String,
+}
+
+/// `[node_exporter]`: the scraper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeExporterSettings {
+    /// Run the scraper inside `fleetcast up`.
+    pub enabled: bool,
+    /// Static targets, `host:port`.
+    pub targets: Vec<String>,
+    /// File-based discovery: JSON files in Prometheus's `file_sd` format, re-read on change.
+    pub files: Vec<PathBuf>,
+    /// Seconds between scrapes of a target.
+    pub interval_seconds: u64,
+    /// Seconds a scrape may take.
+    pub timeout_seconds: u64,
+    /// HTTP path of the metrics page.
+    pub metrics_path: String,
+    /// Scrapes in flight at once.
+    pub concurrency: usize,
+    /// Seconds between repeats of every target's health on `status.node_exporter` (a change
+    /// is sent at once).
+    pub status_interval_seconds: u64,
+}
+
+/// `[remote_write]`: the Prometheus remote-write receiver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteSettings {
+    /// Run the receiver inside `fleetcast up`.
+    pub enabled: bool,
+    /// Address the HTTP server listens on.
+    pub listen: String,
+    /// Path of the write endpoint.
+    pub path: String,
+    /// Largest request body accepted, compressed and decompressed, in bytes.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads.
+    pub workers: usize,
+}
+
 /// The local URL that `up` may serve itself with a private nats-server.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
@@ -320,6 +384,58 @@ impl Default for PredictorSettings {
             worker_id: String::new(),
             ack_wait_seconds: 30,
             max_ack_pending: 1024,
+        }
+    }
+}
+
+impl Default for NodeMetricsSettings {
+    fn default() -> Self {
+        Self {
+            mountpoint: "/".into(),
+            load: "load1".into(),
+            exclude_devices: vec!["lo".into()],
+            close_wait_metric: "front_close_wait".into(),
+            name_label: "server".into(),
+        }
+    }
+}
+
+impl NodeMetricsSettings {
+    /// The derivation choices these settings make (validated values).
+    pub fn node_config(&self) -> crate::actors::node_series::NodeConfig {
+        crate::actors::node_series::NodeConfig {
+            mountpoint: self.mountpoint.clone(),
+            load: crate::actors::node_series::LoadWindow::from_setting(&self.load)
+                .unwrap_or(crate::actors::node_series::LoadWindow::One),
+            exclude_devices: self.exclude_devices.clone(),
+            close_wait: crate::catalog::Metric::from_name(&self.close_wait_metric),
+        }
+    }
+}
+
+impl Default for NodeExporterSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            targets: Vec::new(),
+            files: Vec::new(),
+            interval_seconds: 15,
+            timeout_seconds: 10,
+            metrics_path: "/metrics".into(),
+            concurrency: 64,
+            status_interval_seconds: 60,
+        }
+    }
+}
+
+impl Default for RemoteWriteSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: "127.0.0.1:9201".into(),
+            path: "/api/v1/write".into(),
+            max_body_bytes: 32 << 20,
+            workers: 2,
         }
     }
 }
@@ -642,6 +758,7 @@ impl Settings {
                 predictor.max_ack_pending, predictor.max_batch
             ),
         );
+        self.validate_inputs(&mut check);
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level",
@@ -653,6 +770,91 @@ impl Settings {
         } else {
             Err(SettingsError::Invalid(problems))
         }
+    }
+
+    /// Checks `[node_metrics]`, `[node_exporter]` and `[remote_write]`.
+    fn validate_inputs(&self, check: &mut impl FnMut(bool, &str, String)) {
+        let node = &self.node_metrics;
+        check(
+            node.mountpoint.starts_with('/'),
+            "node_metrics.mountpoint",
+            format!("`{}` is not an absolute path", node.mountpoint),
+        );
+        check(
+            crate::actors::node_series::LoadWindow::from_setting(&node.load).is_some(),
+            "node_metrics.load",
+            format!("`{}` is not one of load1, load5, load15", node.load),
+        );
+        check(
+            ["front_close_wait", "back_close_wait", ""].contains(&node.close_wait_metric.as_str()),
+            "node_metrics.close_wait_metric",
+            format!(
+                "`{}` is not one of front_close_wait, back_close_wait or empty",
+                node.close_wait_metric
+            ),
+        );
+        check(
+            !node.name_label.is_empty(),
+            "node_metrics.name_label",
+            "must name a label".into(),
+        );
+        let scraper = &self.node_exporter;
+        for target in &scraper.targets {
+            check(
+                crate::actors::node_exporter::targets::is_valid_target(target),
+                "node_exporter.targets",
+                format!("`{target}` is not host:port"),
+            );
+        }
+        check(
+            (1..=3600).contains(&scraper.interval_seconds),
+            "node_exporter.interval_seconds",
+            format!("{} is outside 1–3600", scraper.interval_seconds),
+        );
+        check(
+            scraper.timeout_seconds >= 1 && scraper.timeout_seconds <= scraper.interval_seconds,
+            "node_exporter.timeout_seconds",
+            format!(
+                "{} is outside 1–{} (node_exporter.interval_seconds)",
+                scraper.timeout_seconds, scraper.interval_seconds
+            ),
+        );
+        check(
+            scraper.metrics_path.starts_with('/'),
+            "node_exporter.metrics_path",
+            format!("`{}` must start with /", scraper.metrics_path),
+        );
+        check(
+            (1..=10_000).contains(&scraper.concurrency),
+            "node_exporter.concurrency",
+            format!("{} is outside 1–10000", scraper.concurrency),
+        );
+        check(
+            scraper.status_interval_seconds >= 1,
+            "node_exporter.status_interval_seconds",
+            "must be at least 1".into(),
+        );
+        let receiver = &self.remote_write;
+        check(
+            receiver.listen.parse::<std::net::SocketAddr>().is_ok(),
+            "remote_write.listen",
+            format!("`{}` is not an address:port", receiver.listen),
+        );
+        check(
+            receiver.path.starts_with('/'),
+            "remote_write.path",
+            format!("`{}` must start with /", receiver.path),
+        );
+        check(
+            (1024..=1 << 30).contains(&receiver.max_body_bytes),
+            "remote_write.max_body_bytes",
+            format!("{} is outside 1024–1073741824", receiver.max_body_bytes),
+        );
+        check(
+            (1..=64).contains(&receiver.workers),
+            "remote_write.workers",
+            format!("{} is outside 1–64", receiver.workers),
+        );
     }
 
     /// The subject builder for this deployment's prefix.
@@ -745,6 +947,30 @@ mod tests {
         let overrides = setting_overrides(vars.into_iter());
         assert_eq!(overrides.len(), 1);
         assert_eq!(overrides["FLEETCAST_GENERATOR__SERVERS"], "5");
+    }
+
+    /// Bad input-stage values are refused with their keys; the example's are the defaults.
+    #[test]
+    fn bad_input_values_name_their_keys() {
+        let settings = Settings::from_toml(include_str!("../fleetcast.toml")).unwrap();
+        assert_eq!(settings.node_metrics, NodeMetricsSettings::default());
+        assert_eq!(settings.node_exporter, NodeExporterSettings::default());
+        assert_eq!(settings.remote_write, RemoteWriteSettings::default());
+        let text = "[node_metrics]\nload = \"load2\"\nclose_wait_metric = \"cw\"\nmountpoint = \"data\"\n\
+                    [node_exporter]\ntargets = [\"http://a:1/x\"]\ntimeout_seconds = 20\n\
+                    [remote_write]\nlisten = \"nowhere\"\npath = \"write\"\n";
+        let message = Settings::from_toml(text).unwrap_err().to_string();
+        for key in [
+            "node_metrics.load",
+            "node_metrics.close_wait_metric",
+            "node_metrics.mountpoint",
+            "node_exporter.targets",
+            "node_exporter.timeout_seconds",
+            "remote_write.listen",
+            "remote_write.path",
+        ] {
+            assert!(message.contains(key), "{key}: {message}");
+        }
     }
 
     /// A misspelt key is refused, naming the key.

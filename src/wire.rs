@@ -488,6 +488,37 @@ wire_message!(
     StageStatus,
 );
 
+/// The health of one scrape target or remote-write instance, on `status.<stage>` of the
+/// input stages (`node_exporter`, `remote_write`): sent when it changes and every status
+/// interval. A target that is down publishes no samples: this message says so instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetHealth {
+    /// Schema version.
+    pub v: u16,
+    /// The input stage.
+    pub stage: String,
+    /// What is read: the URL scraped, or the remote-write `instance` label.
+    pub target: String,
+    /// The server its samples are published for, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Whether the last scrape (or Prometheus's `up`) succeeded.
+    pub up: bool,
+    /// Why it is down, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When, unix ms.
+    pub at_ms: i64,
+    /// The last successful scrape, unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ok_ms: Option<i64>,
+    /// The metrics of the last sample published for it.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+}
+
+wire_message!(TargetHealth);
+
 /// Current wall-clock time in unix milliseconds.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -609,12 +609,18 @@ async fn bad_jobs_go_to_dead_letters() {
     assert_eq!((counters.rejected, counters.sent), (4, 1));
 }
 
+/// `count` jobs of whole servers: all 14 metrics each, their histories cycled from the
+/// golden cases, so a job costs what a real server's does.
 fn fleet_jobs(count: usize) -> Vec<PredictJob> {
     let (_, cases) = golden();
     (0..count)
         .map(|index| {
             let mut job = job_from(&cases[index % cases.len()], &format!("srv{index:04}"));
             job.last_step_s += 300 * (index as i64 % 7);
+            job.metrics = Metric::ALL.iter().map(|m| m.name().to_string()).collect();
+            job.values = (0..Metric::ALL.len())
+                .flat_map(|m| cases[(index + m) % cases.len()].past_values.clone())
+                .collect();
             job
         })
         .collect()
@@ -704,7 +710,7 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// Two worker processes share 1,000 jobs; one is killed (SIGKILL) mid-stream. Its
+/// Two worker processes share 3,000 jobs (whole servers); one is killed (SIGKILL) mid-stream. Its
 /// unacknowledged jobs are redelivered to the other, so every job still yields a forecast,
 /// and the FORECASTS stream holds exactly one per job (a job the killed worker had published
 /// but not acknowledged may reach core subscribers twice; the stream drops the copy by its
@@ -743,18 +749,19 @@ async fn killed_worker_loses_no_job() {
         .subscribe(bus.subjects().forecasts_all())
         .await
         .unwrap();
-    let jobs = fleet_jobs(1000);
+    let jobs = fleet_jobs(3000);
     publish_jobs(&bus, &jobs).await;
     let mut seen = HashMap::new();
     forecasts_per_job(
         &mut forecasts,
         &mut seen,
-        50,
+        20,
         Duration::from_secs(30),
         Duration::ZERO,
     )
     .await;
-    assert!(seen.len() >= 50, "forecasts flow before the kill");
+    assert!(seen.len() >= 20, "forecasts flow before the kill");
+    assert!(seen.len() < 3000, "the kill comes mid-stream");
     victim.0.kill().expect("kill the worker");
     victim.0.wait().unwrap();
     forecasts_per_job(
@@ -765,10 +772,10 @@ async fn killed_worker_loses_no_job() {
         Duration::from_millis(500),
     )
     .await;
-    assert_eq!(seen.len(), 1000, "every job forecast despite the kill");
+    assert_eq!(seen.len(), 3000, "every job forecast despite the kill");
     assert_eq!(
         forecasts_stored(&bus).await,
-        1000,
+        3000,
         "the stream stores exactly one forecast per job"
     );
     let stream = jetstream
@@ -781,7 +788,7 @@ async fn killed_worker_loses_no_job() {
         .unwrap();
     let info = consumer.info().await.unwrap();
     assert!(
-        info.delivered.consumer_sequence > 1000,
+        info.delivered.consumer_sequence > 3000,
         "the victim held jobs when killed, and they were delivered again: {info:?}"
     );
     assert_eq!(info.num_ack_pending, 0, "every job acknowledged");

@@ -9,6 +9,7 @@ mod e2e;
 mod export;
 mod gateway;
 mod generator;
+mod inputs;
 mod offline;
 mod predictor;
 mod risk;

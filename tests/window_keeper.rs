@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One metric's series in a job (`values` is metric-major).
-fn series<'a>(job: &'a PredictJob, metric: Metric) -> &'a [f32] {
+fn series(job: &PredictJob, metric: Metric) -> &[f32] {
     let index = job
         .metrics
         .iter()

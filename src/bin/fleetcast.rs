@@ -86,6 +86,10 @@ enum ActorKind {
     AlertRouter,
     /// HTTP API, push updates, Prometheus /metrics and the dashboard (gateway.bind).
     Gateway,
+    /// Scrapes node_exporter targets into samples (`[node_exporter]`).
+    NodeExporter,
+    /// Receives Prometheus remote-write requests into samples (`[remote_write]`).
+    RemoteWrite,
 }
 
 impl ActorKind {
@@ -98,6 +102,9 @@ impl ActorKind {
         ActorKind::AlertRouter,
         ActorKind::Gateway,
     ];
+
+    /// The input actors `up` starts when their section says `enabled = true`.
+    const INPUTS: [ActorKind; 2] = [ActorKind::NodeExporter, ActorKind::RemoteWrite];
 }
 
 fn main() -> ExitCode {
@@ -170,7 +177,18 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&settings)?);
             Ok(())
         }
-        Command::Up => actix_main(settings, ActorKind::ALL.to_vec(), true),
+        Command::Up => {
+            let mut actors = ActorKind::INPUTS
+                .into_iter()
+                .filter(|input| match input {
+                    ActorKind::NodeExporter => settings.node_exporter.enabled,
+                    ActorKind::RemoteWrite => settings.remote_write.enabled,
+                    _ => false,
+                })
+                .collect::<Vec<_>>();
+            actors.extend(ActorKind::ALL);
+            actix_main(settings, actors, true)
+        }
         Command::Run { actor } => actix_main(settings, vec![actor], false),
         Command::Tail(args) => tokio_main(async move {
             let bus = Bus::connect(&settings.nats).await?;
@@ -290,6 +308,16 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
                         gateway.local_addr
                     );
                 }
+                ActorKind::NodeExporter => {
+                    fleetcast::actors::node_exporter::spawn(&settings, bus.clone())
+                        .await
+                        .context("starting the node_exporter scraper")?;
+                }
+                ActorKind::RemoteWrite => {
+                    fleetcast::actors::remote_write::spawn(&settings, bus.clone())
+                        .await
+                        .context("starting the remote-write receiver")?;
+                }
             }
             tracing::info!(actor = ?actor, "actor started");
         }
@@ -298,7 +326,14 @@ fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result
         for gateway in gateways {
             let _ = gateway.send(fleetcast::actors::gateway::Stop).await;
         }
-        bus.client().flush().await.ok();
+        // Bounded: with the bus gone, a flush waits for a reconnection that may never come,
+        // and the process would not exit.
+        if tokio::time::timeout(Duration::from_secs(5), bus.client().flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the bus did not take the last messages within 5 s: exiting anyway");
+        }
         anyhow::Ok(())
     })?;
     Ok(())

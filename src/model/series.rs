@@ -52,6 +52,9 @@ pub struct Unforecastable {
     pub reason: String,
 }
 
+/// A history's rows in a batch: the first row, and each row's metric with its observed steps.
+type Rows = (usize, Vec<(Metric, u32)>);
+
 /// A forecast, or why there is none, per history.
 pub type SeriesForecast = Result<Forecast, Unforecastable>;
 
@@ -71,9 +74,8 @@ pub fn forecast_histories<H: Borrow<History>>(
     let context = metadata.context_length as usize;
     let min_observed = metadata.min_observed_steps as usize;
     let mut batch = ModelBatch::default();
-    // Per history: the rows it owns (start, metrics) or why it has none.
-    let mut plans: Vec<Result<(usize, Vec<(Metric, u32)>), Unforecastable>> =
-        Vec::with_capacity(histories.len());
+    // Per history: the rows it owns or why it has none.
+    let mut plans: Vec<Result<Rows, Unforecastable>> = Vec::with_capacity(histories.len());
     for history in histories.iter().map(Borrow::borrow) {
         let start = batch.len();
         let mut metrics = Vec::with_capacity(history.series.len());

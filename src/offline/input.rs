@@ -601,7 +601,7 @@ fn read_parquet(path: &Path, options: &InputOptions) -> Result<Loaded, InputErro
             })
             .collect::<Result<Vec<_>, InputError>>()?;
         let mut values = Vec::with_capacity(metric_columns.len());
-        for row in 0..batch.num_rows() {
+        for (row, timestamp) in timestamps.into_iter().enumerate() {
             row_number += 1;
             values.clear();
             for (metric, column) in &metric_columns {
@@ -621,13 +621,7 @@ fn read_parquet(path: &Path, options: &InputOptions) -> Result<Loaded, InputErro
                 None => text(&servers, row).unwrap_or(""),
             };
             let profile = text(&profiles, row);
-            collector.row(
-                row_number,
-                timestamps[row].clone(),
-                server,
-                profile,
-                &values,
-            )?;
+            collector.row(row_number, timestamp, server, profile, &values)?;
         }
     }
     collector.finish(layout.ignored)

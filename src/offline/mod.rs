@@ -58,7 +58,7 @@ impl Origins {
         let count: u64 = number.parse().map_err(|_| bad())?;
         let seconds = count * unit_seconds;
         let step = u64::from(step_seconds);
-        if seconds == 0 || seconds % step != 0 {
+        if seconds == 0 || !seconds.is_multiple_of(step) {
             return Err(format!(
                 "origins `{text}`: {seconds} s is not a positive whole number of {step} s steps"
             ));

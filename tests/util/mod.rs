@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod programs;
 
 use fleetcast::bus::{Bus, NatsServer, find_server_binary};
 use fleetcast::settings::Settings;

@@ -248,6 +248,9 @@ impl GatewayActor {
             };
             match outcome {
                 Ok(change) => change,
+                // `status.<stage>` also carries the inputs' `TargetHealth`: not a stage status,
+                // and not a fault.
+                Err(_) if kind == Kind::Status => Change::None,
                 Err(error) => {
                     snapshot.received.skipped += 1;
                     tracing::debug!(stage = STAGE, subject, %error, "message skipped");
