@@ -281,7 +281,7 @@ def build_model(args) -> tuple[TemporalFusionTransformer, dict | None]:
         model, base_meta = ex.load_torch_model(args.init_from)
         log(f"fine-tuning from {args.init_from} ({base_meta['name']} {base_meta['version']})")
         return model, base_meta
-    cfg = TFTConfig(hidden=args.hidden, heads=args.heads, dropout=args.dropout, patch=args.patch,
+    cfg = TFTConfig(hidden=args.hidden, heads=args.heads, dropout=args.dropout, patch=args.patch, loc_method=args.loc,
                     context_length=args.context, horizon=args.horizon, step_seconds=args.step_seconds)
     return TemporalFusionTransformer(cfg), None
 
@@ -644,6 +644,8 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--patch", type=int, default=12, help="steps per encoder/decoder token")
     p.add_argument("--dropout", type=float, default=0.05)
+    p.add_argument("--loc", default="last", choices=["last", "median3"],
+                   help="normalisation location: the last observed value, or the median of the last three")
     p.add_argument("--context", type=int, default=schema.CONTEXT_LENGTH)
     p.add_argument("--horizon", type=int, default=schema.HORIZON)
     p.add_argument("--step-seconds", type=int, default=schema.STEP_SECONDS)
@@ -693,7 +695,7 @@ def cmd_train(args, argv: list[str]) -> int:
             before = real_evaluation(args, model, src.user_series or src.eval_series, args.real_every)
         model, info = fit(args, model, src)
         # always keep the fitted weights: a failure while evaluating or exporting must not cost the fit
-        checkpoint = args.checkpoint or str(REPO_ROOT / args.data_dir / "last-fit.pt")
+        checkpoint = args.checkpoint or str(REPO_ROOT / args.data_dir / f"last-fit-{Path(args.out).name}.pt")
         save_checkpoint(checkpoint, model.cfg, model.state_dict(), info, command)
         log(f"checkpoint written to {checkpoint}")
         if args.checkpoint:

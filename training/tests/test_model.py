@@ -186,3 +186,18 @@ def test_size_and_flops_of_default_config():
     model = TemporalFusionTransformer(TFTConfig(hidden=28))
     assert count_params(model) * 4 < 500_000
     assert count_flops(model) <= 1.2e6
+
+
+def test_median3_location_ignores_one_spike_and_follows_two(tiny_cfg):
+    """loc_method median3: the median of the last three observed values, read through NaN."""
+    torch.manual_seed(0)
+    model = TemporalFusionTransformer(TFTConfig(**{**tiny_cfg.to_json(), "loc_method": "median3"})).eval()
+    past = torch.full((4, tiny_cfg.context_length), 20.0)
+    past[0, -1] = 95.0  # one spike: ignored
+    past[1, -2:] = 90.0  # two high steps: a level shift, followed
+    past[2, -2] = float("nan")  # the spike's neighbours are read through the hole
+    past[2, -1] = 95.0
+    past[3] = float("nan")  # two observed values: the missing third counts as the last
+    past[3, 3], past[3, 9] = 3.0, 7.0
+    _, _, loc, _, _ = model.normalise(past, torch.zeros(4, dtype=torch.int64))
+    assert loc.ravel().tolist() == [20.0, 90.0, 20.0, 7.0]
