@@ -36,11 +36,15 @@ def _subset_table(subsets: dict) -> str:
 def _variants(variants: list[dict]) -> str:
     if not variants:
         return "Only this configuration was trained."
-    keys = ["name", "what", "real_mae_0_1h", "real_mae_1_4h", "real_mae_4_8h", "real_coverage", "sim_vs_best", "sim_coverage"]
+    head = ("Scores as in the tables above (real: pooled p50 scaled MAE per band, in brackets vs persistence; "
+            "real_cpu_mae: the 4 CPU series; sim: scaled pinball below the best baseline). best_val is the "
+            "validation pinball (z units) on the training parts that picked each run's epoch.\n\n")
+    keys = ["name", "what", "rows_trained", "best_val", "real_mae_0_1h", "real_mae_1_4h", "real_mae_4_8h", "real_coverage",
+            "real_cpu_mae", "sim_vs_best", "sim_coverage"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for v in variants:
         lines.append("| " + " | ".join(str(v.get(k, "")) for k in keys) + " |")
-    return "\n".join(lines)
+    return head + "\n".join(lines)
 
 
 def write_model_card(path: Path, meta: dict) -> None:
@@ -189,3 +193,22 @@ and coverage compare fairly.
 
 
 
+
+
+def variant_summary(meta: dict, name: str, what: str) -> dict:
+    """One row of the card's variants table from a trained model's metadata."""
+    e, tr = meta["evaluation"], meta["training"]
+    row = {"name": name, "what": what, "rows_trained": tr["rows_seen"], "best_val": tr["best_val_loss"]}
+    if e.get("real"):
+        p = e["real"]["pooled"]["model"]
+        pers = e["real"]["pooled"]["persistence"]
+        for band, key in (("0-1h", "real_mae_0_1h"), ("1-4h", "real_mae_1_4h"), ("4-8h", "real_mae_4_8h")):
+            row[key] = f"{p[band]['scaled_mae']:.3f} ({100 * (p[band]['scaled_mae'] / pers[band]['scaled_mae'] - 1):+.0f}%)"
+        row["real_coverage"] = f"{100 * e['real']['targets']['coverage_mean']:.1f}%"
+        cpu = e["real"]["pooled_cpu"]["model"]
+        row["real_cpu_mae"] = " / ".join(f"{cpu[b]['scaled_mae']:.2f}" for b in ("0-1h", "1-4h", "4-8h"))
+    if e.get("simulator"):
+        s = e["simulator"]["summary"]
+        row["sim_vs_best"] = f"{100 * s['improvement_vs_best_baseline']:.1f}%"
+        row["sim_coverage"] = f"{100 * s['model_coverage_p10_p90']:.1f}%"
+    return row

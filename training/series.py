@@ -328,8 +328,9 @@ def augment(past: np.ndarray, future: np.ndarray, metric: np.ndarray, rng: np.ra
 
 def synthetic_windows(n: int, context: int, horizon: int, step_seconds: int, rng: np.random.Generator):
     """Random series that cover behaviour the simulator lacks: a level, daily (sometimes weekly)
-    seasonality of random amplitude and shape, AR(1) noise of random persistence and size, a
-    random walk, a slow trend, on a random metric slot and a random date. The daily cycle is
+    seasonality of random amplitude and shape, AR(1) noise of random persistence and size
+    (heavy-tailed on a third of the rows), a random walk, a slow trend, periodic job bursts,
+    flicker between two levels, on a random metric slot and a random date. The daily cycle is
     aligned with the clock at a random phase, so the context, not the calendar alone, has to tell
     the model where the peak is. Augmentation (scales, spikes, shifts, gaps) comes on top."""
     total = context + horizon
@@ -344,13 +345,31 @@ def synthetic_windows(n: int, context: int, horizon: int, step_seconds: int, rng
     season = amp * (np.sin(phase + shift) + rng.uniform(0, 0.6, (n, 1)) * np.sin(2 * phase + 2 * shift + rng.uniform(0, 6, (n, 1))))
     season *= np.where(rng.random((n, 1)) < 0.2, 1 + 0.5 * np.sin(week), 1.0)  # weekday/weekend modulation
     phi = rng.uniform(0.0, 0.98, size=(n, 1))
-    eps = rng.normal(0, 1, size=(n, total)) * rng.exponential(0.5, size=(n, 1))
+    # heavy-tailed innovations on a third of the rows (Student t, 2-5 degrees of freedom, tamed)
+    heavy = rng.random((n, 1)) < 0.3
+    t_noise = np.clip(rng.standard_t(rng.uniform(2, 5, size=(n, 1)), size=(n, total)), -15, 15)
+    eps = np.where(heavy, t_noise, rng.normal(0, 1, size=(n, total))) * rng.exponential(0.5, size=(n, 1))
     ar = np.zeros((n, total))
     for k in range(1, total):  # 384 cheap vector steps
         ar[:, k] = phi[:, 0] * ar[:, k - 1] + eps[:, k]
     walk = np.cumsum(rng.normal(0, 1, size=(n, total)), axis=1) * np.where(rng.random((n, 1)) < 0.25, rng.exponential(0.05, (n, 1)), 0.0)
     trend = np.arange(total)[None, :] / total * np.where(rng.random((n, 1)) < 0.2, rng.normal(0, 2, (n, 1)), 0.0)
     x = season + ar * np.sqrt(1 - phi**2) + walk + trend
+    # patterns real hosts show and the simulator does not: periodic jobs (a burst of 1-3 steps
+    # every 30 min to 24 h, as from cron) and flicker between two levels (a two-state Markov
+    # chain, e.g. a worker pool toggling)
+    cron = rng.random(n) < 0.15
+    if cron.any():
+        period = rng.choice([6, 12, 24, 36, 72, 144, 288], size=int(cron.sum()))[:, None]
+        width = rng.integers(1, 4, size=(int(cron.sum()), 1))
+        phase = (np.arange(total)[None, :] + rng.integers(0, 288, size=(int(cron.sum()), 1))) % period
+        x[cron] += np.where(phase < width, rng.uniform(2, 10, size=(int(cron.sum()), 1)), 0.0)
+    flicker = rng.random(n) < 0.1
+    if flicker.any():
+        k = int(flicker.sum())
+        switch = rng.random((k, total)) < rng.uniform(0.01, 0.3, size=(k, 1))
+        state = np.cumsum(switch, axis=1) % 2
+        x[flicker] += state * rng.uniform(2, 10, size=(k, 1))
     metric = rng.integers(0, len(schema.METRICS), size=n)
     # onto the metric's range: percent series at a random level and spread inside 0-100, the
     # others positive at a random magnitude

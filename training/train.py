@@ -630,7 +630,7 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=".data", help="where the exporter's files are cached (default .data)")
     p.add_argument("--real-traces", default=sr.DEFAULT_REAL_TRACES,
                    help=f"folder of the real traces, relative to the repository root (default {sr.DEFAULT_REAL_TRACES}; '' = none)")
-    p.add_argument("--mix", default=None, help="batch mix of the sources, e.g. data=0.4,real=0.25,synthetic=0.35 "
+    p.add_argument("--mix", default=None, help="batch mix of the sources, e.g. data=0.25,real=0.35,synthetic=0.4 "
                    "(default that; with --init-from data=0.6,real=0.2,synthetic=0.2)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"model directory to write (default {DEFAULT_OUT})")
     p.add_argument("--version", default="3.0.0")
@@ -676,7 +676,7 @@ def cmd_train(args, argv: list[str]) -> int:
     command = "python -m training " + " ".join(shlex.quote(a) for a in argv)
     args.command_line = command
     if args.mix is None:
-        args.mix = "data=0.6,real=0.2,synthetic=0.2" if args.init_from else "data=0.4,real=0.25,synthetic=0.35"
+        args.mix = "data=0.6,real=0.2,synthetic=0.2" if args.init_from else "data=0.25,real=0.35,synthetic=0.4"
     args.variants = json.loads(Path(args.variants).read_text()) if args.variants else []
     if args.from_checkpoint:
         ckpt = torch.load(args.from_checkpoint, map_location="cpu", weights_only=False)
@@ -718,6 +718,10 @@ def main(argv: list[str] | None = None) -> int:
     p_bench.add_argument("model_dir")
     p_bench.add_argument("--batch", type=int, default=448, help="rows per run (default 448 = 32 servers x 14 metrics)")
     p_bench.add_argument("--seconds", type=float, default=3.0, help="CPU-seconds per round (3 rounds)")
+    p_var = sub.add_parser("variant", help="print a model directory's scores as one JSON row of the card's variants table")
+    p_var.add_argument("model_dir")
+    p_var.add_argument("--name", required=True)
+    p_var.add_argument("--what", required=True)
     p_val = sub.add_parser("validate-data", help="report problems in a Parquet file")
     p_val.add_argument("file")
     p_val.add_argument("--bad-rows", default="drop", choices=["drop", "fail"])
@@ -736,6 +740,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             _, onnx_path = ex.load_model_dir(args.model_dir)
             print(json.dumps(ex.bench_rows_per_cpu_second(onnx_path, args.batch, args.seconds)))
+            return 0
+        if args.command == "variant":
+            from .card import variant_summary
+
+            meta, _ = ex.load_model_dir(args.model_dir)
+            print(json.dumps(variant_summary(meta, args.name, args.what)))
             return 0
         if args.command == "validate-data":
             fleet = data_mod.load_fleet(args.file, args.bad_rows)
