@@ -44,9 +44,6 @@ class Series:
     values: np.ndarray  # float32, NaN = not observed
     source: str  # "simulator", "real", "user"
 
-    def observed(self) -> int:
-        return int(np.isfinite(self.values).sum())
-
 
 def split_point(series: Series, heldout: float = HELDOUT_FRACTION) -> int:
     """First held-out step: the last `heldout` fraction of the series' steps is never trained on."""

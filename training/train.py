@@ -313,9 +313,14 @@ def fit(args, model: TemporalFusionTransformer, src: Sources) -> tuple[TemporalF
             "git_commit": git_commit(),
         }
 
+    def criterion(vals: dict[str, float]) -> float:
+        # from scratch every source counts alike, whatever its size; fine-tuning is judged on the
+        # user's own data (the other sources stay in the mix only so that nothing is forgotten)
+        return vals["data"] if args.init_from and "data" in vals else float(np.mean(list(vals.values())))
+
     if args.init_from:  # the starting point is a candidate too: fine-tuning must not make validation worse
         start_val = validation_losses(model, src, device)
-        best = (float(np.mean(list(start_val.values()))), copy.deepcopy(model.state_dict()))
+        best = (criterion(start_val), copy.deepcopy(model.state_dict()))
         log(f"validation before fine-tuning: " + ", ".join(f"{k} {v:.4f}" for k, v in start_val.items()))
     for epoch in range(args.epochs):
         model.train()
@@ -345,7 +350,7 @@ def fit(args, model: TemporalFusionTransformer, src: Sources) -> tuple[TemporalF
                 break
         epochs_done = epoch + 1
         vals = validation_losses(model, src, device)
-        val = float(np.mean(list(vals.values())))  # every source counts alike, whatever its size
+        val = criterion(vals)
         elapsed = time.monotonic() - t0
         history.append({"epoch": epoch + 1, "train_loss": round(running, 5), "val_loss": round(val, 5),
                         "val_per_source": {k: round(v, 5) for k, v in vals.items()},

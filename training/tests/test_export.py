@@ -51,6 +51,21 @@ def test_onnx_runtime_matches_pytorch_with_nan(exported):
     assert (np.diff(q, axis=-1) >= 0).all()
 
 
+def test_onnx_rows_do_not_depend_on_the_batch(exported):
+    """Under ONNX Runtime too, a row's outputs are the same alone as in a batch with other rows
+    (other metrics, NaN rows, huge values): the Rust side may batch any mix of servers and metrics."""
+    model, path = exported
+    session = ex.ort_session(path)
+    past, metric, prof, ts = ex.random_windows(6, model.cfg, seed=4)
+    past[2] = np.nan
+    past[3] *= 1e5
+    batch = ex.run_ort(session, past, metric, prof, ts)
+    for k in range(6):
+        alone = ex.run_ort(session, past[k : k + 1], metric[k : k + 1], prof[k : k + 1], ts[k : k + 1])
+        for x, y in zip(batch, alone):
+            assert np.allclose(x[k : k + 1], y, rtol=1e-5, atol=1e-5 * max(1.0, float(np.nanmax(np.abs(past[k])))))
+
+
 def test_metadata_complete_and_consistent(exported):
     """model.json has every required key, the series layout, and matches the graph."""
     model, path = exported
