@@ -57,7 +57,9 @@ def write_model_card(path: Path, meta: dict) -> None:
     if e.get("real"):
         sections.append(_real_section("Real traces, held-out tails", e["real"],
                                       "Never trained on: the fit saw only the first 75% of every series, and validation "
-                                      "(model selection) used the end of that part."))
+                                      "(epoch selection) used the end of that part. The variants below were chosen on "
+                                      "validation too, but their held-out scores were looked at, so the tails are not a "
+                                      "pristine test of those choices; the hidden test (other real servers) is."))
     if e.get("user_before"):
         sections.append(_real_section("Your data, held-out tails, before fine-tuning", e["user_before"]))
     if e.get("user"):

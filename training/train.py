@@ -656,7 +656,8 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step-seconds", type=int, default=schema.STEP_SECONDS)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1: on a shared 2-core machine "
+                   "two threads fighting another job ran ~10x slower; use 2 on an idle machine)")
     p.add_argument("--max-minutes", type=float, default=20.0, help="wall-time budget for the training loop")
     p.add_argument("--init-from", help="model directory to fine-tune (e.g. models/tft-v3)")
     p.add_argument("--augment", type=float, default=1.0, help="augmentation strength (probabilities x this; 0 = off)")
