@@ -12,10 +12,10 @@ metric's forecast, because no row ever sees another row.
   outputs (location 0, a tiny scale).
 * normalisation, over observed steps only: loc = the last observed value, or the median of the
   last three (`loc_method`), so a head that outputs zero is (robust) persistence and the network
-  learns the change over it; scale = max(1.2533 * mean
-  absolute deviation around the observed mean, rel_floor * max(|loc|, |mean|) + abs_floor). The
-  floor is relative and tiny, so a near-idle series (0.1 % CPU) keeps its own spread, and a
-  constant series has a tiny scale and is forecast constant.
+  learns the change over it; scale = max(1.2533 * mean absolute deviation around the observed
+  mean, rel_floor * max(|loc|, |mean|) + abs_floor). The floor is relative and tiny, so a
+  near-idle series (0.1 % CPU) keeps its own spread, and a constant series has a tiny scale and
+  is forecast constant.
 * patching: the 288-step context becomes 24 tokens of 12 steps (1 h); the 96-step horizon is 8
   decoder tokens each emitting 12 steps x 3 quantiles. This keeps the TFT's structure at ~1/12
   of the per-step cost.
