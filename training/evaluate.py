@@ -1,6 +1,7 @@
-"""Scores for the model and the three baselines on the same held-out windows.
+"""Scores for the model and the baselines on the same held-out windows, in two settings.
 
-Baselines (all return quantiles [N, H, M, 3] in raw units):
+1. Simulator windows (all 14 metrics of a server, complete): `evaluate_all` and the tables of
+   the tft-v1/v2 cards. Baselines (all return quantiles [N, H, M, 3] in raw units):
 
 * persistence: the last context value for every step;
 * seasonal naive: the value at the same step one day (86,400 s) earlier;
@@ -16,6 +17,9 @@ Scores per metric and horizon band: pinball loss per quantile, mean pinball, p50
 units), and p10-p90 coverage. The summary "scaled pinball" divides each metric's pinball by the
 mean per-window robust scale of that metric on the evaluation windows (the same divisor for every
 method), so metrics in MB/s and in % weigh alike.
+
+2. Single series with a held-out tail (real traces, a user's data): `evaluate_series`, errors
+   scaled per series by its in-sample seasonal-naive MAE, pooled as a mean over series (see there).
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ METHODS = ("model", "persistence", "seasonal_naive", "heuristic")
 
 
 def robust_scale(past: np.ndarray) -> np.ndarray:
-    """Per-window robust scale max(IQR/1.349, std/4, floor) [N, M]: the numpy twin of the "iqr"
-    normalisation (tft-v1). It stays the evaluation's fixed yardstick (and the augmentation's spike
-    unit) whatever spread a model normalises with, so scores of different models are comparable."""
+    """Per-window robust scale max(IQR/1.349, std/4, floor) [N, M], tft-v1's normalisation spread.
+    It stays the simulator evaluation's fixed yardstick whatever a model normalises with, so the
+    scores of tft-v1, v2 and v3 are comparable."""
     t = past.shape[1]
     ordered = np.sort(past, axis=1)
     q1 = ordered[:, (t - 1) // 4]
