@@ -54,6 +54,8 @@ from . import schema
 ENCODER_VARIABLES: tuple[str, ...] = ("value", "observed", *schema.CALENDAR_FEATURES)
 #: real-valued static inputs, in order
 STATIC_REALS: tuple[str, ...] = ("observed_fraction", "last_observation_age", "z_range_low", "z_range_high")
+#: normalisation locations (TFTConfig.loc_method)
+LOC_METHODS: tuple[str, ...] = ("last", "median3", "median12")
 
 
 @dataclass
@@ -75,7 +77,9 @@ class TFTConfig:
     input_clip: float = 10.0
     #: location of the normalisation: "last" = the last observed value (the zero-output head is
     #: persistence); "median3" = the median of the last three observed values (a single spike at
-    #: the end does not move it; the zero-output head is a robust persistence)
+    #: the end does not move it; the zero-output head is a robust persistence); "median12" = the
+    #: median of the last twelve observed values (one hour: the zero-output head is the robust
+    #: level "median of the last hour", which isolated spikes and short bursts do not move)
     loc_method: str = "last"
     rel_floor: float = 1e-3
     abs_floor: float = 1e-6
@@ -86,8 +90,8 @@ class TFTConfig:
                                  for i in range(schema.N_SLOTS)])
 
     def __post_init__(self):
-        if self.loc_method not in ("last", "median3"):
-            raise ValueError(f"unknown loc_method {self.loc_method!r} (last or median3)")
+        if self.loc_method not in LOC_METHODS:
+            raise ValueError(f"unknown loc_method {self.loc_method!r} ({', '.join(LOC_METHODS)})")
         if self.context_length % self.patch or self.horizon % self.patch:
             raise ValueError(f"context {self.context_length} and horizon {self.horizon} must be multiples of patch {self.patch}")
 
@@ -253,6 +257,8 @@ class TemporalFusionTransformer(nn.Module):
                 picked.append(torch.where(sel.sum(dim=1, keepdim=True) > 0, (filled * sel).sum(dim=1, keepdim=True), v1))
             v2, v3 = picked
             loc = torch.maximum(torch.minimum(v1, v2), torch.minimum(torch.maximum(v1, v2), v3))
+        elif cfg.loc_method == "median12":
+            loc = self._median_of_last(filled, mask, count_after, v1, 12)
         else:
             loc = v1
         floor = cfg.rel_floor * torch.maximum(loc.abs(), mean.abs()) + cfg.abs_floor
@@ -268,6 +274,22 @@ class TemporalFusionTransformer(nn.Module):
             torch.tanh(((high - loc) / scale) / c),
         ], dim=1)
         return z, mask, loc, scale, statics
+
+    @staticmethod
+    def _median_of_last(filled, mask, count_after, v1, k: int) -> torch.Tensor:
+        """Median of the last k observed values [B,1]: the j-th last observed value is picked with
+        a one-hot over steps (count_after == j, a [B,T,k] product, no gather), slots a short row
+        lacks take the last observed value, and the median of k (even) is the mean of the two
+        middle values of a TopK (exported as ONNX TopK, exact in ORT)."""
+        ranks = torch.arange(1, k + 1, dtype=filled.dtype, device=filled.device)
+        sel = mask.unsqueeze(-1) * (count_after.unsqueeze(-1) == ranks).to(filled.dtype)  # [B,T,k]
+        vals = torch.matmul(filled.unsqueeze(1), sel).squeeze(1)  # [B,k]
+        have = sel.sum(dim=1)  # [B,k]: 1 where the row has a j-th last observed value
+        vals = torch.where(have > 0, vals, v1.expand(-1, k))
+        low = torch.topk(vals, k // 2 + 1, dim=1, largest=False, sorted=True).values
+        if k % 2:
+            return low[:, k // 2 : k // 2 + 1]
+        return 0.5 * (low[:, k // 2 - 1 : k // 2] + low[:, k // 2 : k // 2 + 1])
 
     def calendar(self, last_timestamp: torch.Tensor) -> torch.Tensor:
         """Calendar features [B, n_past + n_fut, 4] at the last step of every patch token.
