@@ -93,7 +93,7 @@ def merge(folds: list[dict], argv: list[str], minutes: float) -> dict:
 def gains(pooled: dict) -> str:
     p = pooled["persistence"]
     return " / ".join(f"{100 * (pooled['model'][b]['scaled_mae'] / p[b]['scaled_mae'] - 1):+.0f}%"
-                      for b in ("0-1h", "1-4h", "4-8h"))
+                      for b in ("0-1h", "1-4h", "4-8h") if b in p)
 
 
 def summary(result: dict) -> str:
