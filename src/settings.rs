@@ -124,6 +124,9 @@ pub struct RiskSettings {
     pub current_weight: f64,
     /// Weight of the predicted points (the original's 0.3).
     pub predicted_weight: f64,
+    /// Standard deviations above a profile's baseline mean (catalog §2) where its CPU,
+    /// iowait, swap and load tiers start; 0 keeps the original's tables for every profile.
+    pub profile_normal_sigmas: f64,
 }
 
 /// `[alerts]`: the one alert scale, the alert router's hysteresis and dwell, and the
@@ -149,6 +152,10 @@ pub struct AlertSettings {
     pub predictive_steps: u32,
     /// Quantile the predictive metric alerts test: `p10`, `p50` (the original's) or `p90`.
     pub predictive_quantile: String,
+    /// Standard deviations above a profile's baseline mean where its predictive metric
+    /// thresholds start (the warning value moves there when the profile's normal is above
+    /// it); 0 keeps the same thresholds for every profile.
+    pub profile_normal_sigmas: f64,
     /// Predictive metric thresholds: metric name → warning and critical values. Giving this
     /// table replaces the whole default set.
     pub metrics: std::collections::BTreeMap<String, MetricThresholds>,
@@ -324,6 +331,7 @@ impl Default for RiskSettings {
             predicted_window_minutes: 30,
             current_weight: 0.7,
             predicted_weight: 0.3,
+            profile_normal_sigmas: 2.5,
         }
     }
 }
@@ -340,6 +348,7 @@ impl Default for AlertSettings {
             raise_after_seconds: 300,
             predictive_steps: 12,
             predictive_quantile: "p50".into(),
+            profile_normal_sigmas: 2.5,
             // Catalog §5 "Alerts": (critical, warning) per metric.
             metrics: std::collections::BTreeMap::from([
                 ("cpu_user_pct".to_string(), thresholds(85.0, 95.0)),
@@ -639,6 +648,19 @@ impl Settings {
                 risk.current_weight + risk.predicted_weight
             ),
         );
+        for (key, sigmas) in [
+            ("risk.profile_normal_sigmas", risk.profile_normal_sigmas),
+            (
+                "alerts.profile_normal_sigmas",
+                self.alerts.profile_normal_sigmas,
+            ),
+        ] {
+            check(
+                (0.0..=10.0).contains(&sigmas),
+                key,
+                format!("{sigmas} is outside 0–10"),
+            );
+        }
         let alerts = &self.alerts;
         check(
             0.0 < alerts.watch
