@@ -16,17 +16,32 @@
 //! | [`actors::risk_scorer`] | `metrics.>` (`MetricSample`), `forecasts.>` (`Forecast`) | `risk.<server>` (`RiskScore`), `summary.fleet` (`FleetSummary`), `rejected.risk_scorer` (`Rejection`) |
 //! | [`actors::alert_router`] | `risk.>` (`RiskScore`), `forecasts.>` (`Forecast`) | `alerts.<severity>.<server>` (`AlertEvent`), `rejected.alert_router` (`Rejection`) |
 //!
-//! Supporting modules: [`catalog`] (metrics and profiles), [`settings`] (the TOML file and
-//! its validation), [`bus`] (the connection, streams and a private nats-server), [`export`]
-//! (training data as Parquet), [`tail`] (decode any subject as JSON lines), [`levels`] (the
-//! one alert scale).
+//! Every actor is built on the [stage toolkit](actors::stage) (one counters type, one
+//! rejection type, one bounded outbox, rate-limited logs, a NATS micro service per instance,
+//! a drain on stop) and started by [`pipeline`], the one start-up path of the binary, the
+//! end-to-end tests and the benches.
+//!
+//! Supporting modules: [`sim`] (the simulation engine the generator and [`export`] share),
+//! [`checks`] (payload checks more than one stage applies), [`catalog`] (metrics and
+//! profiles), [`settings`] (the TOML file, validated into typed settings), [`bus`] (the
+//! connection, streams and a private nats-server), [`subjects`] (every subject, built and
+//! parsed), [`wire`] (every payload), [`export`] (training data as Parquet), [`tail`]
+//! (decode any subject as JSON lines), [`status`] (`fleetcast status`), [`levels`] (the one
+//! alert scale), [`ratelog`] (rate-limited logging).
 
 pub mod actors;
 pub mod bus;
 pub mod catalog;
+pub mod checks;
 pub mod export;
 pub mod levels;
+pub mod pipeline;
+pub mod ratelog;
 pub mod settings;
+pub mod sim;
+pub mod status;
 pub mod subjects;
 pub mod tail;
 pub mod wire;
+
+pub use pipeline::run;

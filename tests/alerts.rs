@@ -2,13 +2,13 @@
 //! alert's events, one predictive alert per server and metric, the ALERTS history, bad
 //! input refused, and the scorer and router chained.
 
-use crate::risk::{NOW, forecast, sample, wait_counters};
-use crate::util::{TestNats, collect};
-use actix::Addr;
+use crate::risk::{NOW, forecast, sample};
+use crate::util::{TestNats, collect, wait_counters};
 use fleetcast::actors::alert_router::{self, AlertRouter, GetOpenAlerts};
 use fleetcast::actors::risk_scorer;
-use fleetcast::actors::stage::Stop;
+use fleetcast::actors::stage::{StageHandle, Stop};
 use fleetcast::bus::Bus;
+use fleetcast::subjects::{StreamKind, Subject};
 use fleetcast::wire::{
     self, AlertAction, AlertEvent, RejectKind, Rejection, RiskScore, SCHEMA_VERSION,
 };
@@ -31,7 +31,7 @@ fn risk(server: &str, score: f64, ts_s: i64) -> RiskScore {
     }
 }
 
-async fn start(nats: &TestNats) -> (Bus, Addr<AlertRouter>, async_nats::Subscriber) {
+async fn start(nats: &TestNats) -> (Bus, StageHandle<AlertRouter>, async_nats::Subscriber) {
     let bus = nats.bus().await;
     let alerts = bus
         .client()
@@ -76,7 +76,7 @@ async fn oscillating_risk_raises_once() {
         .map(|i| if i % 2 == 0 { 43.0 } else { 38.0 })
         .collect();
     feed(&bus, "ppgen001", &scores).await;
-    let counters = wait_counters(&router, |c| c.received >= 48).await;
+    let counters = wait_counters(&router.counters, |c| c.received >= 48).await;
     assert_eq!(counters.received, 48);
     let got = events(&collect(&mut alerts, 5, Duration::from_millis(800)).await);
     assert_eq!(got.len(), 1, "{got:?}");
@@ -93,7 +93,7 @@ async fn oscillating_risk_raises_once() {
 #[actix::test]
 async fn escalation_and_resolution_in_order() {
     let nats = TestNats::start();
-    let (bus, _router, mut alerts) = start(&nats).await;
+    let (bus, router, mut alerts) = start(&nats).await;
     let mut scores = vec![45.0, 45.0, 85.0, 85.0];
     scores.extend([50.0; 4]);
     scores.extend([3.0; 4]);
@@ -102,8 +102,10 @@ async fn escalation_and_resolution_in_order() {
     let summary: Vec<(&str, AlertAction, &str)> = got
         .iter()
         .map(|(subject, e)| {
-            let token = subject.split('.').nth(2).unwrap();
-            (token, e.action, e.severity.as_str())
+            let Some(Subject::Alert { severity, .. }) = bus.subjects().parse(subject) else {
+                panic!("{subject} is not an alert subject");
+            };
+            (severity, e.action, e.severity.as_str())
         })
         .collect();
     assert_eq!(
@@ -128,15 +130,10 @@ async fn escalation_and_resolution_in_order() {
         got[3].1.reason
     );
 
-    let stream = bus
-        .subjects()
-        .stream_name(fleetcast::subjects::StreamKind::Alerts);
+    // An event counts as published once the ALERTS stream acknowledged it.
+    wait_counters(&router.counters, |c| c.published >= 4).await;
+    let stream = bus.subjects().stream_name(StreamKind::Alerts);
     let mut stream = bus.jetstream().get_stream(&stream).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while stream.info().await.unwrap().state.messages < 4 && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert_eq!(stream.info().await.unwrap().state.messages, 4);
 }
 
@@ -159,7 +156,7 @@ async fn one_predictive_alert_per_server_and_metric() {
                 .unwrap();
         }
     }
-    wait_counters(&router, |c| c.received >= 20).await;
+    wait_counters(&router.counters, |c| c.received >= 20).await;
     let got = events(&collect(&mut alerts, 10, Duration::from_millis(800)).await);
     assert_eq!(got.len(), 2, "one per server: {got:?}");
     for (_, event) in &got {
@@ -245,7 +242,7 @@ async fn bad_input_is_refused_and_the_router_goes_on() {
     let got = events(&collect(&mut alerts, 2, Duration::from_secs(5)).await);
     let servers: Vec<&str> = got.iter().map(|(_, e)| e.server.as_str()).collect();
     assert_eq!(servers, ["ppgen001", "ppgen002"]);
-    let counters = wait_counters(&router, |c| c.published >= 8).await;
+    let counters = wait_counters(&router.counters, |c| c.published >= 8).await;
     assert_eq!(
         (counters.received, counters.rejected, counters.published),
         (10, 6, 8)
