@@ -6,7 +6,7 @@ use crate::risk::{NOW, forecast, sample};
 use crate::util::{TestNats, collect, wait_counters};
 use fleetcast::actors::alert_router::{self, AlertRouter, GetOpenAlerts};
 use fleetcast::actors::risk_scorer;
-use fleetcast::actors::stage::{StageHandle, Stop};
+use fleetcast::actors::stage::{Counters, StageHandle, Stop};
 use fleetcast::bus::Bus;
 use fleetcast::subjects::{StreamKind, Subject};
 use fleetcast::wire::{
@@ -44,6 +44,15 @@ async fn start(nats: &TestNats) -> (Bus, StageHandle<AlertRouter>, async_nats::S
     (bus, router, alerts)
 }
 
+/// Waits until `router` has taken `inputs` messages and every event they caused is stored in
+/// the ALERTS stream; returns its counters then.
+async fn wait_routed(router: &StageHandle<AlertRouter>, inputs: u64) -> Counters {
+    wait_counters(&router.counters, |c| {
+        c.received >= inputs && c.published + c.publish_errors >= c.extra("events") + c.rejected
+    })
+    .await
+}
+
 /// Publishes one risk score per simulated 5 minutes.
 async fn feed(bus: &Bus, server: &str, scores: &[f64]) {
     for (step, &score) in scores.iter().enumerate() {
@@ -76,10 +85,10 @@ async fn oscillating_risk_raises_once() {
         .map(|i| if i % 2 == 0 { 43.0 } else { 38.0 })
         .collect();
     feed(&bus, "ppgen001", &scores).await;
-    let counters = wait_counters(&router.counters, |c| c.received >= 48).await;
+    let counters = wait_routed(&router, 48).await;
     assert_eq!(counters.received, 48);
-    let got = events(&collect(&mut alerts, 5, Duration::from_millis(800)).await);
-    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(counters.extra("events"), 1, "{counters:?}");
+    let got = events(&collect(&mut alerts, 1, Duration::from_secs(5)).await);
     let (subject, event) = &got[0];
     assert_eq!(event.action, AlertAction::Raise);
     assert_eq!(event.severity, "watch");
@@ -156,9 +165,10 @@ async fn one_predictive_alert_per_server_and_metric() {
                 .unwrap();
         }
     }
-    wait_counters(&router.counters, |c| c.received >= 20).await;
-    let got = events(&collect(&mut alerts, 10, Duration::from_millis(800)).await);
-    assert_eq!(got.len(), 2, "one per server: {got:?}");
+    let counters = wait_routed(&router, 20).await;
+    assert_eq!(counters.extra("events"), 2, "one per server: {counters:?}");
+    let got = events(&collect(&mut alerts, 2, Duration::from_secs(5)).await);
+    assert_eq!(got.len(), 2);
     for (_, event) in &got {
         assert_eq!(
             (event.subject.as_str(), event.action),
@@ -316,8 +326,14 @@ async fn restarted_router_continues_open_alerts() {
             .await
             .unwrap();
     }
-    let got = events(&collect(&mut alerts, 2, Duration::from_secs(2)).await);
-    assert_eq!(got.len(), 1, "only the new router answers: {got:?}");
+    let counters = wait_routed(&second, 4).await;
+    assert_eq!(counters.extra("events"), 1, "{counters:?}");
+    assert_eq!(
+        first.counters.snapshot().received,
+        2,
+        "the stopped router takes nothing more"
+    );
+    let got = events(&collect(&mut alerts, 1, Duration::from_secs(5)).await);
     let (subject, resolve) = &got[0];
     assert_eq!(resolve.action, AlertAction::Resolve);
     assert_eq!(resolve.id, raised[0].1.id);

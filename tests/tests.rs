@@ -5,9 +5,13 @@ mod util;
 
 mod alerts;
 mod bus;
+mod cli;
 mod e2e;
 mod export;
 mod generator;
+mod pipeline;
 mod predictor;
 mod risk;
+mod stage;
 mod window_keeper;
+mod wire;

@@ -350,28 +350,42 @@ async fn load_model(settings: Settings, dir: PathBuf, timeout: f64) -> Result<()
 fn serve(settings: Settings, actors: Vec<ActorKind>, embed: Embed) -> Result<()> {
     let system = actix::System::new();
     system.block_on(async move {
-        let shutdown = async {
-            match shutdown_signal().await {
-                Ok(signal) => tracing::info!(signal, "shutting down"),
-                Err(error) => tracing::error!(%error, "cannot wait for signals; shutting down"),
-            }
-            tokio::spawn(async {
-                if shutdown_signal().await.is_ok() {
-                    eprintln!("error: second signal: exiting without finishing the drain");
-                    std::process::exit(130);
-                }
+        // Listen before anything starts, so a signal during start-up drains too.
+        let mut signals = Signals::listen()?;
+        let shutdown = async move {
+            let signal = signals.next().await;
+            tracing::info!(signal, "shutting down");
+            tokio::spawn(async move {
+                signals.next().await;
+                eprintln!("error: second signal: exiting without finishing the drain");
+                std::process::exit(130);
             });
         };
-        pipeline::run(&settings, &actors, embed, shutdown).await
-    })?;
-    Ok(())
+        pipeline::run(&settings, &actors, embed, shutdown).await?;
+        anyhow::Ok(())
+    })
 }
 
-/// Waits for Ctrl-C or SIGTERM (what `kill` and service managers send).
-async fn shutdown_signal() -> Result<&'static str> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.map(|()| "interrupt").map_err(Into::into),
-        _ = terminate.recv() => Ok("terminate"),
+/// SIGINT (Ctrl-C) and SIGTERM (what `kill` and service managers send).
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "interrupt",
+            _ = self.terminate.recv() => "terminate",
+        }
     }
 }

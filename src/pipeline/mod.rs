@@ -74,7 +74,7 @@ impl ActorKind {
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// The bus is unusable (no server, no JetStream).
-    #[error("nats")]
+    #[error(transparent)]
     Bus(#[from] BusError),
     /// The generator could not start.
     #[error("starting the generator")]

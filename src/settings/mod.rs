@@ -317,7 +317,9 @@ mod tests {
     fn unknown_keys_are_refused() {
         let error = Settings::from_toml("[generator]\nserverz = 3\n").unwrap_err();
         assert!(matches!(error, SettingsError::Read(_)), "{error}");
-        let cause = std::error::Error::source(&error).expect("the parser's error").to_string();
+        let cause = std::error::Error::source(&error)
+            .expect("the parser's error")
+            .to_string();
         assert!(cause.contains("serverz"), "{cause}");
     }
 }

@@ -27,7 +27,8 @@
 //!   dead-letter subject, counted, and the actor goes on (checks in [`crate::checks`]). A
 //!   failed publish is counted (`publish_errors`) and logged.
 //! - **Observability and shutdown** come from the [stage toolkit](crate::actors::stage):
-//!   counters (extras `replayed`, `summaries`), the micro service `fleetcast-risk-scorer`
+//!   counters (extras `replayed`, `summaries`, `summary_checks`: intervals that passed), the
+//!   micro service `fleetcast-risk-scorer`
 //!   (fact `servers`), a bounded outbox, and [`Drain`]: stop the intake, score what was
 //!   received, publish a last summary, flush, stop.
 
@@ -93,6 +94,8 @@ pub struct RiskScorer {
     changed: bool,
     stage: Stage,
     summaries: Extra,
+    /// Summary intervals that passed (a summary is sent only when something changed).
+    summary_checks: Extra,
     intake: Intake,
     inputs: Option<(
         Tracked<async_nats::Subscriber>,
@@ -116,7 +119,8 @@ impl Actor for RiskScorer {
             ctx.add_stream(forecasts);
         }
         ctx.run_interval(self.summary_interval, |actor, ctx| {
-            actor.publish_summary(ctx)
+            actor.publish_summary(ctx);
+            actor.summary_checks.incr();
         });
     }
 }
@@ -137,7 +141,7 @@ pub async fn spawn(
             STAGE,
             "fleetcast risk scorer: risk per server from samples and forecasts, and the fleet summary",
         )
-        .extras(&["replayed", "summaries"]),
+        .extras(&["replayed", "summaries", "summary_checks"]),
     )
     .await?;
     let intake = Intake::connect(&settings.nats, STAGE, stage.counters()).await?;
@@ -153,6 +157,7 @@ pub async fn spawn(
         servers: HashMap::new(),
         changed: false,
         summaries: stage.counters().extra("summaries"),
+        summary_checks: stage.counters().extra("summary_checks"),
         stage,
         intake,
         inputs: Some((metrics, forecasts)),

@@ -23,6 +23,8 @@ use crate::wire::{self, WireMessage};
 use actix::fut::wrap_future;
 use actix::prelude::*;
 use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// Messages a stage's outbox holds before its sender waits. Enough for a step of a
@@ -90,11 +92,16 @@ enum Item {
     Flush(oneshot::Sender<()>),
 }
 
-/// A stage's outbox: cheap to clone (clones share the queue and the task).
+/// A stage's outbox: cheap to clone (clones share the queue and the task). Messages leave
+/// in the order each producer queued them.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     sender: mpsc::Sender<Item>,
     counters: StageCounters,
+    /// Messages an actor queued while the queue was full, oldest first: the actor waits
+    /// until they are all in the queue (actix runs an actor's waits last-in first-out, so
+    /// each message cannot wait on its own).
+    overflow: Arc<Mutex<VecDeque<Item>>>,
 }
 
 impl std::fmt::Debug for Item {
@@ -117,7 +124,11 @@ impl Outbox {
     ) -> Outbox {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         tokio::spawn(publish_loop(client, receiver, counters.clone(), stage));
-        Outbox { sender, counters }
+        Outbox {
+            sender,
+            counters,
+            overflow: Arc::default(),
+        }
     }
 
     /// Queues `envelope` from inside an actor. When the queue is full it counts
@@ -127,17 +138,28 @@ impl Outbox {
     where
         A: Actor<Context = Context<A>>,
     {
+        let mut overflow = self.overflow.lock().expect("outbox overflow lock");
+        if !overflow.is_empty() {
+            // The actor is about to wait for room: queue behind what is waiting.
+            overflow.push_back(Item::Send(envelope));
+            return;
+        }
         match self.sender.try_send(Item::Send(envelope)) {
-            Ok(()) => {}
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(item)) => {
                 self.counters.outbox_full();
+                overflow.push_back(item);
                 let sender = self.sender.clone();
+                let waiting = self.overflow.clone();
                 ctx.wait(wrap_future(async move {
-                    // The task only ends when every sender is gone; we hold one.
-                    let _ = sender.send(item).await;
+                    loop {
+                        let next = waiting.lock().expect("outbox overflow lock").pop_front();
+                        let Some(item) = next else { break };
+                        // The task only ends when every sender is gone; we hold one.
+                        let _ = sender.send(item).await;
+                    }
                 }));
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
