@@ -141,7 +141,7 @@ async fn a_stage_service_reports_its_counters() {
         instance: default_instance(),
         prefix: bus.subjects().prefix().to_string(),
     };
-    let (mut service, endpoints) = StageService::start(
+    let (service, endpoints) = StageService::start(
         &bus,
         &identity,
         "a test stage",

@@ -190,15 +190,13 @@ fn spawn_with_parent(
                 }
             };
             let _ = started_tx.send(Ok(child.id()));
-            loop {
-                match stop_rx.recv_timeout(Duration::from_millis(50)) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if let Ok(Some(status)) = child.try_wait() {
-                            *exited.lock().expect("exit status lock") = Some(status);
-                            return;
-                        }
-                    }
-                    _ => break,
+            // Until told to stop (or the value is dropped), note an exit as soon as it happens.
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                stop_rx.recv_timeout(Duration::from_millis(50))
+            {
+                if let Ok(Some(status)) = child.try_wait() {
+                    *exited.lock().expect("exit status lock") = Some(status);
+                    return;
                 }
             }
             stop_child(&mut child);

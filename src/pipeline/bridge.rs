@@ -12,6 +12,7 @@ use crate::settings::Settings;
 use crate::subjects::StreamKind;
 use crate::wire::RejectKind;
 use actix::Addr;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How often a bridged actor's counters are copied.
@@ -33,6 +34,15 @@ fn add_growth(counters: &StageCounters, before: &Counters, now: &Counters) {
     for (name, count) in &now.extras {
         counters.extra(name).add(grown(*count, before.extra(name)));
     }
+}
+
+/// `values` under `names`, as a snapshot's extras.
+fn named<const N: usize>(names: &[&str; N], values: [u64; N]) -> BTreeMap<String, u64> {
+    names
+        .iter()
+        .zip(values)
+        .map(|(name, count)| (name.to_string(), count))
+        .collect()
 }
 
 /// The window keeper's micro service, fed from its `GetCounters` and `GetWarmup`.
@@ -76,17 +86,16 @@ pub(super) async fn window_keeper(
                     .collect(),
                 published: own.sent,
                 publish_errors: own.errors,
-                extras: [
-                    own.steps_closed,
-                    own.gap_steps,
-                    own.replayed,
-                    own.jobs_published,
-                    own.consumer_errors,
-                ]
-                .into_iter()
-                .zip(EXTRAS)
-                .map(|(count, name)| (name.to_string(), count))
-                .collect(),
+                extras: named(
+                    &EXTRAS,
+                    [
+                        own.steps_closed,
+                        own.gap_steps,
+                        own.replayed,
+                        own.jobs_published,
+                        own.consumer_errors,
+                    ],
+                ),
                 ..Counters::default()
             };
             add_growth(stage.counters(), &before, &now);
@@ -146,17 +155,16 @@ pub(super) async fn predictor(
                 accepted: own.received.saturating_sub(own.rejected),
                 rejected_by_kind: [("bad_content".to_string(), own.rejected)].into(),
                 published: own.sent,
-                extras: [
-                    own.errors,
-                    own.batches,
-                    own.duplicates,
-                    own.reloads,
-                    own.reloads_refused,
-                ]
-                .into_iter()
-                .zip(EXTRAS)
-                .map(|(count, name)| (name.to_string(), count))
-                .collect(),
+                extras: named(
+                    &EXTRAS,
+                    [
+                        own.errors,
+                        own.batches,
+                        own.duplicates,
+                        own.reloads,
+                        own.reloads_refused,
+                    ],
+                ),
                 ..Counters::default()
             };
             add_growth(stage.counters(), &before, &now);

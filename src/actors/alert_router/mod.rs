@@ -42,7 +42,6 @@ use crate::checks::{check_forecast, check_risk};
 use crate::settings::Settings;
 use crate::subjects::{StreamKind, Subjects};
 use crate::wire::{self, AlertEvent, Forecast, RejectKind, RiskScore};
-use actix::fut::wrap_future;
 use actix::prelude::*;
 use async_nats::jetstream::consumer::DeliverPolicy;
 
@@ -74,7 +73,6 @@ pub struct AlertRouter {
         Tracked<async_nats::Subscriber>,
         Tracked<async_nats::Subscriber>,
     )>,
-    draining: bool,
 }
 
 impl Staged for AlertRouter {
@@ -148,7 +146,6 @@ pub async fn spawn(
         stage,
         intake,
         inputs: Some((risk, forecasts)),
-        draining: false,
     };
     Ok(stage::start(router))
 }
@@ -219,7 +216,7 @@ impl StreamHandler<async_nats::Message> for AlertRouter {
     }
 
     fn finished(&mut self, _: &mut Context<Self>) {
-        if !self.draining {
+        if !self.intake.is_draining() {
             tracing::warn!(
                 stage = STAGE,
                 "a subscription ended; the alert router goes on with the other"
@@ -232,13 +229,8 @@ impl Handler<Drain> for AlertRouter {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
-        self.draining = true;
         let intake = self.intake.clone();
-        Box::pin(
-            wrap_future::<_, Self>(async move { intake.drain().await })
-                .then(|(), router, _| wrap_future(router.stage.drained()))
-                .map(|(), _, ctx| ctx.stop()),
-        )
+        stage::drain(async move { intake.drain().await }, |_, _| {})
     }
 }
 

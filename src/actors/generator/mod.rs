@@ -290,14 +290,13 @@ impl Handler<Drain> for Generator {
     fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
         let _ = self.stop_clock.send(true);
         let clock_stopped = self.clock_stopped.take();
-        Box::pin(
-            wrap_future::<_, Self>(async move {
+        stage::drain(
+            async move {
                 if let Some(stopped) = clock_stopped {
                     let _ = stopped.await;
                 }
-            })
-            .then(|(), generator, _| wrap_future(generator.stage.drained()))
-            .map(|(), _, ctx| ctx.stop()),
+            },
+            |_, _| {},
         )
     }
 }

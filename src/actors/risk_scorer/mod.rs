@@ -47,7 +47,6 @@ use crate::levels::Scale;
 use crate::settings::Settings;
 use crate::subjects::{StreamKind, Subjects};
 use crate::wire::{self, Forecast, MetricSample, RejectKind, RiskScore, SCHEMA_VERSION};
-use actix::fut::wrap_future;
 use actix::prelude::*;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use std::collections::{BTreeMap, HashMap};
@@ -101,7 +100,6 @@ pub struct RiskScorer {
         Tracked<async_nats::Subscriber>,
         Tracked<async_nats::Subscriber>,
     )>,
-    draining: bool,
 }
 
 impl Staged for RiskScorer {
@@ -161,7 +159,6 @@ pub async fn spawn(
         stage,
         intake,
         inputs: Some((metrics, forecasts)),
-        draining: false,
     };
     // The live subscriptions buffer while the streams are read back; a message seen twice
     // has the same time as its replayed copy, which is accepted.
@@ -340,7 +337,7 @@ impl StreamHandler<async_nats::Message> for RiskScorer {
     }
 
     fn finished(&mut self, _: &mut Context<Self>) {
-        if !self.draining {
+        if !self.intake.is_draining() {
             tracing::warn!(
                 stage = STAGE,
                 "a subscription ended; the risk scorer goes on with the other"
@@ -353,15 +350,10 @@ impl Handler<Drain> for RiskScorer {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
-        self.draining = true;
         let intake = self.intake.clone();
-        Box::pin(
-            wrap_future::<_, Self>(async move { intake.drain().await })
-                .then(|(), scorer, ctx| {
-                    scorer.publish_summary(ctx);
-                    wrap_future(scorer.stage.drained())
-                })
-                .map(|(), _, ctx| ctx.stop()),
+        stage::drain(
+            async move { intake.drain().await },
+            |scorer: &mut RiskScorer, ctx| scorer.publish_summary(ctx),
         )
     }
 }

@@ -10,7 +10,7 @@ use crate::settings::NatsSettings;
 use futures::Stream;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 /// Why a stage's input could not be opened.
@@ -44,6 +44,7 @@ pub struct Intake {
 struct Open {
     streams: AtomicUsize,
     ended: tokio::sync::Notify,
+    draining: AtomicBool,
 }
 
 impl Intake {
@@ -100,6 +101,11 @@ impl Intake {
         self.client.flush().await.map_err(IntakeError::Flush)
     }
 
+    /// Whether [`Intake::drain`] was called: a stream that ends now ends as planned.
+    pub fn is_draining(&self) -> bool {
+        self.open.draining.load(Ordering::SeqCst)
+    }
+
     /// The connection, for a stage that reads JetStream through it.
     pub fn client(&self) -> &async_nats::Client {
         &self.client
@@ -108,6 +114,7 @@ impl Intake {
     /// Stops the input: unsubscribes, lets what was already received reach the stage, and
     /// returns once every tracked stream has ended.
     pub async fn drain(&self) {
+        self.open.draining.store(true, Ordering::SeqCst);
         if let Err(error) = self.client.drain().await {
             tracing::warn!(%error, "cannot drain the input connection");
         }

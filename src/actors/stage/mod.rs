@@ -27,8 +27,8 @@
 //! Ok(stage::start(actor))
 //! ```
 //!
-//! and implements [`Drain`]: stop taking input (an [`Intake`] drains itself; a JetStream
-//! consumer stops pulling), finish and acknowledge what is in flight, then await
+//! and implements [`Drain`] with [`drain`]: stop taking input (an [`Intake`] drains itself; a
+//! JetStream consumer stops pulling), finish and acknowledge what is in flight, then
 //! [`Stage::drained`] (the outbox flushed, the service gone) and stop. The pipeline drains
 //! the stages in pipeline order on SIGINT or SIGTERM.
 
@@ -281,7 +281,7 @@ impl Stage {
 
     /// The end of a drain: stops the micro service now (it no longer answers `$SRV`) and
     /// returns a future that resolves once the outbox has published everything queued.
-    pub fn drained(&mut self) -> impl Future<Output = ()> + use<> {
+    pub fn drained(&self) -> impl Future<Output = ()> + use<> {
         self.service.stop();
         let outbox = self.outbox.clone();
         let stage = self.identity.stage;
@@ -306,6 +306,24 @@ impl std::fmt::Debug for Stage {
 pub trait Staged: Actor<Context = Context<Self>> {
     /// Its stage.
     fn stage(&self) -> &Stage;
+}
+
+/// What a [`Drain`] handler returns: awaits `first` (stop the input: [`Intake::drain`], a
+/// clock told to stop), runs `last` on the actor (a final summary; nothing in between is
+/// lost), then [`Stage::drained`] (the service stops, the outbox flushes), then stops the
+/// actor.
+pub fn drain<A: Staged>(
+    first: impl Future<Output = ()> + 'static,
+    last: impl FnOnce(&mut A, &mut Context<A>) + 'static,
+) -> ResponseActFuture<A, ()> {
+    Box::pin(
+        actix::fut::wrap_future::<_, A>(first)
+            .then(move |(), actor, ctx| {
+                last(actor, ctx);
+                actix::fut::wrap_future(actor.stage().drained())
+            })
+            .map(|(), _, ctx| ctx.stop()),
+    )
 }
 
 /// Starts `actor` and returns its [`StageHandle`]: what `spawn` returns.

@@ -111,7 +111,8 @@ pub fn default_instance() -> String {
 /// A running stage service; stopped by [`StageService::stop`] or on drop.
 #[derive(Debug)]
 pub struct StageService {
-    service: Option<service::Service>,
+    /// `None` once stopped.
+    service: std::sync::Mutex<Option<service::Service>>,
     id: String,
 }
 
@@ -208,7 +209,7 @@ impl StageService {
         });
         Ok((
             StageService {
-                service: Some(service),
+                service: std::sync::Mutex::new(Some(service)),
                 id,
             },
             served,
@@ -221,8 +222,9 @@ impl StageService {
     }
 
     /// Stops answering `$SRV` requests and closes the endpoints (their streams end).
-    pub fn stop(&mut self) {
-        if let Some(service) = self.service.take() {
+    pub fn stop(&self) {
+        let stopping = self.service.lock().expect("service lock").take();
+        if let Some(service) = stopping {
             // `stop` does not wait on anything: it signals the endpoints and aborts the
             // verb handler.
             let _ = futures::FutureExt::now_or_never(service.stop());
