@@ -40,7 +40,8 @@ pub enum ReplayError {
 
 /// Reads back the messages of one JetStream stream on subjects matching `filter`
 /// (`LastPerSubject`: the latest per subject; `All`: everything kept), oldest first, with an
-/// ordered consumer that is gone afterwards. An empty stream gives an empty list.
+/// ordered consumer that is deleted afterwards (so `fleetcast status` does not show it as
+/// lagging until the server expires it). An empty stream gives an empty list.
 ///
 /// # Errors
 /// [`ReplayError`] when the stream is missing, the consumer cannot be made, or a message
@@ -73,9 +74,29 @@ pub async fn replay(
         })
         .await
         .map_err(|error| failed("create consumer")(error.into()))?;
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(Vec::new());
-    }
+    let consumer_name = consumer.cached_info().name.clone();
+    let replayed = if consumer.cached_info().num_pending == 0 {
+        Ok(Vec::new())
+    } else {
+        read_all(&name, consumer).await
+    };
+    // Best effort: an ordered consumer also expires by itself once nobody reads it.
+    let _ = stream.delete_consumer(&consumer_name).await;
+    replayed
+}
+
+/// Every message `consumer` has pending, oldest first.
+async fn read_all(
+    name: &str,
+    consumer: async_nats::jetstream::consumer::Consumer<OrderedConfig>,
+) -> Result<Vec<async_nats::Message>, ReplayError> {
+    let failed = |step: &'static str| {
+        move |source: async_nats::Error| ReplayError::Failed {
+            stream: name.to_string(),
+            step,
+            source,
+        }
+    };
     let mut messages = consumer
         .messages()
         .await
@@ -85,10 +106,10 @@ pub async fn replay(
         let message = tokio::time::timeout(REPLAY_WAIT, messages.next())
             .await
             .map_err(|_| ReplayError::Stalled {
-                stream: name.clone(),
+                stream: name.to_string(),
             })?
             .ok_or_else(|| ReplayError::Ended {
-                stream: name.clone(),
+                stream: name.to_string(),
             })?
             .map_err(|error| failed("read")(error.into()))?;
         let pending = message.info().map_err(failed("read"))?.pending;
