@@ -16,6 +16,10 @@
 //! | [`actors::risk_scorer`] | `metrics.>` (`MetricSample`), `forecasts.>` (`Forecast`) | `risk.<server>` (`RiskScore`), `summary.fleet` (`FleetSummary`), `rejected.risk_scorer` (`Rejection`) |
 //! | [`actors::alert_router`] | `risk.>` (`RiskScore`), `forecasts.>` (`Forecast`) | `alerts.<severity>.<server>` (`AlertEvent`), `rejected.alert_router` (`Rejection`) |
 //!
+//! Every stage instance also serves `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` as the NATS
+//! micro service `fleetcast-<stage>`, with a `report` endpoint on
+//! `control.report.<stage>.<id>` (`StageReport`).
+//!
 //! Every actor is built on the [stage toolkit](actors::stage) (one counters type, one
 //! rejection type, one bounded outbox, rate-limited logs, a NATS micro service per instance,
 //! a drain on stop) and started by [`pipeline`], the one start-up path of the binary, the

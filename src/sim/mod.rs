@@ -7,7 +7,7 @@
 //! - **Simulation.** Profile counts as the original: shares web .28, ml .22, db .17, ingest .11,
 //!   risk .09, generic .07 (capped at 10), conductor .06; each `max(1, int(n·p))`, the rest to
 //!   web. Below 7 servers the profiles are taken one each in share order. Servers are
-//!   ordered by profile ([`Profile::ALL`]) and named `ppml%04d`, `ppdb%03d`, `ppweb%03d`,
+//!   ordered by profile ([`Profile::ALL`](crate::catalog::Profile::ALL)) and named `ppml%04d`, `ppdb%03d`, `ppweb%03d`,
 //!   `ppcon%02d`, `ppetl%03d`, `pprisk%03d`, `ppgen%03d` from 1. Problem children are exactly
 //!   `round(n·share)` servers picked by a seeded hash.
 //! - **Randomness.** Every server owns four PCG streams (values, Markov, incidents, cascade
@@ -169,7 +169,7 @@ impl SimConfig {
 /// One server's output for one step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Row {
-    /// The 14 metrics in [`Metric::ALL`] order, in their units (percent, MB/s, ...).
+    /// The 14 metrics in [`Metric::ALL`](crate::catalog::Metric::ALL) order, in their units (percent, MB/s, ...).
     pub values: [f64; METRIC_COUNT],
     /// Markov state.
     pub state: State,

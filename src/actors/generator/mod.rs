@@ -1,10 +1,10 @@
 //! The generator actor: a synthetic fleet on a simulated clock, publishing one
-//! [`MetricSample`] per server per step.
+//! [`MetricSample`](crate::wire::MetricSample) per server per step.
 //!
-//! - **Publishes** `metrics.<server>` ([`MetricSample`]: all 14 metrics, `profile` set,
+//! - **Publishes** `metrics.<server>` ([`MetricSample`](crate::wire::MetricSample): all 14 metrics, `profile` set,
 //!   `ts_ms` = the step's start in simulated time) and `rejected.generator`
-//!   ([`Rejection`]) for control requests it cannot read.
-//! - **Serves** `control.scenario` ([`ScenarioRequest`] → [`ScenarioReply`]): a scenario
+//!   ([`Rejection`](crate::wire::Rejection)) for control requests it cannot read.
+//! - **Serves** `control.scenario` ([`ScenarioRequest`] → [`ScenarioReply`](crate::wire::ScenarioReply)): a scenario
 //!   name switches the scenario from the next step on and answers with the old and new
 //!   scenario, the servers it drives, the step and the fleet size; `status` answers without
 //!   changing anything; an unknown name is answered `ok: false` with the valid names
