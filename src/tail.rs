@@ -37,7 +37,7 @@ pub enum TailError {
     },
     /// The subscription could not be confirmed with the server.
     #[error("cannot confirm the subscription with the server")]
-    Flush(#[source] async_nats::client::FlushError),
+    Confirm(#[source] crate::bus::BusError),
     /// Writing to the output failed (e.g. a closed pipe).
     #[error("cannot write output")]
     Output(#[from] std::io::Error),
@@ -68,7 +68,7 @@ pub struct Tail {
 /// Subscribes to `args.subject` and waits until the server has the subscription.
 ///
 /// # Errors
-/// [`TailError::Subscribe`] or [`TailError::Flush`] when the client refuses.
+/// [`TailError::Subscribe`] or [`TailError::Confirm`] when the client refuses.
 pub async fn subscribe(bus: &Bus, args: &TailArgs) -> Result<Tail, TailError> {
     let subscriber = bus
         .client()
@@ -78,7 +78,9 @@ pub async fn subscribe(bus: &Bus, args: &TailArgs) -> Result<Tail, TailError> {
             subject: args.subject.clone(),
             source,
         })?;
-    bus.client().flush().await.map_err(TailError::Flush)?;
+    crate::bus::round_trip(bus.client())
+        .await
+        .map_err(TailError::Confirm)?;
     Ok(Tail {
         subscriber,
         count: args.count,

@@ -86,7 +86,14 @@ async fn every_stage_is_a_micro_service_until_drained() {
 
     // Samples reach the risk scorer; its service reports what its counters say.
     let scorer = running.risk_scorer.clone().expect("a risk scorer");
-    wait_counters(&scorer.counters, |c| c.published >= 6).await;
+    let caught_up = wait_counters(&scorer.counters, |c| {
+        c.published >= 6 && c.consumer_lag == 0
+    })
+    .await;
+    assert_eq!(
+        caught_up.consumer_lag, 0,
+        "lag counts only input: {caught_up:?}"
+    );
     let stats = ask(&bus, "$SRV.STATS.fleetcast-risk-scorer", 1).await;
     let report: StageReport =
         serde_json::from_value(stats[0]["endpoints"][0]["data"].clone()).expect("a report");

@@ -91,6 +91,9 @@ pub enum BusError {
         #[source]
         source: jetstream::context::PublishError,
     },
+    /// A round trip through the server did not complete.
+    #[error("no round trip through nats-server")]
+    RoundTrip(#[source] async_nats::Error),
     /// A stream could not be created or updated.
     #[error("cannot create or update stream {name} (is jetstream on?)")]
     Stream {
@@ -418,4 +421,28 @@ pub async fn connect_client(
             url: settings.url.clone(),
             source,
         })
+}
+
+/// Returns once nats-server has handled everything `client` sent before (subscriptions,
+/// unsubscriptions, publishes) and `client` has read everything the server sent it before
+/// (it counts in its statistics; each subscription has it queued): the client echoes an
+/// empty message to itself. `Client::flush` only writes the socket, it waits for no answer.
+///
+/// # Errors
+/// [`BusError::RoundTrip`] when the echo cannot be sent or does not come within 5 s.
+pub async fn round_trip(client: &async_nats::Client) -> Result<(), BusError> {
+    let inbox = client.new_inbox();
+    let mut echo = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|error| BusError::RoundTrip(error.into()))?;
+    client
+        .publish(inbox, bytes::Bytes::new())
+        .await
+        .map_err(|error| BusError::RoundTrip(error.into()))?;
+    match tokio::time::timeout(Duration::from_secs(5), echo.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(BusError::RoundTrip("the connection closed".into())),
+        Err(_) => Err(BusError::RoundTrip("no echo within 5 s".into())),
+    }
 }

@@ -38,7 +38,6 @@ impl std::ops::AddAssign for Settled {
 /// rest of a burst with one warning in its log. Waiting for acknowledgements, a window at a
 /// time, makes a burst (a step of a large fleet, a backfill) go at the store's pace and turns
 /// every message the stream did not take into a counted, logged error.
-#[derive(Debug)]
 pub struct StreamPublisher {
     jetstream: jetstream::Context,
     pending: VecDeque<Pending>,
@@ -46,10 +45,22 @@ pub struct StreamPublisher {
     unstored_log: RateLimited,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for StreamPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamPublisher")
+            .field("outstanding", &self.pending.len())
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An acknowledgement to wait for.
+type AckFuture = <jetstream::context::PublishAckFuture as std::future::IntoFuture>::IntoFuture;
+
 struct Pending {
     subject: String,
-    ack: jetstream::context::PublishAckFuture,
+    /// Polled in place (it is boxed), so waiting for it can be given up and taken up again.
+    ack: AckFuture,
     receipt: Option<Receipt>,
 }
 
@@ -119,7 +130,7 @@ impl StreamPublisher {
             Ok(ack) => {
                 self.pending.push_back(Pending {
                     subject,
-                    ack,
+                    ack: std::future::IntoFuture::into_future(ack),
                     receipt,
                 });
                 Ok(settled)
@@ -153,16 +164,24 @@ impl StreamPublisher {
         self.pending.len()
     }
 
+    /// Waits for the oldest outstanding acknowledgement (none: at once). Cancel-safe: when
+    /// the wait is given up (a `select!` took another branch), the acknowledgement stays
+    /// outstanding and the next call waits for it again.
+    pub async fn settle_next(&mut self) -> Settled {
+        self.await_oldest().await
+    }
+
     async fn await_oldest(&mut self) -> Settled {
+        let Some(oldest) = self.pending.front_mut() else {
+            return Settled::default();
+        };
+        let result = (&mut oldest.ack).await;
         let Some(Pending {
-            subject,
-            ack,
-            receipt,
+            subject, receipt, ..
         }) = self.pending.pop_front()
         else {
             return Settled::default();
         };
-        let result = ack.await;
         if let Some(receipt) = receipt {
             let _ = receipt.send(result.is_ok());
         }

@@ -48,6 +48,9 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 /// The stage name, in rejections and logs.
 pub const STAGE: &str = "alert_router";
 
+/// How often the `open_alerts` fact is brought up to date.
+const FACTS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why the alert router could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AlertRouterError {
@@ -89,6 +92,13 @@ impl Actor for AlertRouter {
             ctx.add_stream(risk);
             ctx.add_stream(forecasts);
         }
+        // Counting open alerts visits every server: once a second, not per event.
+        ctx.run_interval(FACTS_INTERVAL, |router, _| {
+            router
+                .stage
+                .facts()
+                .set("open_alerts", router.book.open_alerts());
+        });
     }
 }
 
@@ -210,9 +220,6 @@ impl StreamHandler<async_nats::Message> for AlertRouter {
             self.stage.publish_to_stream(ctx, subject, &event);
             self.events.incr();
         }
-        self.stage
-            .facts()
-            .set("open_alerts", self.book.open_alerts());
     }
 
     fn finished(&mut self, _: &mut Context<Self>) {

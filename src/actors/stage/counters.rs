@@ -90,6 +90,8 @@ struct Inner {
     /// The stage's own input connection, when it has one: its lag is what that connection
     /// received minus what the stage took.
     connection: OnceLock<Arc<async_nats::Statistics>>,
+    /// Messages that connection read that are no input (round-trip echoes).
+    not_input: AtomicU64,
     extras: Vec<(&'static str, AtomicU64)>,
     /// Woken on every change while someone waits; `waiters` keeps the counting paths to one
     /// atomic load when nobody does.
@@ -153,6 +155,7 @@ impl StageCounters {
                 outbox_full: AtomicU64::new(0),
                 lag: AtomicU64::new(0),
                 connection: OnceLock::new(),
+                not_input: AtomicU64::new(0),
                 extras: extras
                     .iter()
                     .map(|&name| (name, AtomicU64::new(0)))
@@ -246,6 +249,23 @@ impl StageCounters {
         let _ = self.inner.connection.set(client.statistics());
     }
 
+    /// Counts `count` messages the input connection read that are not input (the echoes of
+    /// round trips), so they do not show as lag.
+    pub fn not_input(&self, count: u64) {
+        self.inner.not_input.fetch_add(count, Ordering::SeqCst);
+    }
+
+    /// What the input connection has read that is input (`None` without one).
+    pub fn input_read(&self) -> Option<u64> {
+        let statistics = self.inner.connection.get()?;
+        Some(
+            statistics
+                .in_messages
+                .load(Ordering::SeqCst)
+                .saturating_sub(self.inner.not_input.load(Ordering::SeqCst)),
+        )
+    }
+
     /// The values now.
     pub fn snapshot(&self) -> Counters {
         let inner = &*self.inner;
@@ -256,11 +276,8 @@ impl StageCounters {
             .map(|kind| (kind.name().to_string(), load(&inner.rejected[kind.index()])))
             .filter(|(_, count)| *count > 0)
             .collect();
-        let consumer_lag = match inner.connection.get() {
-            Some(statistics) => statistics
-                .in_messages
-                .load(Ordering::Relaxed)
-                .saturating_sub(received),
+        let consumer_lag = match self.input_read() {
+            Some(read) => read.saturating_sub(received),
             None => inner.lag.load(Ordering::Relaxed),
         };
         Counters {

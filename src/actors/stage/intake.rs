@@ -1,17 +1,21 @@
 //! A stage's input on a connection of its own: its subscriptions never wait behind other
 //! traffic, its lag is measurable (what the connection received minus what the stage took,
-//! see [`StageCounters::track_connection`]), and it drains cleanly: [`Intake::drain`] stops
-//! the server sending, lets every message already received reach the actor, and returns
-//! once every input stream has ended.
+//! see [`StageCounters::track_connection`]), and it drains cleanly: [`Intake::drain`] makes
+//! sure every message the server sent before the drain has reached the stage and been
+//! counted `received`, then unsubscribes and returns once every input stream has ended.
+//!
+//! (The client's own drain is not enough: it drops a subscription as soon as its
+//! unsubscription is written, losing what the server had sent but the client not yet read.)
 
 use super::counters::StageCounters;
-use crate::bus::{BusError, connect_client};
+use crate::bus::{BusError, connect_client, round_trip};
 use crate::settings::NatsSettings;
 use futures::Stream;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// Why a stage's input could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -30,15 +34,20 @@ pub enum IntakeError {
     },
     /// The subscriptions could not be confirmed with the server.
     #[error("cannot confirm the subscriptions with the server")]
-    Flush(#[source] async_nats::client::FlushError),
+    Confirm(#[source] BusError),
 }
 
 /// A stage's input connection and the streams read from it.
 #[derive(Debug, Clone)]
 pub struct Intake {
     client: async_nats::Client,
+    counters: StageCounters,
     open: Arc<Open>,
 }
+
+/// Longest a drain waits for the stage to take what was already received (a message the
+/// client dropped as a slow consumer is never taken).
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 struct Open {
@@ -64,6 +73,7 @@ impl Intake {
         counters.track_connection(&client);
         Ok(Intake {
             client,
+            counters: counters.clone(),
             open: Arc::default(),
         })
     }
@@ -96,9 +106,18 @@ impl Intake {
     /// Returns once the server has every subscription made so far.
     ///
     /// # Errors
-    /// [`IntakeError::Flush`] when the connection fails.
+    /// [`IntakeError::Confirm`] when the round trip fails.
     pub async fn confirm(&self) -> Result<(), IntakeError> {
-        self.client.flush().await.map_err(IntakeError::Flush)
+        self.round_trip().await.map_err(IntakeError::Confirm)
+    }
+
+    /// A round trip through the server, its echo counted as no input.
+    async fn round_trip(&self) -> Result<(), BusError> {
+        let result = round_trip(&self.client).await;
+        if result.is_ok() {
+            self.counters.not_input(1);
+        }
+        result
     }
 
     /// Whether [`Intake::drain`] was called: a stream that ends now ends as planned.
@@ -111,10 +130,26 @@ impl Intake {
         &self.client
     }
 
-    /// Stops the input: unsubscribes, lets what was already received reach the stage, and
-    /// returns once every tracked stream has ended.
+    /// Stops the input: waits until the stage has taken (counted `received`) every message
+    /// the server sent before this call, unsubscribes, and returns once every tracked stream
+    /// has ended.
     pub async fn drain(&self) {
         self.open.draining.store(true, Ordering::SeqCst);
+        // After the round trip every message sent before it has been read and queued.
+        if self.round_trip().await.is_ok() {
+            let read = self.counters.input_read().unwrap_or(0);
+            if let Err(counters) = self
+                .counters
+                .wait_until(|counters| counters.received >= read, DRAIN_WAIT)
+                .await
+            {
+                tracing::warn!(
+                    read,
+                    taken = counters.received,
+                    "draining: the stage did not take every message read"
+                );
+            }
+        }
         if let Err(error) = self.client.drain().await {
             tracing::warn!(%error, "cannot drain the input connection");
         }

@@ -185,9 +185,8 @@ impl Outbox {
     }
 }
 
-/// Publishes the queue in order until every sender is gone. When nothing is queued it first
-/// settles the stream acknowledgements outstanding, so a failure is counted without waiting
-/// for more traffic.
+/// Publishes the queue in order until every sender is gone, settling stream
+/// acknowledgements as they come.
 async fn publish_loop(
     client: async_nats::Client,
     mut receiver: mpsc::Receiver<Item>,
@@ -201,16 +200,23 @@ async fn publish_loop(
         counters.publish_errors(settled.failed);
     };
     loop {
-        let item = match receiver.try_recv() {
-            Ok(item) => item,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                settle(stream.settle().await);
-                match receiver.recv().await {
-                    Some(item) => item,
-                    None => break,
+        // Take the next message as soon as it is queued, and meanwhile settle the oldest
+        // outstanding acknowledgement, so a failure is counted without waiting for more
+        // traffic and a message trickling in does not wait for the ones before it.
+        let next = if stream.outstanding() == 0 {
+            receiver.recv().await
+        } else {
+            tokio::select! {
+                biased;
+                next = receiver.recv() => next,
+                settled = stream.settle_next() => {
+                    settle(settled);
+                    continue;
                 }
             }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        let Some(item) = next else {
+            break;
         };
         let envelope = match item {
             Item::Send(envelope) => envelope,

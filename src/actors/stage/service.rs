@@ -194,8 +194,7 @@ impl StageService {
             );
         }
         // Make sure every subscription is on the server before anyone is told we are up.
-        bus.client()
-            .flush()
+        crate::bus::round_trip(bus.client())
             .await
             .map_err(|error| failed(error.into()))?;
         let identity = identity.clone();
