@@ -164,7 +164,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn forecast() -> Forecast {
-        crate::actors::risk_scorer::scoring::tests::forecast(4, &[("mem_used_pct", vec![50.0; 4])])
+        crate::testing::forecast(4, &[("mem_used_pct", vec![50.0; 4])])
     }
 
     /// A good forecast passes; NaN, short series, unknown metrics and a subject mismatch are

@@ -46,6 +46,8 @@ pub mod sim;
 pub mod status;
 pub mod subjects;
 pub mod tail;
+#[cfg(test)]
+mod testing;
 pub mod wire;
 
 pub use pipeline::run;

@@ -220,9 +220,7 @@ async fn an_intake_drains_what_it_received() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
     let counters = StageCounters::new(&[]);
-    let intake = Intake::connect(&nats.settings.nats, "test", &counters)
-        .await
-        .unwrap();
+    let intake = Intake::new(&bus, &counters);
     let mut stream = intake.subscribe("drain.test".into()).await.unwrap();
     intake.confirm().await.unwrap();
     for index in 0..1000 {

@@ -399,7 +399,7 @@ impl AlertBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::risk_scorer::scoring::tests::forecast;
+    use crate::testing::forecast;
     use crate::wire::RiskFactor;
 
     const MIN: i64 = 60_000;

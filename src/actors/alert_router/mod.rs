@@ -24,7 +24,7 @@
 //!   restarted router de-escalates and resolves the alerts it had raised instead of raising
 //!   them again; the raise and dwell waits start afresh.
 //! - **Observability and shutdown** come from the [stage toolkit](crate::actors::stage):
-//!   input on a connection of its own ([`Intake`], so `consumer_lag` is measured), the
+//!   input through an [`Intake`] (so `consumer_lag` is measured), the
 //!   counters (extras `replayed`, `events`), the micro service `fleetcast-alert-router`
 //!   (fact `open_alerts`), a bounded outbox (events leave in order), and [`Drain`]: stop the
 //!   intake, route what was received, flush, stop.
@@ -121,7 +121,7 @@ pub async fn spawn(
         .extras(&["replayed", "events"]),
     )
     .await?;
-    let intake = Intake::connect(&settings.nats, STAGE, stage.counters()).await?;
+    let intake = Intake::new(&bus, stage.counters());
     let risk = intake.subscribe(subjects.risk_all()).await?;
     let forecasts = intake.subscribe(subjects.forecasts_all()).await?;
     intake.confirm().await?;

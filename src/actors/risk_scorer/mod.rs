@@ -18,8 +18,8 @@
 //!   a restarted scorer has the fleet's view at once; replayed input is scored silently
 //!   (no risk is re-published until the server's next sample or forecast) and feeds the
 //!   next fleet summary.
-//! - **Input** arrives on a connection of its own ([`Intake`]), so the scorer's lag is
-//!   measurable (`consumer_lag`) and a drain loses nothing already received.
+//! - **Input** comes through an [`Intake`], so the scorer's lag is measured
+//!   (`consumer_lag`) and a drain loses nothing already received.
 //! - **Fails** only at start (its service, subscribing, reading the streams back);
 //!   afterwards bad input (undecodable, another schema version, a sample or forecast for
 //!   another server than its subject, NaN or out-of-range values, wrong-length series, an
@@ -142,7 +142,7 @@ pub async fn spawn(
         .extras(&["replayed", "summaries", "summary_checks"]),
     )
     .await?;
-    let intake = Intake::connect(&settings.nats, STAGE, stage.counters()).await?;
+    let intake = Intake::new(&bus, stage.counters());
     let metrics = intake.subscribe(subjects.metrics_all()).await?;
     let forecasts = intake.subscribe(subjects.forecasts_all()).await?;
     intake.confirm().await?;

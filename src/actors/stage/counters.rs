@@ -9,14 +9,14 @@
 //! | `published` | messages the bus took: a core message once the client sent it, a stream message once the stream acknowledged it |
 //! | `publish_errors` | messages that did not go out: a failed send, or a stream that did not store it |
 //! | `outbox_full` | times the stage found its outbox full and waited (back-pressure) |
-//! | `consumer_lag` | inputs waiting for the stage: a JetStream consumer's pending count, or what its own connection received and it has not handled yet |
+//! | `consumer_lag` | inputs waiting for the stage: a JetStream consumer's pending count, or what its subscriptions received and it has not taken yet (see [`Intake`](super::Intake)) |
 //! | extras | the actor's own, declared when it builds its counters (`steps`, `batches`, ...) |
 
 use crate::wire::RejectKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A snapshot of a stage's counters (see the module documentation for each name).
@@ -87,11 +87,6 @@ struct Inner {
     publish_errors: AtomicU64,
     outbox_full: AtomicU64,
     lag: AtomicU64,
-    /// The stage's own input connection, when it has one: its lag is what that connection
-    /// received minus what the stage took.
-    connection: OnceLock<Arc<async_nats::Statistics>>,
-    /// Messages that connection read that are no input (round-trip echoes).
-    not_input: AtomicU64,
     extras: Vec<(&'static str, AtomicU64)>,
     /// Woken on every change while someone waits; `waiters` keeps the counting paths to one
     /// atomic load when nobody does.
@@ -154,8 +149,6 @@ impl StageCounters {
                 publish_errors: AtomicU64::new(0),
                 outbox_full: AtomicU64::new(0),
                 lag: AtomicU64::new(0),
-                connection: OnceLock::new(),
-                not_input: AtomicU64::new(0),
                 extras: extras
                     .iter()
                     .map(|&name| (name, AtomicU64::new(0)))
@@ -236,34 +229,10 @@ impl StageCounters {
         self.inner.add(&self.inner.outbox_full, 1);
     }
 
-    /// Sets the consumer lag (a JetStream consumer's pending count, from the metadata of the
-    /// message just taken).
-    pub fn set_lag(&self, pending: u64) {
-        self.inner.lag.store(pending, Ordering::Relaxed);
-    }
-
-    /// Makes the lag what `client` (the stage's own input connection) has received minus
-    /// what the stage has taken; for stages on core subscriptions, where the server keeps
-    /// no queue to ask about.
-    pub fn track_connection(&self, client: &async_nats::Client) {
-        let _ = self.inner.connection.set(client.statistics());
-    }
-
-    /// Counts `count` messages the input connection read that are not input (the echoes of
-    /// round trips), so they do not show as lag.
-    pub fn not_input(&self, count: u64) {
-        self.inner.not_input.fetch_add(count, Ordering::SeqCst);
-    }
-
-    /// What the input connection has read that is input (`None` without one).
-    pub fn input_read(&self) -> Option<u64> {
-        let statistics = self.inner.connection.get()?;
-        Some(
-            statistics
-                .in_messages
-                .load(Ordering::SeqCst)
-                .saturating_sub(self.inner.not_input.load(Ordering::SeqCst)),
-        )
+    /// Sets the consumer lag: a JetStream consumer's pending count (from the metadata of
+    /// the message just taken), or what an [`Intake`](super::Intake)'s streams hold.
+    pub fn set_lag(&self, waiting: u64) {
+        self.inner.lag.store(waiting, Ordering::Relaxed);
     }
 
     /// The values now.
@@ -276,10 +245,7 @@ impl StageCounters {
             .map(|kind| (kind.name().to_string(), load(&inner.rejected[kind.index()])))
             .filter(|(_, count)| *count > 0)
             .collect();
-        let consumer_lag = match self.input_read() {
-            Some(read) => read.saturating_sub(received),
-            None => inner.lag.load(Ordering::Relaxed),
-        };
+        let consumer_lag = inner.lag.load(Ordering::Relaxed);
         Counters {
             received,
             accepted: load(&inner.accepted),

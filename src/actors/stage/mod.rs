@@ -7,7 +7,7 @@
 //! | [`Outbox`] ([`outbox`]) | the one publish path: bounded, in order, back-pressure, stream acknowledgements, flush |
 //! | [`RateLimited`] | one log line per interval for repeated trouble |
 //! | [`StageService`] ([`service`]) | the instance as a NATS micro service (`$SRV.PING/INFO/STATS`) reporting its counters and [`Facts`] |
-//! | [`Intake`] ([`intake`]) | input subscriptions on a connection of their own: measurable lag, clean drain |
+//! | [`Intake`] ([`intake`]) | input subscriptions with a measured lag and a drain that loses nothing |
 //! | [`replay`](replay::replay) | a JetStream stream read back at start-up |
 //! | [`Drain`], [`Stop`], [`StageHandle`] | the shutdown protocol and what `spawn` returns |
 //!
