@@ -16,9 +16,10 @@
 //! raised by the critical sample is published. Times are wall-clock, observed by a subscriber
 //! in the same process.
 
-use fleetcast::actors::{alert_router, predictor, risk_scorer, window_keeper};
+use fleetcast::actors::window_keeper;
 use fleetcast::bus::{Bus, NatsServer, STREAM_PUBLISH_WINDOW, StreamPublisher, find_server_binary};
 use fleetcast::catalog::Metric;
+use fleetcast::pipeline::{self, ActorKind};
 use fleetcast::settings::Settings;
 use fleetcast::wire::{self, MetricSample, RiskScore, SCHEMA_VERSION};
 use futures::StreamExt;
@@ -117,19 +118,20 @@ async fn run(servers: u32) -> String {
     settings.window_keeper.rebuild_on_start = false;
     settings.alerts.raise_after_seconds = 0;
     let bus = Bus::connect(&settings.nats).await.expect("connect");
-    bus.ensure_streams().await.expect("streams");
-    alert_router::spawn(&settings, bus.clone())
-        .await
-        .expect("alert router");
-    risk_scorer::spawn(&settings, bus.clone())
-        .await
-        .expect("risk scorer");
-    predictor::spawn_workers(&settings, bus.clone())
-        .await
-        .expect("predictor");
-    let keeper = window_keeper::spawn(&settings, bus.clone())
-        .await
-        .expect("window keeper");
+    // Every actor but the generator (the bench publishes the samples), as `up` starts them.
+    let running = pipeline::start(
+        &settings,
+        &bus,
+        &[
+            ActorKind::WindowKeeper,
+            ActorKind::Predictor,
+            ActorKind::RiskScorer,
+            ActorKind::AlertRouter,
+        ],
+    )
+    .await
+    .expect("the pipeline starts");
+    let keeper = running.window_keeper.clone().expect("a window keeper");
 
     let names: Vec<String> = (0..servers).map(|index| format!("srv{index:06}")).collect();
     let mut forecasts = bus
@@ -192,7 +194,8 @@ async fn run(servers: u32) -> String {
     // First arrival per server on each path, in milliseconds after its closing sample.
     let (mut to_forecast, mut to_risk, mut to_alert) =
         (HashMap::new(), HashMap::new(), HashMap::new());
-    let server_of = |subject: &str| subject.rsplit('.').next().unwrap_or_default().to_string();
+    let subjects = bus.subjects().clone();
+    let server_of = |subject: &str| subjects.server_of(subject).unwrap_or_default().to_string();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     while to_forecast.len() < names.len()
         || to_risk.len() < names.len()

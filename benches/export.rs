@@ -5,9 +5,9 @@
 //! samples, as the live generator does) of a 100,000-server fleet. `EXPORT_DAYS` and
 //! `EXPORT_SERVERS` change the export's size.
 
-use fleetcast::actors::generator::{Fleet, FleetConfig, Scenario};
 use fleetcast::catalog::Metric;
 use fleetcast::export::{self, ExportArgs};
+use fleetcast::sim::{Scenario, SimConfig, Simulation};
 use fleetcast::wire::{self, MetricSample, SCHEMA_VERSION};
 use std::time::Instant;
 
@@ -35,9 +35,9 @@ fn main() {
     );
 
     let started = Instant::now();
-    let mut config = FleetConfig::new(100_000, 42);
+    let mut config = SimConfig::new(100_000, 42);
     config.scenario = Scenario::Natural;
-    let mut fleet = Fleet::new(&config).expect("fleet");
+    let mut fleet = Simulation::new(&config).expect("fleet");
     println!(
         "fleet of 100000: built in {:.3} s",
         started.elapsed().as_secs_f64()

@@ -46,7 +46,7 @@ fn main() {
     let mut settings = Settings::default();
     settings.nats.url = server.url().to_string();
     settings.nats.embedded = false;
-    settings.gateway.bind = "127.0.0.1:0".into();
+    settings.gateway.bind = "127.0.0.1:0".parse().expect("an address");
     settings.gateway.feed_rate_per_minute = 0;
     println!(
         "machine: {} cores, load average {}",

@@ -18,7 +18,7 @@
 //! `cargo bench --bench remote_write`.
 
 use bytes::Bytes;
-use fleetcast::actors::remote_write::{self, GetAddress, GetCounters, proto};
+use fleetcast::actors::remote_write::{self, GetAddress, proto};
 use fleetcast::bus::{Bus, NatsServer, StreamPublisher, find_server_binary};
 use fleetcast::settings::Settings;
 use fleetcast::wire::{self, MetricSample, SCHEMA_VERSION};
@@ -225,7 +225,7 @@ fn main() {
     let mut settings = Settings::default();
     settings.nats.url = server.url().to_string();
     settings.nats.embedded = false;
-    settings.remote_write.listen = "127.0.0.1:0".into();
+    settings.remote_write.listen = "127.0.0.1:0".parse().expect("an address");
     let requests = requests(instances, blocks);
     let total_samples: usize = requests.iter().map(|(samples, _)| samples).sum();
     let bytes: usize = requests.iter().map(|(_, body)| body.len()).sum();
@@ -246,10 +246,10 @@ fn main() {
         let (seconds, accepted, refused, client_cpu) =
             tokio::task::spawn_blocking(move || post_all(url, requests, senders)).await.unwrap();
         let receiver_cpu = cpu_seconds("/proc/self/stat") - process_before - client_cpu;
-        let counters = receiver.send(GetCounters).await.unwrap();
+        let counters = receiver.counters.snapshot();
         assert_eq!(refused, 0, "every request answered 204: {counters:?}");
         assert_eq!(accepted, total_samples);
-        let derived = counters.stored as usize;
+        let derived = counters.extra("stored") as usize;
         let plain = plain_stream_rate(&bus, derived.max(10_000)).await;
         let accepted_rate = accepted as f64 / seconds;
         println!();

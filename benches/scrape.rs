@@ -18,7 +18,7 @@
 //! `cargo bench --bench scrape`.
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use fleetcast::actors::node_exporter::{self, GetCounters, http_client};
+use fleetcast::actors::node_exporter::{self, http_client};
 use fleetcast::actors::stage::Stop;
 use fleetcast::bus::{Bus, NatsServer, find_server_binary};
 use fleetcast::settings::Settings;
@@ -147,9 +147,9 @@ fn main() {
         let mut last = Instant::now();
         let mut seen = 0;
         loop {
-            let counters = scraper.send(GetCounters).await.unwrap();
-            if counters.rounds > seen {
-                seen = counters.rounds;
+            let rounds_now = scraper.counters.snapshot().extra("rounds");
+            if rounds_now > seen {
+                seen = rounds_now;
                 round_walls.push(last.elapsed().as_secs_f64());
                 last = Instant::now();
             }
@@ -160,7 +160,7 @@ fn main() {
         }
         let scrape_cpu = thread_cpu_seconds() - cpu_before;
         let scrape_wall = started.elapsed().as_secs_f64();
-        let counters = scraper.send(GetCounters).await.unwrap();
+        let counters = scraper.counters.snapshot();
         scraper.send(Stop).await.unwrap();
         // Baseline: the same fetches with the scraper stopped, pages dropped.
         let client = http_client(Duration::from_secs(5), concurrency);
@@ -183,9 +183,9 @@ fn main() {
         let fetch_wall = started.elapsed().as_secs_f64();
         drop(client);
 
-        assert_eq!(counters.failed, 0, "{counters:?}");
-        assert!(counters.scrapes >= targets as u64 * rounds, "{counters:?}");
-        let scrapes = counters.scrapes as f64;
+        assert_eq!(counters.extra("failed"), 0, "{counters:?}");
+        assert!(counters.accepted >= targets as u64 * rounds, "{counters:?}");
+        let scrapes = counters.accepted as f64;
         let per_cpu = scrapes / scrape_cpu.max(1e-9);
         println!();
         println!("| path | scrapes/s (wall) | scrapes per CPU-second of the thread | CPU-seconds for {targets} targets |");
@@ -208,9 +208,9 @@ fn main() {
                 .map(|seconds| format!("{seconds:.2}"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            counters.samples,
+            counters.extra("samples"),
             counters.published,
-            counters.errors,
+            counters.publish_errors,
             (scrape_cpu / scrapes) / (fetch_cpu / fetched as f64).max(1e-12)
         );
         println!(

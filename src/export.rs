@@ -1,4 +1,4 @@
-//! `fleetcast export`: runs the generator's engine ([`crate::actors::generator::fleet`])
+//! `fleetcast export`: runs the simulation engine ([`crate::sim`], the live generator's)
 //! offline at full speed, no NATS needed, and writes training data as Parquet: the same
 //! engine as the live generator, so the model trains on what it will see.
 //!
@@ -20,8 +20,8 @@
 //! memory stays bounded for big exports. The file's key-value metadata records the
 //! generator settings (`fleetcast.seed`, `fleetcast.servers`, ...).
 
-use crate::actors::generator::{Fleet, FleetConfig, FleetError, Scenario};
 use crate::catalog::Metric;
+use crate::sim::{Scenario, SimConfig, SimError, Simulation};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Array, StringBuilder, TimestampMillisecondBuilder,
 };
@@ -59,7 +59,7 @@ pub struct ExportArgs {
     pub step_seconds: u32,
     /// Scenario: healthy, natural, degrading, critical or cascade.
     #[arg(long, default_value = "natural")]
-    pub scenario: String,
+    pub scenario: Scenario,
     /// Share of problem children, 0–0.5.
     #[arg(long, default_value_t = 0.10)]
     pub problem_child_share: f64,
@@ -77,7 +77,7 @@ impl ExportArgs {
             seed: 42,
             start: "2026-01-05T00:00:00Z".into(),
             step_seconds: 300,
-            scenario: "natural".into(),
+            scenario: Scenario::Natural,
             problem_child_share: 0.10,
             out: out.into(),
         }
@@ -139,9 +139,9 @@ pub enum ExportError {
     },
     /// The options do not make a fleet.
     #[error(transparent)]
-    Fleet(#[from] FleetError),
+    Simulation(#[from] SimError),
     /// The output file could not be written.
-    #[error("{path}: {source}")]
+    #[error("cannot write {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -150,10 +150,10 @@ pub enum ExportError {
         source: std::io::Error,
     },
     /// Parquet encoding failed.
-    #[error("writing parquet: {0}")]
+    #[error("writing parquet")]
     Parquet(#[from] parquet::errors::ParquetError),
     /// Building a batch failed.
-    #[error("building a record batch: {0}")]
+    #[error("building a record batch")]
     Arrow(#[from] arrow::error::ArrowError),
 }
 
@@ -250,11 +250,11 @@ fn arg_error(flag: &'static str, reason: impl Into<String>) -> ExportError {
 /// bar on stderr (when it is a terminal) and prints the summary line there at the end.
 ///
 /// # Errors
-/// [`ExportError::Args`] for unusable options, [`ExportError::Fleet`] for a fleet out of
+/// [`ExportError::Args`] for unusable options, [`ExportError::Simulation`] for a fleet out of
 /// range, [`ExportError::Io`] / [`ExportError::Parquet`] when the file cannot be written.
 pub fn run(args: &ExportArgs) -> Result<ExportSummary, ExportError> {
     let started = Instant::now();
-    let scenario: Scenario = args.scenario.parse()?;
+    let scenario = args.scenario;
     let start_ms = chrono::DateTime::parse_from_rfc3339(&args.start)
         .map_err(|error| arg_error("start", format!("`{}`: {error}", args.start)))?
         .timestamp_millis();
@@ -268,7 +268,7 @@ pub fn run(args: &ExportArgs) -> Result<ExportSummary, ExportError> {
         ));
     }
     let steps = u64::from(args.hours) * 3600 / u64::from(args.step_seconds);
-    let mut fleet = Fleet::new(&FleetConfig {
+    let mut fleet = Simulation::new(&SimConfig {
         servers: args.servers,
         seed: args.seed,
         step_seconds: args.step_seconds,

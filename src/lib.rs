@@ -19,20 +19,42 @@
 //! | [`actors::node_exporter`] | node_exporter pages over HTTP (targets and `file_sd` files) | `metrics.<server>` (`MetricSample`), `status.node_exporter` (`TargetHealth`), `rejected.node_exporter` (`Rejection`) |
 //! | [`actors::remote_write`] | Prometheus remote-write requests (HTTP POST, snappy protobuf) | `metrics.<server>` (`MetricSample`), `status.remote_write` (`TargetHealth`), `rejected.remote_write` (`Rejection`) |
 //!
+//! Every stage instance also serves `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` as the NATS
+//! micro service `fleetcast-<stage>`, with a `report` endpoint on
+//! `control.report.<stage>.<id>` (`StageReport`).
+//!
+//! Every actor is built on the [stage toolkit](actors::stage) (one counters type, one
+//! rejection type, one bounded outbox, rate-limited logs, a NATS micro service per instance,
+//! a drain on stop) and started by [`pipeline`], the one start-up path of the binary, the
+//! end-to-end tests and the benches.
+//!
 //! The two input actors share [`actors::node_series`], which turns node_exporter series into
-//! the catalog's metrics. Supporting modules: [`catalog`] (metrics and profiles), [`settings`] (the TOML file and
-//! its validation), [`bus`] (the connection, streams and a private nats-server), [`export`]
-//! (training data as Parquet), [`tail`] (decode any subject as JSON lines), [`levels`] (the
-//! one alert scale).
+//! the catalog's metrics. Supporting modules: [`sim`] (the simulation engine the generator and [`export`] share),
+//! [`checks`] (payload checks more than one stage applies), [`catalog`] (metrics and
+//! profiles), [`model`] (the model contract and the ONNX session), [`offline`] (`forecast`
+//! and `backtest` on files), [`settings`] (the TOML file, validated into typed settings), [`bus`] (the
+//! connection, streams and a private nats-server), [`subjects`] (every subject, built and
+//! parsed), [`wire`] (every payload), [`export`] (training data as Parquet), [`tail`]
+//! (decode any subject as JSON lines), [`status`] (`fleetcast status`), [`levels`] (the one
+//! alert scale), [`ratelog`] (rate-limited logging).
 
 pub mod actors;
 pub mod bus;
 pub mod catalog;
+pub mod checks;
 pub mod export;
 pub mod levels;
 pub mod model;
 pub mod offline;
+pub mod pipeline;
+pub mod ratelog;
 pub mod settings;
+pub mod sim;
+pub mod status;
 pub mod subjects;
 pub mod tail;
+#[cfg(test)]
+mod testing;
 pub mod wire;
+
+pub use pipeline::run;

@@ -1,7 +1,9 @@
 //! Every NATS subject fleetcast uses, and the JetStream streams that hold them.
 //!
-//! Nothing else in the crate spells a subject. All subjects share one prefix (setting
-//! `nats.prefix`, default `fleetcast`); `nats/SUBJECTS.md` documents each one's payload.
+//! Nothing else in the crate spells a subject or takes one apart: [`Subjects`] builds them,
+//! [`Subjects::parse`] and [`Subjects::server_of`] read them. All subjects share one prefix
+//! (setting `nats.prefix`, default `fleetcast`); `nats/SUBJECTS.md` documents each one's
+//! payload.
 
 /// Subject builder for one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,19 +113,158 @@ impl Subjects {
         format!("{}.control.model.load", self.prefix)
     }
 
+    /// A stage instance's report endpoint (NATS micro, payload `StageReport`):
+    /// `<prefix>.control.report.<stage>.<service id>`.
+    pub fn stage_report(&self, stage: &str, id: &str) -> String {
+        format!("{}.control.report.{stage}.{id}", self.prefix)
+    }
+
+    /// Every stage's report endpoint: `<prefix>.control.report.>`.
+    pub fn stage_reports_all(&self) -> String {
+        format!("{}.control.report.>", self.prefix)
+    }
+
+    /// What `subject` is, when it is one of this prefix's; `None` for anything else
+    /// (another prefix, an unknown family, a missing or extra token).
+    pub fn parse<'a>(&self, subject: &'a str) -> Option<Subject<'a>> {
+        let rest = subject
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix('.')?;
+        let mut tokens = rest.split('.');
+        let family = tokens.next()?;
+        let first = tokens.next();
+        let second = tokens.next();
+        let third = tokens.next();
+        let parsed = match (family, first, second, third) {
+            ("metrics", Some(server), None, None) => Subject::Metrics { server },
+            ("rejected", Some(stage), None, None) => Subject::Rejected { stage },
+            ("status", Some(stage), None, None) => Subject::Status { stage },
+            ("jobs", Some("predict"), Some(server), None) => Subject::PredictJob { server },
+            ("forecasts", Some(server), None, None) => Subject::Forecast { server },
+            ("risk", Some(server), None, None) => Subject::Risk { server },
+            ("alerts", Some(severity), Some(server), None) => Subject::Alert { severity, server },
+            ("summary", Some("fleet"), None, None) => Subject::FleetSummary,
+            ("control", Some("scenario"), None, None) => Subject::ControlScenario,
+            ("control", Some("model"), Some("load"), None) => Subject::ControlModelLoad,
+            ("control", Some("report"), Some(stage), Some(id)) if tokens.next().is_none() => {
+                Subject::StageReport { stage, id }
+            }
+            _ => return None,
+        };
+        if tokens.next().is_some() || parsed.tokens().any(str::is_empty) {
+            return None;
+        }
+        Some(parsed)
+    }
+
+    /// The server a per-server subject (`metrics`, `jobs.predict`, `forecasts`, `risk`,
+    /// `alerts`) names, when it is a valid server name.
+    pub fn server_of<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        self.parse(subject)?
+            .server()
+            .filter(|server| crate::catalog::is_valid_server_name(server))
+    }
+
     /// JetStream stream names, derived from the prefix so two deployments never share one.
     pub fn stream_name(&self, kind: StreamKind) -> String {
-        format!(
-            "{}_{}",
-            self.prefix.to_uppercase().replace('-', "_"),
-            kind.suffix()
-        )
+        format!("{}{}", self.stream_prefix(), kind.suffix())
+    }
+
+    /// What every stream name of this deployment starts with (`FLEETCAST_`).
+    pub fn stream_prefix(&self) -> String {
+        format!("{}_", self.prefix.to_uppercase().replace('-', "_"))
     }
 }
 
 impl Default for Subjects {
     fn default() -> Self {
         Self::new("fleetcast")
+    }
+}
+
+/// A subject taken apart by [`Subjects::parse`]; the variables borrow from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// `metrics.<server>`.
+    Metrics {
+        /// The server token.
+        server: &'a str,
+    },
+    /// `rejected.<stage>`.
+    Rejected {
+        /// The stage.
+        stage: &'a str,
+    },
+    /// `status.<stage>`.
+    Status {
+        /// The stage.
+        stage: &'a str,
+    },
+    /// `jobs.predict.<server>`.
+    PredictJob {
+        /// The server token.
+        server: &'a str,
+    },
+    /// `forecasts.<server>`.
+    Forecast {
+        /// The server token.
+        server: &'a str,
+    },
+    /// `risk.<server>`.
+    Risk {
+        /// The server token.
+        server: &'a str,
+    },
+    /// `alerts.<severity>.<server>`.
+    Alert {
+        /// The severity token.
+        severity: &'a str,
+        /// The server token.
+        server: &'a str,
+    },
+    /// `summary.fleet`.
+    FleetSummary,
+    /// `control.scenario`.
+    ControlScenario,
+    /// `control.model.load`.
+    ControlModelLoad,
+    /// `control.report.<stage>.<id>`.
+    StageReport {
+        /// The stage.
+        stage: &'a str,
+        /// The instance's service id.
+        id: &'a str,
+    },
+}
+
+impl<'a> Subject<'a> {
+    /// The server token, for per-server subjects.
+    pub fn server(self) -> Option<&'a str> {
+        match self {
+            Subject::Metrics { server }
+            | Subject::PredictJob { server }
+            | Subject::Forecast { server }
+            | Subject::Risk { server }
+            | Subject::Alert { server, .. } => Some(server),
+            _ => None,
+        }
+    }
+
+    /// The variable tokens (servers, stages, severities, ids).
+    fn tokens(self) -> impl Iterator<Item = &'a str> {
+        let (first, second) = match self {
+            Subject::Metrics { server }
+            | Subject::PredictJob { server }
+            | Subject::Forecast { server }
+            | Subject::Risk { server } => (Some(server), None),
+            Subject::Rejected { stage } | Subject::Status { stage } => (Some(stage), None),
+            Subject::Alert { severity, server } => (Some(severity), Some(server)),
+            Subject::StageReport { stage, id } => (Some(stage), Some(id)),
+            Subject::FleetSummary | Subject::ControlScenario | Subject::ControlModelLoad => {
+                (None, None)
+            }
+        };
+        first.into_iter().chain(second)
     }
 }
 
@@ -166,6 +307,69 @@ mod tests {
         assert!(!subjects.is_forecast(&subjects.risk("a")));
         assert!(!subjects.is_forecast("fcx.forecasts.a"));
         assert!(!subjects.is_forecast(&Subjects::new("other").forecasts("a")));
+    }
+
+    /// Every subject the builder makes parses back to what it was built from; other
+    /// prefixes, families, missing and extra tokens do not parse.
+    #[test]
+    fn subjects_parse_back() {
+        let subjects = Subjects::new("fc");
+        let cases = [
+            (subjects.metrics("a"), Subject::Metrics { server: "a" }),
+            (
+                subjects.rejected("generator"),
+                Subject::Rejected { stage: "generator" },
+            ),
+            (
+                subjects.status("window_keeper"),
+                Subject::Status {
+                    stage: "window_keeper",
+                },
+            ),
+            (
+                subjects.predict_job("a"),
+                Subject::PredictJob { server: "a" },
+            ),
+            (subjects.forecasts("a"), Subject::Forecast { server: "a" }),
+            (subjects.risk("a"), Subject::Risk { server: "a" }),
+            (
+                subjects.alerts("critical", "a"),
+                Subject::Alert {
+                    severity: "critical",
+                    server: "a",
+                },
+            ),
+            (subjects.fleet_summary(), Subject::FleetSummary),
+            (subjects.control_scenario(), Subject::ControlScenario),
+            (subjects.control_model_load(), Subject::ControlModelLoad),
+            (
+                subjects.stage_report("risk_scorer", "ID1"),
+                Subject::StageReport {
+                    stage: "risk_scorer",
+                    id: "ID1",
+                },
+            ),
+        ];
+        for (subject, expected) in cases {
+            assert_eq!(subjects.parse(&subject), Some(expected), "{subject}");
+        }
+        for bad in [
+            "fc.metrics",
+            "fc.metrics.a.b",
+            "fcx.metrics.a",
+            "other.metrics.a",
+            "fc.nothing.a",
+            "fc.metrics.",
+            "fc",
+        ] {
+            assert_eq!(subjects.parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            subjects.server_of("fc.alerts.warning.ppdb001"),
+            Some("ppdb001")
+        );
+        assert_eq!(subjects.server_of("fc.summary.fleet"), None);
+        assert_eq!(subjects.server_of("fc.metrics.bad name"), None);
     }
 
     /// Subjects carry the prefix and the server token where the design says.

@@ -27,7 +27,7 @@ pub struct TailArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum TailError {
     /// The subscription was refused.
-    #[error("cannot subscribe to {subject}: {source}")]
+    #[error("cannot subscribe to {subject}")]
     Subscribe {
         /// The subject.
         subject: String,
@@ -35,8 +35,11 @@ pub enum TailError {
         #[source]
         source: async_nats::SubscribeError,
     },
+    /// The subscription could not be confirmed with the server.
+    #[error("cannot confirm the subscription with the server")]
+    Confirm(#[source] crate::bus::BusError),
     /// Writing to the output failed (e.g. a closed pipe).
-    #[error("cannot write output: {0}")]
+    #[error("cannot write output")]
     Output(#[from] std::io::Error),
 }
 
@@ -53,13 +56,21 @@ pub fn render(subject: &str, payload: &[u8]) -> String {
     line.to_string()
 }
 
-/// Prints messages on `args.subject` to `out` until the count or time limit, or forever.
-/// Returns how many were printed.
+/// A subscription ready to print: the server has it, so nothing published after
+/// [`subscribe`] returns is missed.
+#[derive(Debug)]
+pub struct Tail {
+    subscriber: async_nats::Subscriber,
+    count: Option<u64>,
+    seconds: Option<u64>,
+}
+
+/// Subscribes to `args.subject` and waits until the server has the subscription.
 ///
 /// # Errors
-/// [`TailError`] when the subscription is refused or `out` cannot be written.
-pub async fn run(bus: &Bus, args: &TailArgs, out: &mut impl Write) -> Result<u64, TailError> {
-    let mut subscriber = bus
+/// [`TailError::Subscribe`] or [`TailError::Confirm`] when the client refuses.
+pub async fn subscribe(bus: &Bus, args: &TailArgs) -> Result<Tail, TailError> {
+    let subscriber = bus
         .client()
         .subscribe(args.subject.clone())
         .await
@@ -67,28 +78,57 @@ pub async fn run(bus: &Bus, args: &TailArgs, out: &mut impl Write) -> Result<u64
             subject: args.subject.clone(),
             source,
         })?;
-    let deadline = args
-        .seconds
-        .map(|seconds| tokio::time::Instant::now() + Duration::from_secs(seconds));
-    let mut printed = 0;
-    while args.count.is_none_or(|count| printed < count) {
-        let next = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, subscriber.next()).await {
-                Ok(next) => next,
-                Err(_elapsed) => break,
-            },
-            None => subscriber.next().await,
-        };
-        let Some(message) = next else { break };
-        writeln!(
-            out,
-            "{}",
-            render(message.subject.as_str(), &message.payload)
-        )?;
-        out.flush()?;
-        printed += 1;
+    crate::bus::round_trip(bus.client())
+        .await
+        .map_err(TailError::Confirm)?;
+    Ok(Tail {
+        subscriber,
+        count: args.count,
+        seconds: args.seconds,
+    })
+}
+
+impl Tail {
+    /// Prints each message to `out` until the count or time limit, or forever. Returns how
+    /// many were printed.
+    ///
+    /// # Errors
+    /// [`TailError::Output`] when `out` cannot be written.
+    pub async fn print(mut self, out: &mut impl Write) -> Result<u64, TailError> {
+        let deadline = self
+            .seconds
+            .map(|seconds| tokio::time::Instant::now() + Duration::from_secs(seconds));
+        let mut printed = 0;
+        while self.count.is_none_or(|count| printed < count) {
+            let next = match deadline {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline, self.subscriber.next()).await {
+                        Ok(next) => next,
+                        Err(_elapsed) => break,
+                    }
+                }
+                None => self.subscriber.next().await,
+            };
+            let Some(message) = next else { break };
+            writeln!(
+                out,
+                "{}",
+                render(message.subject.as_str(), &message.payload)
+            )?;
+            out.flush()?;
+            printed += 1;
+        }
+        Ok(printed)
     }
-    Ok(printed)
+}
+
+/// Prints messages on `args.subject` to `out` until the count or time limit, or forever.
+/// Returns how many were printed.
+///
+/// # Errors
+/// [`TailError`] when the subscription is refused or `out` cannot be written.
+pub async fn run(bus: &Bus, args: &TailArgs, out: &mut impl Write) -> Result<u64, TailError> {
+    subscribe(bus, args).await?.print(out).await
 }
 
 #[cfg(test)]

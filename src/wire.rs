@@ -153,6 +153,50 @@ pub enum RejectKind {
     BadContent,
 }
 
+impl RejectKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [RejectKind; 11] = [
+        RejectKind::Undecodable,
+        RejectKind::SchemaVersion,
+        RejectKind::BadServer,
+        RejectKind::UnknownMetric,
+        RejectKind::NonFinite,
+        RejectKind::OutOfRange,
+        RejectKind::FutureTimestamp,
+        RejectKind::OutOfOrder,
+        RejectKind::Empty,
+        RejectKind::UnknownProfile,
+        RejectKind::BadContent,
+    ];
+
+    /// The snake_case name, as on the wire and in counter names (`rejected.<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectKind::Undecodable => "undecodable",
+            RejectKind::SchemaVersion => "schema_version",
+            RejectKind::BadServer => "bad_server",
+            RejectKind::UnknownMetric => "unknown_metric",
+            RejectKind::NonFinite => "non_finite",
+            RejectKind::OutOfRange => "out_of_range",
+            RejectKind::FutureTimestamp => "future_timestamp",
+            RejectKind::OutOfOrder => "out_of_order",
+            RejectKind::Empty => "empty",
+            RejectKind::UnknownProfile => "unknown_profile",
+            RejectKind::BadContent => "bad_content",
+        }
+    }
+
+    /// The kind named `name` (snake_case), if any.
+    pub fn from_name(name: &str) -> Option<RejectKind> {
+        RejectKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// Its position in [`RejectKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// An input a stage refused, on `rejected.<stage>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rejection {
@@ -473,6 +517,27 @@ pub struct StageStatus {
     pub warmup_pct: f64,
 }
 
+/// One stage instance's report: the reply of its micro service's `report` endpoint and, as
+/// JSON, the `data` of that endpoint in `$SRV.STATS`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    /// Schema version.
+    pub v: u16,
+    /// Stage name (`risk_scorer`).
+    pub stage: String,
+    /// Instance name (`<host>-<pid>`, a predictor's worker id).
+    pub instance: String,
+    /// The deployment's subject prefix.
+    pub prefix: String,
+    /// When, unix ms.
+    pub at_ms: i64,
+    /// Counters: `received`, `accepted`, `rejected`, `rejected.<kind>`, `published`,
+    /// `publish_errors`, `outbox_full`, `consumer_lag`, and the stage's own.
+    pub counters: BTreeMap<String, u64>,
+    /// What the stage says about itself (`model`, `scenario`, `warmup_pct`, ...).
+    pub facts: BTreeMap<String, String>,
+}
+
 wire_message!(
     MetricSample,
     Rejection,
@@ -486,6 +551,7 @@ wire_message!(
     ModelLoadRequest,
     ModelLoadReply,
     StageStatus,
+    StageReport,
 );
 
 /// The health of one scrape target or remote-write instance, on `status.<stage>` of the

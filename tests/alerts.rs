@@ -2,13 +2,13 @@
 //! alert's events, one predictive alert per server and metric, the ALERTS history, bad
 //! input refused, and the scorer and router chained.
 
-use crate::risk::{NOW, forecast, sample, wait_counters};
-use crate::util::{TestNats, collect};
-use actix::Addr;
+use crate::risk::{NOW, forecast, sample};
+use crate::util::{TestNats, collect, wait_counters};
 use fleetcast::actors::alert_router::{self, AlertRouter, GetOpenAlerts};
 use fleetcast::actors::risk_scorer;
-use fleetcast::actors::stage::Stop;
+use fleetcast::actors::stage::{Counters, StageHandle, Stop};
 use fleetcast::bus::Bus;
+use fleetcast::subjects::{StreamKind, Subject};
 use fleetcast::wire::{
     self, AlertAction, AlertEvent, RejectKind, Rejection, RiskScore, SCHEMA_VERSION,
 };
@@ -31,7 +31,7 @@ fn risk(server: &str, score: f64, ts_s: i64) -> RiskScore {
     }
 }
 
-async fn start(nats: &TestNats) -> (Bus, Addr<AlertRouter>, async_nats::Subscriber) {
+async fn start(nats: &TestNats) -> (Bus, StageHandle<AlertRouter>, async_nats::Subscriber) {
     let bus = nats.bus().await;
     let alerts = bus
         .client()
@@ -42,6 +42,15 @@ async fn start(nats: &TestNats) -> (Bus, Addr<AlertRouter>, async_nats::Subscrib
         .await
         .unwrap();
     (bus, router, alerts)
+}
+
+/// Waits until `router` has taken `inputs` messages and every event they caused is stored in
+/// the ALERTS stream; returns its counters then.
+async fn wait_routed(router: &StageHandle<AlertRouter>, inputs: u64) -> Counters {
+    wait_counters(&router.counters, |c| {
+        c.received >= inputs && c.published + c.publish_errors >= c.extra("events") + c.rejected
+    })
+    .await
 }
 
 /// Publishes one risk score per simulated 5 minutes.
@@ -76,10 +85,10 @@ async fn oscillating_risk_raises_once() {
         .map(|i| if i % 2 == 0 { 43.0 } else { 38.0 })
         .collect();
     feed(&bus, "ppgen001", &scores).await;
-    let counters = wait_counters(&router, |c| c.received >= 48).await;
+    let counters = wait_routed(&router, 48).await;
     assert_eq!(counters.received, 48);
-    let got = events(&collect(&mut alerts, 5, Duration::from_millis(800)).await);
-    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(counters.extra("events"), 1, "{counters:?}");
+    let got = events(&collect(&mut alerts, 1, Duration::from_secs(5)).await);
     let (subject, event) = &got[0];
     assert_eq!(event.action, AlertAction::Raise);
     assert_eq!(event.severity, "watch");
@@ -93,7 +102,7 @@ async fn oscillating_risk_raises_once() {
 #[actix::test]
 async fn escalation_and_resolution_in_order() {
     let nats = TestNats::start();
-    let (bus, _router, mut alerts) = start(&nats).await;
+    let (bus, router, mut alerts) = start(&nats).await;
     let mut scores = vec![45.0, 45.0, 85.0, 85.0];
     scores.extend([50.0; 4]);
     scores.extend([3.0; 4]);
@@ -102,8 +111,10 @@ async fn escalation_and_resolution_in_order() {
     let summary: Vec<(&str, AlertAction, &str)> = got
         .iter()
         .map(|(subject, e)| {
-            let token = subject.split('.').nth(2).unwrap();
-            (token, e.action, e.severity.as_str())
+            let Some(Subject::Alert { severity, .. }) = bus.subjects().parse(subject) else {
+                panic!("{subject} is not an alert subject");
+            };
+            (severity, e.action, e.severity.as_str())
         })
         .collect();
     assert_eq!(
@@ -128,15 +139,10 @@ async fn escalation_and_resolution_in_order() {
         got[3].1.reason
     );
 
-    let stream = bus
-        .subjects()
-        .stream_name(fleetcast::subjects::StreamKind::Alerts);
+    // An event counts as published once the ALERTS stream acknowledged it.
+    wait_counters(&router.counters, |c| c.published >= 4).await;
+    let stream = bus.subjects().stream_name(StreamKind::Alerts);
     let mut stream = bus.jetstream().get_stream(&stream).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while stream.info().await.unwrap().state.messages < 4 && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert_eq!(stream.info().await.unwrap().state.messages, 4);
 }
 
@@ -159,9 +165,10 @@ async fn one_predictive_alert_per_server_and_metric() {
                 .unwrap();
         }
     }
-    wait_counters(&router, |c| c.received >= 20).await;
-    let got = events(&collect(&mut alerts, 10, Duration::from_millis(800)).await);
-    assert_eq!(got.len(), 2, "one per server: {got:?}");
+    let counters = wait_routed(&router, 20).await;
+    assert_eq!(counters.extra("events"), 2, "one per server: {counters:?}");
+    let got = events(&collect(&mut alerts, 2, Duration::from_secs(5)).await);
+    assert_eq!(got.len(), 2);
     for (_, event) in &got {
         assert_eq!(
             (event.subject.as_str(), event.action),
@@ -245,7 +252,7 @@ async fn bad_input_is_refused_and_the_router_goes_on() {
     let got = events(&collect(&mut alerts, 2, Duration::from_secs(5)).await);
     let servers: Vec<&str> = got.iter().map(|(_, e)| e.server.as_str()).collect();
     assert_eq!(servers, ["ppgen001", "ppgen002"]);
-    let counters = wait_counters(&router, |c| c.published >= 8).await;
+    let counters = wait_counters(&router.counters, |c| c.published >= 8).await;
     assert_eq!(
         (counters.received, counters.rejected, counters.published),
         (10, 6, 8)
@@ -319,8 +326,14 @@ async fn restarted_router_continues_open_alerts() {
             .await
             .unwrap();
     }
-    let got = events(&collect(&mut alerts, 2, Duration::from_secs(2)).await);
-    assert_eq!(got.len(), 1, "only the new router answers: {got:?}");
+    let counters = wait_routed(&second, 4).await;
+    assert_eq!(counters.extra("events"), 1, "{counters:?}");
+    assert_eq!(
+        first.counters.snapshot().received,
+        2,
+        "the stopped router takes nothing more"
+    );
+    let got = events(&collect(&mut alerts, 1, Duration::from_secs(5)).await);
     let (subject, resolve) = &got[0];
     assert_eq!(resolve.action, AlertAction::Resolve);
     assert_eq!(resolve.id, raised[0].1.id);

@@ -73,15 +73,13 @@ async fn tail_prints_json_lines() {
         count: Some(2),
         seconds: Some(10),
     };
-    let tail_bus = bus.clone();
+    // Subscribed (and confirmed by the server) before anything is published.
+    let tail = fleetcast::tail::subscribe(&bus, &args).await.unwrap();
     let tail = tokio::spawn(async move {
         let mut out = Vec::new();
-        fleetcast::tail::run(&tail_bus, &args, &mut out)
-            .await
-            .unwrap();
+        tail.print(&mut out).await.unwrap();
         out
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
     bus.publish(bus.subjects().metrics("ppdb001"), &sample("ppdb001"))
         .await
         .unwrap();

@@ -2,9 +2,10 @@
 //! on ONNX Runtime), risk scorer, alert router — against a real nats-server.
 
 use crate::util::TestNats;
-use fleetcast::actors::{alert_router, generator, predictor, risk_scorer, window_keeper};
 use fleetcast::bus::Bus;
+use fleetcast::pipeline::{self, ActorKind, Pipeline};
 use fleetcast::settings::Settings;
+use fleetcast::sim::Scenario;
 use fleetcast::wire::{
     self, AlertAction, AlertEvent, Forecast, SCHEMA_VERSION, ScenarioReply, ScenarioRequest,
 };
@@ -14,44 +15,37 @@ use std::path::Path;
 use std::time::Duration;
 
 /// A Monday midnight, so a day of data covers every hour once.
-const START: &str = "2026-01-05T00:00:00Z";
 const START_S: i64 = 1_767_571_200;
 const STEP_S: i64 = 300;
 /// Steps of history published before going live: one full window plus an hour.
 const BACKFILL_STEPS: i64 = 300;
 
 /// Settings for a small fleet stepping every `interval_ms` of wall time.
-fn pipeline_settings(nats: &TestNats, servers: u32, scenario: &str, interval_ms: u64) -> Settings {
+fn pipeline_settings(
+    nats: &TestNats,
+    servers: u32,
+    scenario: Scenario,
+    interval_ms: u64,
+) -> Settings {
     let mut settings = nats.settings.clone();
     settings.generator.servers = servers;
     settings.generator.seed = 7;
-    settings.generator.scenario = scenario.into();
-    settings.generator.start = START.into();
+    settings.generator.scenario = scenario;
+    settings.generator.start = chrono::DateTime::from_timestamp(START_S, 0);
     settings.generator.backfill_hours = 25;
     settings.generator.step_interval_ms = interval_ms;
     settings.predictor.model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v3");
     settings.predictor.intra_threads = 1;
+    settings.predictor.workers = 1;
     settings.window_keeper.rebuild_on_start = false;
     settings
 }
 
-/// Starts every actor, consumers first, as `fleetcast up` does.
-async fn start_pipeline(settings: &Settings, bus: &Bus) {
-    alert_router::spawn(settings, bus.clone())
+/// Starts every actor through the one start-up path `fleetcast up` takes.
+async fn start_pipeline(settings: &Settings, bus: &Bus) -> Pipeline {
+    pipeline::start(settings, bus, &ActorKind::ALL)
         .await
-        .expect("alert router");
-    risk_scorer::spawn(settings, bus.clone())
-        .await
-        .expect("risk scorer");
-    predictor::spawn(settings, bus.clone())
-        .await
-        .expect("predictor");
-    window_keeper::spawn(settings, bus.clone())
-        .await
-        .expect("window keeper");
-    generator::spawn(settings, bus.clone())
-        .await
-        .expect("generator");
+        .expect("the pipeline starts")
 }
 
 /// Simulated time of a live step, unix seconds.
@@ -108,10 +102,10 @@ async fn healthy_day_raises_no_critical_alert() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
     let servers = 10;
-    let settings = pipeline_settings(&nats, servers, "healthy", 60);
+    let settings = pipeline_settings(&nats, servers, Scenario::Healthy, 60);
     let mut alerts = subscribe(&bus, bus.subjects().alerts_all()).await;
     let mut forecasts = subscribe(&bus, bus.subjects().forecasts_all()).await;
-    start_pipeline(&settings, &bus).await;
+    let _pipeline = start_pipeline(&settings, &bus).await;
     let day = 288;
     let (events, origins) = watch(
         &mut alerts,
@@ -146,10 +140,10 @@ async fn healthy_day_raises_no_critical_alert() {
 async fn critical_scenario_raises_then_resolves() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
-    let settings = pipeline_settings(&nats, 12, "healthy", 100);
+    let settings = pipeline_settings(&nats, 12, Scenario::Healthy, 100);
     let mut alerts = subscribe(&bus, bus.subjects().alerts_all()).await;
     let mut forecasts = subscribe(&bus, bus.subjects().forecasts_all()).await;
-    start_pipeline(&settings, &bus).await;
+    let _pipeline = start_pipeline(&settings, &bus).await;
     // Warm: live forecasts are flowing.
     watch(
         &mut alerts,

@@ -3,9 +3,9 @@
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMillisecondType};
-use fleetcast::actors::generator::{Fleet, FleetConfig, Scenario};
 use fleetcast::catalog::Metric;
 use fleetcast::export::{self, ExportArgs, ExportError};
+use fleetcast::sim::{Scenario, SimConfig, Simulation};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -92,9 +92,9 @@ fn export_round_trips_through_parquet() {
     let total: usize = batches.iter().map(|batch| batch.num_rows()).sum();
     assert_eq!(total as u64, summary.rows);
 
-    let mut config = FleetConfig::new(12, 42);
+    let mut config = SimConfig::new(12, 42);
     config.start_ms = START_MS;
-    let mut fleet = Fleet::new(&config).unwrap();
+    let mut fleet = Simulation::new(&config).unwrap();
     let specs = fleet.servers().to_vec();
     let mut states = BTreeSet::new();
     let mut incidents = BTreeSet::new();
@@ -156,7 +156,7 @@ fn export_labels_a_forced_scenario() {
     let mut args = ExportArgs::new(dir.path().join("critical.parquet"));
     args.servers = 20;
     args.hours = 1;
-    args.scenario = "critical".into();
+    args.scenario = Scenario::Critical;
     export::run(&args).unwrap();
     let (batches, _, key_values) = read(&args.out);
     assert_eq!(key_values["fleetcast.scenario"], "critical");
@@ -183,10 +183,9 @@ fn bad_options_name_their_flag() {
         matches!(error, ExportError::Args { flag: "start", .. }),
         "{error}"
     );
-    let mut args = ExportArgs::new(dir.path().join("bad.parquet"));
-    args.scenario = "chaos".into();
     assert!(
-        export::run(&args)
+        "chaos"
+            .parse::<Scenario>()
             .unwrap_err()
             .to_string()
             .contains("chaos")

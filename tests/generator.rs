@@ -1,26 +1,26 @@
 //! The generator actor against a real nats-server: live publishing, backfill, scenario
 //! control by request (the `fleetcast scenario` path), and live data equal to the engine's.
 
-use crate::util::{TestNats, collect};
-use fleetcast::actors::generator::{self, Fleet, FleetConfig, GetCounters, Scenario, State};
+use crate::util::{TestNats, collect, wait_counters};
+use fleetcast::actors::generator;
 use fleetcast::catalog::{Metric, Profile};
 use fleetcast::settings::Settings;
+use fleetcast::sim::{RELEASE_STEPS, Scenario, SimConfig, Simulation, State};
 use fleetcast::wire::{
     self, MetricSample, Rejection, SCHEMA_VERSION, ScenarioReply, ScenarioRequest,
 };
 use std::collections::HashMap;
 use std::time::Duration;
 
-const START: &str = "2026-01-05T12:00:00Z";
 const START_MS: i64 = 1_767_614_400_000;
 
 /// Settings for a small, fast fleet on the test server.
-fn fast_settings(nats: &TestNats, servers: u32, scenario: &str) -> Settings {
+fn fast_settings(nats: &TestNats, servers: u32, scenario: Scenario) -> Settings {
     let mut settings = nats.settings.clone();
     settings.generator.servers = servers;
     settings.generator.step_interval_ms = 20;
-    settings.generator.scenario = scenario.into();
-    settings.generator.start = START.into();
+    settings.generator.scenario = scenario;
+    settings.generator.start = chrono::DateTime::from_timestamp_millis(START_MS);
     settings
 }
 
@@ -50,7 +50,7 @@ async fn request(bus: &fleetcast::bus::Bus, scenario: &str) -> ScenarioReply {
 async fn publishes_one_sample_per_server_per_step() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
-    let settings = fast_settings(&nats, 7, "healthy");
+    let settings = fast_settings(&nats, 7, Scenario::Healthy);
     let mut subscriber = bus
         .client()
         .subscribe(bus.subjects().metrics_all())
@@ -91,17 +91,17 @@ async fn publishes_one_sample_per_server_per_step() {
     assert_eq!(servers.len(), 7, "one of each profile: {servers:?}");
     assert_eq!(samples[0].ts_ms, START_MS);
     assert_eq!(samples[20].ts_ms, START_MS + 2 * 300_000);
-    // A step counts once the stream has acknowledged all of its samples.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let counters = generator.send(GetCounters).await.unwrap();
-        if counters.sent >= 21 && counters.steps >= 3 {
-            assert_eq!(counters.errors, 0);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{counters:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // A sample counts as published once the stream acknowledged it, a step once all of its
+    // samples are.
+    let counters = wait_counters(&generator.counters, |c| {
+        c.published >= 21 && c.extra("steps") >= 3
+    })
+    .await;
+    assert!(
+        counters.published >= 21 && counters.extra("steps") >= 3,
+        "{counters:?}"
+    );
+    assert_eq!(counters.publish_errors, 0);
 }
 
 /// What goes on the bus is exactly what the engine (and so `export`) computes for the
@@ -110,7 +110,7 @@ async fn publishes_one_sample_per_server_per_step() {
 async fn live_samples_equal_the_engine() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
-    let settings = fast_settings(&nats, 12, "natural");
+    let settings = fast_settings(&nats, 12, Scenario::Natural);
     let mut subscriber = bus
         .client()
         .subscribe(bus.subjects().metrics_all())
@@ -120,9 +120,9 @@ async fn live_samples_equal_the_engine() {
     let samples = decode_all(&collect(&mut subscriber, 12 * 5, Duration::from_secs(10)).await);
     assert_eq!(samples.len(), 60);
 
-    let mut config = FleetConfig::new(12, settings.generator.seed);
+    let mut config = SimConfig::new(12, settings.generator.seed);
     config.start_ms = START_MS;
-    let mut fleet = Fleet::new(&config).unwrap();
+    let mut fleet = Simulation::new(&config).unwrap();
     let names: Vec<String> = fleet
         .servers()
         .iter()
@@ -149,7 +149,7 @@ async fn live_samples_equal_the_engine() {
 async fn scenario_request_switches_and_moves_the_affected_servers() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
-    let settings = fast_settings(&nats, 20, "healthy");
+    let settings = fast_settings(&nats, 20, Scenario::Healthy);
     let mut rejected = bus
         .client()
         .subscribe(bus.subjects().rejected("generator"))
@@ -230,9 +230,10 @@ async fn scenario_request_switches_and_moves_the_affected_servers() {
     let rejection: Rejection = wire::decode(&dead[0].payload).unwrap();
     assert_eq!(rejection.stage, "generator");
 
-    let counters = generator.send(GetCounters).await.unwrap();
+    let counters = generator.counters.snapshot();
     assert_eq!(counters.received, 4);
-    assert_eq!(counters.rejected, 1);
+    assert_eq!(counters.accepted, 3);
+    assert_eq!(counters.rejected_by_kind["bad_content"], 1);
 }
 
 /// A scenario switch over the bus lands exactly where the engine puts it: replaying the
@@ -242,7 +243,7 @@ async fn scenario_request_switches_and_moves_the_affected_servers() {
 async fn switch_over_the_bus_matches_the_engine() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
-    let settings = fast_settings(&nats, 8, "critical");
+    let settings = fast_settings(&nats, 8, Scenario::Critical);
     let mut subscriber = bus
         .client()
         .subscribe(bus.subjects().metrics_all())
@@ -274,10 +275,10 @@ async fn switch_over_the_bus_matches_the_engine() {
         ));
     }
 
-    let mut config = FleetConfig::new(8, settings.generator.seed);
+    let mut config = SimConfig::new(8, settings.generator.seed);
     config.scenario = Scenario::Critical;
     config.start_ms = START_MS;
-    let mut fleet = Fleet::new(&config).unwrap();
+    let mut fleet = Simulation::new(&config).unwrap();
     let names: Vec<String> = fleet
         .servers()
         .iter()
@@ -290,7 +291,7 @@ async fn switch_over_the_bus_matches_the_engine() {
         }
         let computed = fleet.step();
         for (server, row) in names.iter().zip(computed.rows) {
-            if step >= switch + generator::fleet::RELEASE_STEPS as u64 {
+            if step >= switch + RELEASE_STEPS as u64 {
                 assert_eq!(row.state, State::Healthy);
                 assert_eq!(row.incident_intensity, 0.0);
             }
@@ -319,8 +320,8 @@ async fn switch_over_the_bus_matches_the_engine() {
 async fn backfill_publishes_history_then_goes_live() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
-    let mut settings = fast_settings(&nats, 3, "natural");
-    settings.generator.start = String::new();
+    let mut settings = fast_settings(&nats, 3, Scenario::Natural);
+    settings.generator.start = None;
     settings.generator.backfill_hours = 2;
     settings.generator.step_interval_ms = 60_000;
     let mut subscriber = bus
@@ -370,8 +371,8 @@ async fn restart_resumes_after_the_stream() {
         .await
         .unwrap();
     ack.await.expect("stored in the metrics stream");
-    let mut settings = fast_settings(&nats, 3, "healthy");
-    settings.generator.start = String::new();
+    let mut settings = fast_settings(&nats, 3, Scenario::Healthy);
+    settings.generator.start = None;
     let mut subscriber = bus
         .client()
         .subscribe(bus.subjects().metrics_all())

@@ -5,9 +5,9 @@
 
 use crate::util::programs::{self, NodeExporter, Prometheus};
 use crate::util::{TestNats, collect};
-use actix::Addr;
-use fleetcast::actors::node_exporter::{self, ScraperCounters};
-use fleetcast::actors::remote_write::{self, GetAddress, ReceiverCounters, RemoteWrite, proto};
+use fleetcast::actors::node_exporter::{self, NodeExporter as Scraper};
+use fleetcast::actors::remote_write::{self, GetAddress, RemoteWrite, proto};
+use fleetcast::actors::stage::{Counters, StageHandle};
 use fleetcast::bus::{Bus, NatsServer, find_server_binary};
 use fleetcast::settings::Settings;
 use fleetcast::subjects::StreamKind;
@@ -102,11 +102,13 @@ fn scraper_settings(nats: &TestNats, targets: Vec<String>) -> Settings {
     settings
 }
 
-async fn scraper_counters(scraper: &Addr<node_exporter::NodeExporter>) -> ScraperCounters {
-    scraper
-        .send(node_exporter::GetCounters)
-        .await
-        .expect("scraper alive")
+fn scraper_counters(scraper: &StageHandle<Scraper>) -> Counters {
+    scraper.counters.snapshot()
+}
+
+/// A scraper's fact `name` as a number.
+fn scraper_fact(scraper: &StageHandle<Scraper>, name: &str) -> u64 {
+    scraper.facts.snapshot()[name].parse().expect("a number")
 }
 
 /// The scraper reads the real node_exporter: this machine's samples arrive on
@@ -166,8 +168,8 @@ async fn scraper_reads_the_real_node_exporter() {
         .unwrap();
     let info = stream.get_info().await.unwrap();
     assert!(info.state.messages >= 2, "{:?}", info.state);
-    let counters = scraper_counters(&scraper).await;
-    assert_eq!(counters.errors, 0, "{counters:?}");
+    let counters = scraper_counters(&scraper);
+    assert_eq!(counters.publish_errors, 0, "{counters:?}");
     assert_eq!(counters.rejected, 0, "{counters:?}");
 
     // The window keeper takes them as they are (it reads the stream from the start).
@@ -281,11 +283,11 @@ async fn a_target_that_goes_down_shows_as_down() {
     .expect("the exporter reported down");
     assert!(report.error.unwrap().contains("cannot scrape"), "pid {pid}");
     // Two more full rounds while it is down: no sample for it, none for anyone.
-    let rounds = scraper_counters(&scraper).await.rounds;
+    let rounds = scraper_counters(&scraper).extra("rounds");
     assert!(
         eventually(deadline, || {
             let scraper = scraper.clone();
-            async move { scraper_counters(&scraper).await.rounds >= rounds + 2 }
+            async move { scraper_counters(&scraper).extra("rounds") >= rounds + 2 }
         })
         .await
     );
@@ -303,10 +305,10 @@ async fn a_target_that_goes_down_shows_as_down() {
         let sample: MetricSample = wire::decode(&message.payload).unwrap();
         assert_eq!(sample.server, host, "only the real exporter gives samples");
     }
-    let counters = scraper_counters(&scraper).await;
-    assert!(counters.failed >= 4, "{counters:?}");
-    assert_eq!(counters.targets, 3);
-    assert_eq!(counters.targets_up, 0, "{counters:?}");
+    let counters = scraper_counters(&scraper);
+    assert!(counters.extra("failed") >= 4, "{counters:?}");
+    assert_eq!(scraper_fact(&scraper, "targets"), 3);
+    assert_eq!(scraper_fact(&scraper, "targets_up"), 0);
 }
 
 /// File-based discovery: a `file_sd` target with a `server` label publishes under that name;
@@ -372,9 +374,9 @@ async fn scraper_follows_file_sd_changes() {
     .expect("the targets stay after a broken rewrite");
 }
 
-async fn start_receiver(settings: &Settings, bus: &Bus) -> (Addr<RemoteWrite>, String) {
+async fn start_receiver(settings: &Settings, bus: &Bus) -> (StageHandle<RemoteWrite>, String) {
     let mut settings = settings.clone();
-    settings.remote_write.listen = "127.0.0.1:0".into();
+    settings.remote_write.listen = "127.0.0.1:0".parse().unwrap();
     let receiver = remote_write::spawn(&settings, bus.clone())
         .await
         .expect("receiver binds");
@@ -385,11 +387,8 @@ async fn start_receiver(settings: &Settings, bus: &Bus) -> (Addr<RemoteWrite>, S
     )
 }
 
-async fn receiver_counters(receiver: &Addr<RemoteWrite>) -> ReceiverCounters {
-    receiver
-        .send(remote_write::GetCounters)
-        .await
-        .expect("receiver alive")
+fn receiver_counters(receiver: &StageHandle<RemoteWrite>) -> Counters {
+    receiver.counters.snapshot()
 }
 
 /// A real Prometheus scrapes the real node_exporter and remote-writes to fleetcast, configured
@@ -457,11 +456,11 @@ remote_write:
         .expect("the instance reported up");
     assert_eq!(up.target, exporter.address());
     assert_eq!(up.server.as_deref(), Some(host.as_str()));
-    let counters = receiver_counters(&receiver).await;
-    assert_eq!(counters.bad_requests, 0, "{counters:?}");
-    assert_eq!(counters.unavailable, 0, "{counters:?}");
+    let counters = receiver_counters(&receiver);
+    assert_eq!(counters.extra("bad_requests"), 0, "{counters:?}");
+    assert_eq!(counters.extra("unavailable"), 0, "{counters:?}");
     assert!(
-        counters.stored >= 1 && counters.samples_in > 100,
+        counters.extra("stored") >= 1 && counters.extra("samples_in") > 100,
         "{counters:?}"
     );
 
@@ -541,11 +540,11 @@ async fn recorded_remote_write_bodies_become_samples() {
     for body in &bodies {
         assert_eq!(post(&client, &url, body.clone()).await.0, 204);
     }
-    let counters = receiver_counters(&receiver).await;
-    assert!(counters.stored >= 2, "{counters:?}");
+    let counters = receiver_counters(&receiver);
+    assert!(counters.extra("stored") >= 2, "{counters:?}");
     let published = collect(
         &mut samples,
-        counters.stored as usize,
+        counters.extra("stored") as usize,
         Duration::from_secs(5),
     )
     .await;
@@ -579,7 +578,10 @@ async fn recorded_remote_write_bodies_become_samples() {
         post(&client, &url, bodies.last().unwrap().clone()).await.0,
         204
     );
-    assert_eq!(receiver_counters(&receiver).await.stored, counters.stored);
+    assert_eq!(
+        receiver_counters(&receiver).extra("stored"),
+        counters.extra("stored")
+    );
 }
 
 /// A body that is not snappy, or not a WriteRequest, is answered 400 naming the problem and
@@ -617,7 +619,7 @@ async fn remote_write_refuses_bad_bodies_and_answers_503_without_the_bus() {
     for body in recorded_bodies() {
         assert_eq!(post(&client, &url, body).await.0, 204);
     }
-    let stored = receiver_counters(&receiver).await.stored;
+    let stored = receiver_counters(&receiver).extra("stored");
 
     // The bus goes away: the next scrape's samples cannot be stored.
     let port = nats.server.port();
@@ -640,7 +642,7 @@ async fn remote_write_refuses_bad_bodies_and_answers_503_without_the_bus() {
         refused.expect("a request answered other than 204 while the bus was down");
     assert_eq!(status, 503, "{reason}");
     assert!(reason.contains("did not store"), "{reason}");
-    assert!(receiver_counters(&receiver).await.unsent >= 1);
+    assert!(receiver.facts.snapshot()["unsent"] != "0");
 
     // The bus is back (same port, same data): Prometheus's retry stores the kept samples.
     let _restarted = NatsServer::start(&binary, port, &data_dir).expect("nats-server restarts");
@@ -652,9 +654,9 @@ async fn remote_write_refuses_bad_bodies_and_answers_503_without_the_bus() {
     })
     .await;
     assert!(retried, "no 204 after the bus came back");
-    let counters = receiver_counters(&receiver).await;
-    assert_eq!(counters.unsent, 0, "{counters:?}");
-    assert!(counters.stored > stored, "{counters:?}");
+    let counters = receiver_counters(&receiver);
+    assert_eq!(receiver.facts.snapshot()["unsent"], "0");
+    assert!(counters.extra("stored") > stored, "{counters:?}");
     let stream = bus
         .jetstream()
         .get_stream(bus.subjects().stream_name(StreamKind::Metrics))

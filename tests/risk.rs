@@ -1,10 +1,9 @@
 //! The risk scorer on a real bus: scores from samples and forecasts, profile-aware memory,
 //! the fleet summary, and bad input refused to the dead-letter subject.
 
-use crate::util::{TestNats, collect};
-use actix::Addr;
+use crate::util::{TestNats, collect, wait_counters};
 use fleetcast::actors::risk_scorer::{self, RiskScorer};
-use fleetcast::actors::stage::{Counters, GetCounters};
+use fleetcast::actors::stage::StageHandle;
 use fleetcast::bus::Bus;
 use fleetcast::wire::{
     self, AttentionSummary, FactorSource, FleetSummary, Forecast, MetricSample, QuantileSeries,
@@ -63,22 +62,7 @@ pub fn forecast(server: &str, first_step_s: i64, values: &[(&str, f32)]) -> Fore
     }
 }
 
-/// Polls `GetCounters` until `done` holds (or 5 s pass) and returns the last counters.
-pub async fn wait_counters<A>(actor: &Addr<A>, done: impl Fn(&Counters) -> bool) -> Counters
-where
-    A: actix::Actor<Context = actix::Context<A>> + actix::Handler<GetCounters>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let counters = actor.send(GetCounters).await.expect("actor alive");
-        if done(&counters) || std::time::Instant::now() > deadline {
-            return counters;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn start(nats: &TestNats) -> (Bus, Addr<RiskScorer>, async_nats::Subscriber) {
+async fn start(nats: &TestNats) -> (Bus, StageHandle<RiskScorer>, async_nats::Subscriber) {
     let bus = nats.bus().await;
     let risk = bus
         .client()
@@ -155,7 +139,7 @@ async fn sample_then_forecast_scores_as_hand_computed() {
         (predicted_memory.value, predicted_memory.points),
         (96.0, 20.0)
     );
-    let counters = wait_counters(&scorer, |c| c.published >= 2).await;
+    let counters = wait_counters(&scorer.counters, |c| c.published >= 2).await;
     assert_eq!(
         (counters.received, counters.published, counters.rejected),
         (2, 2, 0)
@@ -278,7 +262,7 @@ async fn bad_input_is_refused_and_the_scorer_goes_on() {
         "the good samples before and after are scored"
     );
     assert_eq!(scores[1].current, 30.0, "96% memory after the bad input");
-    let counters = wait_counters(&scorer, |c| c.published >= 8).await;
+    let counters = wait_counters(&scorer.counters, |c| c.published >= 8).await;
     assert_eq!(
         (counters.received, counters.rejected, counters.published),
         (8, 6, 8)
@@ -291,7 +275,7 @@ async fn bad_input_is_refused_and_the_scorer_goes_on() {
 async fn fleet_summary_is_published_when_something_changed() {
     let mut nats = TestNats::start();
     nats.settings.summary.interval_seconds = 1;
-    let (bus, _scorer, _risk) = start(&nats).await;
+    let (bus, scorer, _risk) = start(&nats).await;
     let subjects = bus.subjects().clone();
     let mut summaries = bus
         .client()
@@ -361,12 +345,14 @@ async fn fleet_summary_is_published_when_something_changed() {
     );
     assert_eq!(summary.fleet_health, "healthy");
     assert_eq!(summary.high_risk_servers, 0);
-    // Nothing changes: no further summary within two intervals.
-    assert!(
-        collect(&mut summaries, 1, Duration::from_millis(2200))
-            .await
-            .is_empty()
-    );
+    // Nothing changes: two more summary intervals pass without a summary.
+    let sent = scorer.counters.snapshot();
+    let later = wait_counters(&scorer.counters, |c| {
+        c.extra("summary_checks") >= sent.extra("summary_checks") + 2
+    })
+    .await;
+    assert!(later.extra("summary_checks") >= sent.extra("summary_checks") + 2);
+    assert_eq!(later.extra("summaries"), sent.extra("summaries"));
 }
 
 /// Publishes through JetStream and waits for the stream's ack, so the message is stored.

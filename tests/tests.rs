@@ -5,12 +5,16 @@ mod util;
 
 mod alerts;
 mod bus;
+mod cli;
 mod e2e;
 mod export;
 mod gateway;
 mod generator;
 mod inputs;
 mod offline;
+mod pipeline;
 mod predictor;
 mod risk;
+mod stage;
 mod window_keeper;
+mod wire;

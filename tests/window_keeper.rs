@@ -615,7 +615,7 @@ async fn generator_samples_fill_every_window() {
     let mut settings = settings(&nats, 6);
     settings.generator.servers = 14;
     settings.generator.step_interval_ms = 20;
-    settings.generator.start = String::new();
+    settings.generator.start = None;
     settings.generator.backfill_hours = 0;
     let mut jobs = bus
         .client()

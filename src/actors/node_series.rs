@@ -98,6 +98,15 @@ impl LoadWindow {
         }
     }
 
+    /// The settings' word for it (`load1`, `load5`, `load15`).
+    pub fn setting_name(self) -> &'static str {
+        match self {
+            LoadWindow::One => "load1",
+            LoadWindow::Five => "load5",
+            LoadWindow::Fifteen => "load15",
+        }
+    }
+
     /// The node_exporter series name.
     pub fn series_name(self) -> &'static str {
         match self {

@@ -1,25 +1,55 @@
-//! The `fleetcast` command: run the pipeline and its dashboard (`up`) or one actor (`run`), watch subjects
-//! (`tail`), steer the simulation (`scenario`), export training data (`export`) and switch the
-//! predictors' model (`model load`).
+//! The `fleetcast` command: run the pipeline and its dashboard (`up`) or one actor (`run`), see what runs
+//! (`status`), watch subjects (`tail`), steer the simulation (`scenario`), export training
+//! data (`export`) and switch the predictors' model (`model load`).
+//!
+//! Thin: it parses arguments, sets up logging, loads settings and calls the library; every
+//! failure is one `error:` line on stderr and one of the exit codes below.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use fleetcast::bus::{self, Bus, NatsServer};
-use fleetcast::settings::Settings;
-use fleetcast::wire::{SCHEMA_VERSION, ScenarioReply, ScenarioRequest};
+use fleetcast::bus::{Bus, BusError, RequestError};
+use fleetcast::pipeline::{self, ActorKind, Embed};
+use fleetcast::settings::{Settings, SettingsError};
+use fleetcast::sim::Scenario;
+use fleetcast::wire::{
+    ModelLoadReply, ModelLoadRequest, SCHEMA_VERSION, ScenarioReply, ScenarioRequest,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Exit codes, as `--help` and the README list them.
+mod exit {
+    /// The command failed for another reason.
+    pub const FAILURE: u8 = 1;
+    /// The command line is wrong (clap uses 2 too).
+    pub const USAGE: u8 = 2;
+    /// The settings cannot be read or are invalid.
+    pub const SETTINGS: u8 = 3;
+    /// Nothing answered: no nats-server, or no stage to take the request.
+    pub const UNANSWERED: u8 = 4;
+    /// The request was answered with a refusal.
+    pub const REFUSED: u8 = 5;
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success (also after SIGINT/SIGTERM drained `up` or `run`), \
+1 failure, 2 wrong command line, 3 invalid settings, 4 nothing answered (no nats-server, or no \
+generator, predictor or stage running), 5 request refused (unknown scenario, model that does not \
+fit).";
+
 /// Predictive monitoring for server fleets: a Temporal Fusion Transformer on ONNX Runtime
 /// behind NATS actors.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = EXIT_CODES)]
 struct Cli {
     /// Settings file (TOML). Default: ./fleetcast.toml when it exists. Every key can be
     /// overridden by FLEETCAST_<SECTION>__<KEY>, e.g. FLEETCAST_GENERATOR__SERVERS=500.
     #[arg(long, short, global = true, env = "FLEETCAST_CONFIG")]
     config: Option<PathBuf>,
+    /// More log output: client commands log warnings only unless -v (info) or -vv (debug);
+    /// `up`, `run` and `export` log at log.level, or debug with -v.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,19 +57,27 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run every actor in one process. Starts a private nats-server (JetStream on, data in
-    /// nats.data_dir) when nothing answers at the default local URL.
+    /// nats.data_dir) when nothing answers at a loopback nats.url. SIGINT or SIGTERM drains
+    /// every stage and exits 0 within 10 s.
     Up,
-    /// Run one actor as its own process (run several to scale out).
+    /// Run one actor as its own process (run several to scale out). SIGINT or SIGTERM
+    /// drains it.
     Run {
         /// Which actor.
-        actor: ActorKind,
+        actor: ActorArg,
     },
+    /// Every running stage instance with its counters, each JetStream consumer's pending
+    /// count and the streams' sizes.
+    Status(fleetcast::status::StatusArgs),
     /// Print every message on a subject as one JSON line, e.g. tail 'fleetcast.metrics.>'.
     Tail(fleetcast::tail::TailArgs),
-    /// Switch the running generator's scenario and print what changed.
+    /// Switch the running generator's scenario and say what changed.
     Scenario {
         /// healthy, natural, degrading, critical or cascade; `status` only asks.
         scenario: String,
+        /// Print the generator's whole reply as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the generator offline at full speed and write training data as Parquet.
     Export(fleetcast::export::ExportArgs),
@@ -49,7 +87,7 @@ enum Command {
     /// Score the model on a history file against persistence and seasonal naive, per lead-time
     /// band (prints a table; --json writes it).
     Backtest(fleetcast::offline::backtest::BacktestArgs),
-    /// Check a settings file and print the settings in effect.
+    /// Check a settings file and print the settings in effect as JSON.
     Config,
     /// Manage the model the predictor workers serve.
     Model {
@@ -73,7 +111,7 @@ enum ModelCommand {
 
 /// The actors that `run` can start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ActorKind {
+enum ActorArg {
     /// The synthetic fleet.
     Generator,
     /// Per-server windows and predict jobs.
@@ -92,20 +130,35 @@ enum ActorKind {
     RemoteWrite,
 }
 
-impl ActorKind {
-    /// Every actor, in pipeline order (`up` starts them last to first).
-    const ALL: [ActorKind; 6] = [
-        ActorKind::Generator,
-        ActorKind::WindowKeeper,
-        ActorKind::Predictor,
-        ActorKind::RiskScorer,
-        ActorKind::AlertRouter,
-        ActorKind::Gateway,
-    ];
-
-    /// The input actors `up` starts when their section says `enabled = true`.
-    const INPUTS: [ActorKind; 2] = [ActorKind::NodeExporter, ActorKind::RemoteWrite];
+impl From<ActorArg> for ActorKind {
+    fn from(actor: ActorArg) -> ActorKind {
+        match actor {
+            ActorArg::Generator => ActorKind::Generator,
+            ActorArg::WindowKeeper => ActorKind::WindowKeeper,
+            ActorArg::Predictor => ActorKind::Predictor,
+            ActorArg::RiskScorer => ActorKind::RiskScorer,
+            ActorArg::AlertRouter => ActorKind::AlertRouter,
+            ActorArg::Gateway => ActorKind::Gateway,
+            ActorArg::NodeExporter => ActorKind::NodeExporter,
+            ActorArg::RemoteWrite => ActorKind::RemoteWrite,
+        }
+    }
 }
+
+/// A wrong argument found after parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
+/// A request answered with a refusal (exit code 5).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+/// Nobody there to answer (exit code 4).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Unanswered(String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -113,9 +166,37 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&error))
         }
     }
+}
+
+/// The exit code for `error`, from the first cause in its chain that decides one.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if cause.is::<Usage>() {
+            return exit::USAGE;
+        }
+        if cause.is::<SettingsError>() {
+            return exit::SETTINGS;
+        }
+        if cause.is::<Refused>() {
+            return exit::REFUSED;
+        }
+        if cause.is::<Unanswered>()
+            || matches!(cause.downcast_ref(), Some(BusError::Connect { .. }))
+        {
+            return exit::UNANSWERED;
+        }
+        if let Some(request) = cause.downcast_ref::<RequestError>() {
+            return if request.is_unanswered() {
+                exit::UNANSWERED
+            } else {
+                exit::FAILURE
+            };
+        }
+    }
+    exit::FAILURE
 }
 
 fn load_settings(path: Option<PathBuf>) -> Result<Settings> {
@@ -129,6 +210,7 @@ fn load_settings(path: Option<PathBuf>) -> Result<Settings> {
     })
 }
 
+/// Logs to stderr: `RUST_LOG` when set, else `level`.
 fn init_tracing(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
@@ -141,7 +223,21 @@ fn init_tracing(level: &str) {
 
 fn run(cli: Cli) -> Result<()> {
     let settings = load_settings(cli.config)?;
-    init_tracing(&settings.log.level);
+    let long_running = matches!(
+        cli.command,
+        Command::Up
+            | Command::Run { .. }
+            | Command::Export(_)
+            | Command::Forecast(_)
+            | Command::Backtest(_)
+    );
+    let level = match (long_running, cli.verbose) {
+        (true, 0) => settings.log.level.as_str(),
+        (true, _) | (false, 2..) => "debug",
+        (false, 1) => "info",
+        (false, 0) => "warn",
+    };
+    init_tracing(level);
     match cli.command {
         Command::Export(args) => {
             fleetcast::export::run(&args).context("export")?;
@@ -178,173 +274,174 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Up => {
-            let mut actors = ActorKind::INPUTS
-                .into_iter()
-                .filter(|input| match input {
-                    ActorKind::NodeExporter => settings.node_exporter.enabled,
-                    ActorKind::RemoteWrite => settings.remote_write.enabled,
-                    _ => false,
-                })
-                .collect::<Vec<_>>();
-            actors.extend(ActorKind::ALL);
-            actix_main(settings, actors, true)
+            let actors = ActorKind::for_up(&settings);
+            serve(settings, actors, Embed::WhenAbsent)
         }
-        Command::Run { actor } => actix_main(settings, vec![actor], false),
-        Command::Tail(args) => tokio_main(async move {
+        Command::Run { actor } => serve(settings, vec![actor.into()], Embed::Never),
+        Command::Status(args) => client(async move {
+            let bus = Bus::connect(&settings.nats).await?;
+            fleetcast::status::run(&bus, &args, &mut std::io::stdout().lock())
+                .await
+                .map_err(|error| match error {
+                    fleetcast::status::StatusError::NoStages => {
+                        anyhow::Error::new(Unanswered(error.to_string()))
+                    }
+                    other => other.into(),
+                })
+        }),
+        Command::Tail(args) => client(async move {
             let bus = Bus::connect(&settings.nats).await?;
             fleetcast::tail::run(&bus, &args, &mut std::io::stdout().lock()).await?;
             Ok(())
         }),
-        Command::Scenario { scenario } => tokio_main(async move {
-            let bus = Bus::connect(&settings.nats).await?;
-            let request = ScenarioRequest {
-                v: SCHEMA_VERSION,
-                scenario,
-            };
-            let reply: ScenarioReply = bus
-                .request(
-                    bus.subjects().control_scenario(),
-                    &request,
-                    Duration::from_secs(5),
-                )
-                .await
-                .map_err(anyhow::Error::msg)
-                .context("is a generator running? (`fleetcast up` or `fleetcast run generator`)")?;
-            println!("{}", serde_json::to_string_pretty(&reply)?);
-            if !reply.ok {
-                bail!("scenario refused: {}", reply.error.unwrap_or_default());
+        Command::Scenario { scenario, json } => {
+            if scenario != "status" && scenario.parse::<Scenario>().is_err() {
+                return Err(Usage(format!(
+                    "unknown scenario `{scenario}`; valid: {} (or `status`)",
+                    Scenario::ALL.map(Scenario::name).join(", ")
+                ))
+                .into());
             }
-            Ok(())
-        }),
+            client(switch_scenario(settings, scenario, json))
+        }
         Command::Model {
             command: ModelCommand::Load { dir, timeout },
-        } => tokio_main(async move {
-            let bus = Bus::connect(&settings.nats).await?;
-            let replies = fleetcast::actors::predictor::request_model_load(
-                &bus,
-                &dir.to_string_lossy(),
-                Duration::from_secs_f64(timeout),
-                Duration::from_secs(1),
-            )
-            .await
-            .map_err(anyhow::Error::msg)?;
-            for reply in &replies {
-                println!("{}", serde_json::to_string(reply)?);
-            }
-            if replies.is_empty() {
-                bail!("no predictor worker answered (`fleetcast run predictor` starts one)");
-            }
-            let refused = replies.iter().filter(|reply| !reply.ok).count();
-            if refused > 0 {
-                bail!(
-                    "{refused} of {} workers refused the model (they keep serving the old one)",
-                    replies.len()
-                );
-            }
-            Ok(())
-        }),
+        } => client(load_model(settings, dir, timeout)),
     }
 }
 
-fn tokio_main(future: impl Future<Output = Result<()>>) -> Result<()> {
+/// Runs a client command on a small runtime of its own.
+fn client(future: impl Future<Output = Result<()>>) -> Result<()> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(future)
 }
 
-/// Runs the chosen actors on an actix system until Ctrl-C.
-fn actix_main(settings: Settings, actors: Vec<ActorKind>, embed: bool) -> Result<()> {
-    let system = actix::System::new();
-    system.block_on(async move {
-        let (bus, _server): (Bus, Option<NatsServer>) = if embed {
-            bus::connect_or_embed(&settings.nats).await?
-        } else {
-            (Bus::connect(&settings.nats).await?, None)
-        };
-        bus.ensure_streams()
-            .await
-            .context("creating jetstream streams")?;
-        let mut gateways = Vec::new();
-        // Start last-to-first so every consumer listens before its producer publishes.
-        for actor in actors.iter().rev() {
-            match actor {
-                ActorKind::WindowKeeper => {
-                    fleetcast::actors::window_keeper::spawn(&settings, bus.clone())
-                        .await
-                        .context("starting the window keeper")?;
-                }
-                ActorKind::RiskScorer => {
-                    fleetcast::actors::risk_scorer::spawn(&settings, bus.clone())
-                        .await
-                        .context("starting the risk scorer")?;
-                }
-                ActorKind::AlertRouter => {
-                    fleetcast::actors::alert_router::spawn(&settings, bus.clone())
-                        .await
-                        .context("starting the alert router")?;
-                }
-                ActorKind::Predictor => {
-                    fleetcast::actors::predictor::spawn_workers(&settings, bus.clone())
-                        .await
-                        .context("starting the predictor")?;
-                }
-                ActorKind::Generator => {
-                    fleetcast::actors::generator::spawn(&settings, bus.clone())
-                        .await
-                        .context("starting the generator")?;
-                }
-                ActorKind::Gateway => {
-                    if embed && !settings.gateway.enabled {
-                        tracing::info!("gateway disabled (gateway.enabled = false)");
-                        continue;
-                    }
-                    let gateway = fleetcast::actors::gateway::spawn(&settings, bus.clone())
-                        .await
-                        .context("starting the gateway")?;
-                    gateways.push(gateway.addr.clone());
-                    eprintln!(
-                        "fleetcast: dashboard at http://{}/ (API /api/v1/, metrics /metrics)",
-                        gateway.local_addr
-                    );
-                }
-                ActorKind::NodeExporter => {
-                    fleetcast::actors::node_exporter::spawn(&settings, bus.clone())
-                        .await
-                        .context("starting the node_exporter scraper")?;
-                }
-                ActorKind::RemoteWrite => {
-                    fleetcast::actors::remote_write::spawn(&settings, bus.clone())
-                        .await
-                        .context("starting the remote-write receiver")?;
-                }
-            }
-            tracing::info!(actor = ?actor, "actor started");
-        }
-        let signal = shutdown_signal().await?;
-        tracing::info!(signal, "shutting down");
-        for gateway in gateways {
-            let _ = gateway.send(fleetcast::actors::gateway::Stop).await;
-        }
-        // Bounded: with the bus gone, a flush waits for a reconnection that may never come,
-        // and the process would not exit.
-        if tokio::time::timeout(Duration::from_secs(5), bus.client().flush())
-            .await
-            .is_err()
-        {
-            tracing::warn!("the bus did not take the last messages within 5 s: exiting anyway");
-        }
-        anyhow::Ok(())
-    })?;
+async fn switch_scenario(settings: Settings, scenario: String, json: bool) -> Result<()> {
+    let bus = Bus::connect(&settings.nats).await?;
+    let request = ScenarioRequest {
+        v: SCHEMA_VERSION,
+        scenario,
+    };
+    let reply: ScenarioReply = bus
+        .request(
+            bus.subjects().control_scenario(),
+            &request,
+            Duration::from_secs(5),
+        )
+        .await
+        .context("is a generator running? (`fleetcast up` or `fleetcast run generator`)")?;
+    if !reply.ok {
+        return Err(Refused(format!(
+            "scenario refused: {}",
+            reply.error.unwrap_or_default()
+        ))
+        .into());
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    } else if reply.old_scenario == reply.new_scenario {
+        println!(
+            "scenario {} since step {}: {} of {} servers driven",
+            reply.new_scenario, reply.step, reply.affected_total, reply.fleet_size
+        );
+    } else {
+        println!(
+            "scenario {} -> {} from step {}: {} of {} servers driven",
+            reply.old_scenario,
+            reply.new_scenario,
+            reply.step,
+            reply.affected_total,
+            reply.fleet_size
+        );
+    }
     Ok(())
 }
 
-/// Waits for Ctrl-C or SIGTERM (what `kill` and service managers send), so the private
-/// nats-server is stopped and buffers are flushed either way.
-async fn shutdown_signal() -> Result<&'static str> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.map(|()| "interrupt").map_err(Into::into),
-        _ = terminate.recv() => Ok("terminate"),
+async fn load_model(settings: Settings, dir: PathBuf, timeout: f64) -> Result<()> {
+    let bus = Bus::connect(&settings.nats).await?;
+    let request = ModelLoadRequest {
+        v: SCHEMA_VERSION,
+        path: dir.to_string_lossy().into_owned(),
+    };
+    let replies: Vec<ModelLoadReply> = bus
+        .request_all(
+            bus.subjects().control_model_load(),
+            &request,
+            Duration::from_secs_f64(timeout),
+            Duration::from_secs(1),
+        )
+        .await?;
+    for reply in &replies {
+        println!("{}", serde_json::to_string(reply)?);
+    }
+    if replies.is_empty() {
+        return Err(Unanswered(
+            "no predictor worker answered (`fleetcast run predictor` starts one)".into(),
+        )
+        .into());
+    }
+    let refused = replies.iter().filter(|reply| !reply.ok).count();
+    if refused > 0 {
+        return Err(Refused(format!(
+            "{refused} of {} workers refused the model (they keep serving the old one)",
+            replies.len()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Runs `actors` on an actix system until SIGINT or SIGTERM, then drains them. A second
+/// signal during the drain exits at once (code 130).
+fn serve(settings: Settings, actors: Vec<ActorKind>, embed: Embed) -> Result<()> {
+    let system = actix::System::new();
+    system.block_on(async move {
+        // Listen before anything starts, so a signal during start-up drains too.
+        let mut signals = Signals::listen()?;
+        let shutdown = async move {
+            let signal = signals.next().await;
+            tracing::info!(signal, "shutting down");
+            tokio::spawn(async move {
+                signals.next().await;
+                eprintln!("error: second signal: exiting without finishing the drain");
+                std::process::exit(130);
+            });
+        };
+        pipeline::run(&settings, &actors, embed, shutdown, |running| {
+            if let Some(gateway) = &running.gateway {
+                eprintln!(
+                    "fleetcast: dashboard at http://{}/ (API /api/v1/, metrics /metrics)",
+                    gateway.local_addr
+                );
+            }
+        })
+        .await?;
+        anyhow::Ok(())
+    })
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM (what `kill` and service managers send).
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "interrupt",
+            _ = self.terminate.recv() => "terminate",
+        }
     }
 }

@@ -21,7 +21,7 @@ async fn pipeline(nats: &TestNats, servers: u32) -> (Bus, Gateway, Settings) {
     let mut settings = settings(nats);
     settings.generator.servers = servers;
     settings.generator.seed = 11;
-    settings.generator.scenario = "healthy".into();
+    settings.generator.scenario = fleetcast::sim::Scenario::Healthy;
     settings.generator.backfill_hours = 25;
     settings.generator.step_interval_ms = 250;
     settings.predictor.model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v3");
@@ -51,7 +51,7 @@ async fn pipeline(nats: &TestNats, servers: u32) -> (Bus, Gateway, Settings) {
 /// Runs `fleetcast scenario NAME` against the test's bus, as a user would.
 async fn cli_scenario(settings: &Settings, name: &str) -> Value {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetcast"))
-        .args(["scenario", name])
+        .args(["scenario", name, "--json"])
         .env("FLEETCAST_NATS__URL", &settings.nats.url)
         .env("FLEETCAST_LOG__LEVEL", "warn")
         .current_dir(env!("CARGO_MANIFEST_DIR"))

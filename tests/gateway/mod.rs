@@ -29,7 +29,7 @@ pub fn now_s() -> i64 {
 /// Settings for a gateway on a free port of the test's nats-server.
 pub fn settings(nats: &TestNats) -> Settings {
     let mut settings = nats.settings.clone();
-    settings.gateway.bind = "127.0.0.1:0".into();
+    settings.gateway.bind = "127.0.0.1:0".parse().expect("an address");
     settings.gateway.poll_interval_seconds = 1;
     settings.gateway.push_interval_ms = 50;
     settings.gateway.workers = 1;

@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod programs;
 
+use fleetcast::actors::stage::{Counters, StageCounters};
 use fleetcast::bus::{Bus, NatsServer, find_server_binary};
 use fleetcast::settings::Settings;
 use futures::StreamExt;
@@ -62,4 +63,12 @@ pub async fn collect(
         }
     }
     messages
+}
+
+/// Waits (on the counters' own change notifications, not on a clock) until `done` holds, at
+/// most 10 s; returns the counters then, or the last ones seen.
+pub async fn wait_counters(counters: &StageCounters, done: impl Fn(&Counters) -> bool) -> Counters {
+    match counters.wait_until(done, Duration::from_secs(10)).await {
+        Ok(counters) | Err(counters) => counters,
+    }
 }

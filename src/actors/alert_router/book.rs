@@ -20,42 +20,12 @@
 use super::ladder::{Ladder, LadderConfig, OutOfOrder, Transition};
 use crate::catalog::{Metric, MetricKind, PROFILE_LIFTED, Profile, lift_above_normal};
 use crate::levels::{Level, Scale};
-use crate::settings::AlertSettings;
+use crate::settings::{AlertSettings, Quantile};
 use crate::wire::{AlertAction, AlertEvent, FactorSource, Forecast, RiskScore, SCHEMA_VERSION};
 use std::collections::{BTreeMap, HashMap};
 
 /// The `subject` of risk alerts.
 pub const RISK_SUBJECT: &str = "risk";
-
-/// Which forecast quantile the predictive alerts test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quantile {
-    /// 10th percentile.
-    P10,
-    /// Median.
-    P50,
-    /// 90th percentile.
-    P90,
-}
-
-impl Quantile {
-    /// `p10`, `p50` or `p90`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Quantile::P10 => "p10",
-            Quantile::P50 => "p50",
-            Quantile::P90 => "p90",
-        }
-    }
-
-    fn parse(name: &str) -> Quantile {
-        match name {
-            "p10" => Quantile::P10,
-            "p90" => Quantile::P90,
-            _ => Quantile::P50,
-        }
-    }
-}
 
 /// One predictive metric alert's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,7 +83,7 @@ impl BookConfig {
             dwell_ms,
             raise_after_ms,
             predictive_steps: settings.predictive_steps as usize,
-            quantile: Quantile::parse(&settings.predictive_quantile),
+            quantile: settings.predictive_quantile,
             rules: settings
                 .metrics
                 .iter()
@@ -384,12 +354,12 @@ impl AlertBook {
                 continue;
             };
             let rule = &config.rule_for(rule, profile);
-            let values = match quantile {
-                Quantile::P10 => &series.p10,
-                Quantile::P50 => &series.p50,
-                Quantile::P90 => &series.p90,
-            };
-            let values: Vec<f64> = values.iter().take(steps).map(|&v| f64::from(v)).collect();
+            let values: Vec<f64> = quantile
+                .of(series)
+                .iter()
+                .take(steps)
+                .map(|&v| f64::from(v))
+                .collect();
             if values.is_empty() {
                 continue;
             }
@@ -455,7 +425,7 @@ impl AlertBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::risk_scorer::scoring::tests::forecast;
+    use crate::testing::forecast;
     use crate::wire::RiskFactor;
 
     const MIN: i64 = 60_000;

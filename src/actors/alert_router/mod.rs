@@ -14,25 +14,33 @@
 //!   opening time (its id is `<server>-<subject>-<opened_ms>`). Times are the messages'
 //!   own (`sample_ms` of a score, `origin_s` of a forecast), so the simulated clock drives
 //!   hysteresis and dwell and tests are deterministic.
-//! - **Fails** only at start (subscribing, reading the history back). Bad input (undecodable, another schema version,
-//!   a server that does not match its subject, a NaN or out-of-range score, a forecast with
-//!   NaN or wrong-length series, a score or forecast older than the server's latest) is
-//!   refused with its reason on the dead-letter subject, counted, and the actor goes on.
+//! - **Fails** only at start (its service, subscribing, reading the history back). Bad
+//!   input (undecodable, another schema version, a server that does not match its subject,
+//!   a NaN or out-of-range score, a forecast with NaN or wrong-length series, a score or
+//!   forecast older than the server's latest) is refused with its reason on the dead-letter
+//!   subject, counted, and the actor goes on (checks in [`crate::checks`]).
 //! - **Restart**: before it starts, the router reads the ALERTS stream back (oldest first)
 //!   and puts every open alert back at its level with its id and opening time, so a
 //!   restarted router de-escalates and resolves the alerts it had raised instead of raising
 //!   them again; the raise and dwell waits start afresh.
+//! - **Observability and shutdown** come from the [stage toolkit](crate::actors::stage):
+//!   input through an [`Intake`] (so `consumer_lag` is measured), the
+//!   counters (extras `replayed`, `events`), the micro service `fleetcast-alert-router`
+//!   (fact `open_alerts`), a bounded outbox (events leave in order), and [`Drain`]: stop the
+//!   intake, route what was received, flush, stop.
 
 pub mod book;
 pub mod ladder;
 
 use self::book::{AlertBook, BookConfig, publish_severity};
-use crate::actors::risk_scorer::inputs::{Invalid, check_forecast, check_risk, server_of_subject};
-use crate::actors::stage::{GetCounters, Outbox, Rejects, StageCounters, Stop, replay};
+use crate::actors::stage::{
+    self, Drain, Extra, Intake, IntakeError, Reject, ReplayError, ServiceError, Stage, StageHandle,
+    StageSpec, Staged, Stop, Tracked, replay,
+};
 use crate::bus::Bus;
+use crate::checks::{check_forecast, check_risk};
 use crate::settings::Settings;
-use crate::subjects::StreamKind;
-use crate::subjects::Subjects;
+use crate::subjects::{StreamKind, Subjects};
 use crate::wire::{self, AlertEvent, Forecast, RejectKind, RiskScore};
 use actix::prelude::*;
 use async_nats::jetstream::consumer::DeliverPolicy;
@@ -40,75 +48,88 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 /// The stage name, in rejections and logs.
 pub const STAGE: &str = "alert_router";
 
+/// How often the `open_alerts` fact is brought up to date.
+const FACTS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Why the alert router could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AlertRouterError {
+    /// Its micro service could not start.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// Its input could not be opened.
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
     /// The alert history could not be read back.
     #[error(transparent)]
-    Replay(#[from] crate::actors::stage::ReplayError),
-    /// A subscription failed.
-    #[error("cannot subscribe to {subject}: {source}")]
-    Subscribe {
-        /// The subject.
-        subject: String,
-        /// What the client said.
-        #[source]
-        source: async_nats::SubscribeError,
-    },
-    /// The subscriptions could not be confirmed with the server.
-    #[error("cannot flush the subscriptions: {0}")]
-    Flush(#[source] async_nats::client::FlushError),
+    Replay(#[from] ReplayError),
 }
 
 /// The alert router actor; start it with [`spawn`].
 pub struct AlertRouter {
     subjects: Subjects,
     book: AlertBook,
-    counters: StageCounters,
-    outbox: Outbox,
-    rejects: Rejects,
-    subscriptions: Option<(async_nats::Subscriber, async_nats::Subscriber)>,
+    stage: Stage,
+    events: Extra,
+    intake: Intake,
+    inputs: Option<(
+        Tracked<async_nats::Subscriber>,
+        Tracked<async_nats::Subscriber>,
+    )>,
+}
+
+impl Staged for AlertRouter {
+    fn stage(&self) -> &Stage {
+        &self.stage
+    }
 }
 
 impl Actor for AlertRouter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some((risk, forecasts)) = self.subscriptions.take() {
+        if let Some((risk, forecasts)) = self.inputs.take() {
             ctx.add_stream(risk);
             ctx.add_stream(forecasts);
         }
+        // Counting open alerts visits every server: once a second, not per event.
+        ctx.run_interval(FACTS_INTERVAL, |router, _| {
+            router
+                .stage
+                .facts()
+                .set("open_alerts", router.book.open_alerts());
+        });
     }
 }
 
-/// Subscribes to risk scores and forecasts, then starts the alert router.
+/// Builds the stage, subscribes to risk scores and forecasts, reads the alert history back,
+/// then starts the alert router.
 ///
 /// # Errors
-/// [`AlertRouterError`] when a subscription fails.
-pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<AlertRouter>, AlertRouterError> {
+/// [`AlertRouterError`] when the service, a subscription or the replay fails.
+pub async fn spawn(
+    settings: &Settings,
+    bus: Bus,
+) -> Result<StageHandle<AlertRouter>, AlertRouterError> {
     let subjects = bus.subjects().clone();
-    let subscribe = |subject: String| {
-        let client = bus.client().clone();
-        async move {
-            client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|source| AlertRouterError::Subscribe { subject, source })
-        }
-    };
-    let risk = subscribe(subjects.risk_all()).await?;
-    let forecasts = subscribe(subjects.forecasts_all()).await?;
-    bus.client()
-        .flush()
-        .await
-        .map_err(AlertRouterError::Flush)?;
-    let counters = StageCounters::default();
-    let outbox = Outbox::start(bus.client().clone(), counters.clone(), STAGE);
+    let stage = Stage::build(
+        &bus,
+        StageSpec::new(
+            STAGE,
+            "fleetcast alert router: raises, escalates and resolves alerts from risk scores and forecasts",
+        )
+        .extras(&["replayed", "events"]),
+    )
+    .await?;
+    let intake = Intake::new(&bus, stage.counters());
+    let risk = intake.subscribe(subjects.risk_all()).await?;
+    let forecasts = intake.subscribe(subjects.forecasts_all()).await?;
+    intake.confirm().await?;
     let mut book = AlertBook::new(BookConfig::from_settings(&settings.alerts));
     let history = replay(
         &bus,
         StreamKind::Alerts,
-        bus.subjects().alerts_all(),
+        subjects.alerts_all(),
         DeliverPolicy::All,
     )
     .await?;
@@ -120,43 +141,33 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<AlertRouter>, A
             }
         }
     }
+    stage.counters().extra("replayed").add(history.len() as u64);
+    stage.facts().set("open_alerts", book.open_alerts());
     tracing::info!(
         stage = STAGE,
         events = history.len(),
         open = book.open_alerts(),
-        "alert history read back"
+        "alert history read back; alert router started"
     );
     let router = AlertRouter {
         subjects,
         book,
-        counters,
-        outbox,
-        rejects: Rejects::new(STAGE, bus.subjects()),
-        subscriptions: Some((risk, forecasts)),
+        events: stage.counters().extra("events"),
+        stage,
+        intake,
+        inputs: Some((risk, forecasts)),
     };
-    tracing::info!(stage = STAGE, "alert router started");
-    Ok(router.start())
+    Ok(stage::start(router))
 }
 
-type Refusal = (Option<String>, Invalid);
-
-fn out_of_order(server: &str, error: impl std::fmt::Display) -> Refusal {
-    (
-        Some(server.to_string()),
-        Invalid::new(RejectKind::OutOfOrder, error.to_string()),
-    )
+fn out_of_order(server: &str, error: impl std::fmt::Display) -> Reject {
+    Reject::new(RejectKind::OutOfOrder, error.to_string()).with_server(server)
 }
 
 impl AlertRouter {
-    fn on_risk(&mut self, subject: &str, payload: &[u8]) -> Result<Vec<AlertEvent>, Refusal> {
-        let subject_server = || server_of_subject(subject).map(str::to_string);
-        let risk: RiskScore = wire::decode(payload).map_err(|error| {
-            (
-                subject_server(),
-                Invalid::new(error.kind(), error.to_string()),
-            )
-        })?;
-        check_risk(subject, &risk).map_err(|invalid| (subject_server(), invalid))?;
+    fn on_risk(&mut self, subject: &str, payload: &[u8]) -> Result<Vec<AlertEvent>, Reject> {
+        let risk: RiskScore = wire::decode(payload)?;
+        check_risk(&self.subjects, subject, &risk)?;
         let event = self
             .book
             .on_risk(&risk)
@@ -164,15 +175,9 @@ impl AlertRouter {
         Ok(event.into_iter().collect())
     }
 
-    fn on_forecast(&mut self, subject: &str, payload: &[u8]) -> Result<Vec<AlertEvent>, Refusal> {
-        let subject_server = || server_of_subject(subject).map(str::to_string);
-        let forecast: Forecast = wire::decode(payload).map_err(|error| {
-            (
-                subject_server(),
-                Invalid::new(error.kind(), error.to_string()),
-            )
-        })?;
-        check_forecast(subject, &forecast).map_err(|invalid| (subject_server(), invalid))?;
+    fn on_forecast(&mut self, subject: &str, payload: &[u8]) -> Result<Vec<AlertEvent>, Reject> {
+        let forecast: Forecast = wire::decode(payload)?;
+        check_forecast(&self.subjects, subject, &forecast)?;
         self.book
             .on_forecast(&forecast)
             .map_err(|error| out_of_order(&forecast.server, error))
@@ -180,55 +185,59 @@ impl AlertRouter {
 }
 
 impl StreamHandler<async_nats::Message> for AlertRouter {
-    fn handle(&mut self, message: async_nats::Message, _: &mut Context<Self>) {
-        self.counters.received();
+    fn handle(&mut self, message: async_nats::Message, ctx: &mut Context<Self>) {
+        self.stage.counters().received();
         let subject = message.subject.as_str();
         let outcome = if self.subjects.is_forecast(subject) {
             self.on_forecast(subject, &message.payload)
         } else {
             self.on_risk(subject, &message.payload)
         };
-        match outcome {
-            Ok(events) => {
-                for event in events {
-                    tracing::info!(
-                        stage = STAGE,
-                        id = %event.id,
-                        action = ?event.action,
-                        severity = %event.severity,
-                        reason = %event.reason,
-                        "alert"
-                    );
-                    let subject = self
-                        .subjects
-                        .alerts(publish_severity(&event), &event.server);
-                    self.outbox.send_to_stream(subject, &event);
-                }
+        let events = match outcome {
+            Ok(events) => events,
+            Err(reject) => {
+                let reject = reject.or_server(self.subjects.server_of(subject));
+                self.stage.reject(ctx, subject, reject);
+                return;
             }
-            Err((server, invalid)) => self.rejects.reject(
-                &self.counters,
-                &self.outbox,
-                subject,
-                server,
-                invalid.kind,
-                invalid.reason,
-            ),
+        };
+        self.stage.counters().accepted();
+        if events.is_empty() {
+            return;
+        }
+        for event in events {
+            tracing::info!(
+                stage = STAGE,
+                id = %event.id,
+                action = ?event.action,
+                severity = %event.severity,
+                reason = %event.reason,
+                "alert"
+            );
+            let subject = self
+                .subjects
+                .alerts(publish_severity(&event), &event.server);
+            self.stage.publish_to_stream(ctx, subject, &event);
+            self.events.incr();
         }
     }
 
     fn finished(&mut self, _: &mut Context<Self>) {
-        tracing::warn!(
-            stage = STAGE,
-            "a subscription ended; the alert router goes on with the other"
-        );
+        if !self.intake.is_draining() {
+            tracing::warn!(
+                stage = STAGE,
+                "a subscription ended; the alert router goes on with the other"
+            );
+        }
     }
 }
 
-impl Handler<GetCounters> for AlertRouter {
-    type Result = MessageResult<GetCounters>;
+impl Handler<Drain> for AlertRouter {
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: GetCounters, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.counters.snapshot())
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        let intake = self.intake.clone();
+        stage::drain(async move { intake.drain().await }, |_, _| {})
     }
 }
 

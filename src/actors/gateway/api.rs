@@ -8,7 +8,7 @@ use super::legacy::{json_body, read_history};
 use super::views::{self, HistoryEntry, fleet_counts, is_profile, server_row, top_risks};
 use super::{AppState, STAGE};
 use crate::levels::Level;
-use crate::settings::SCENARIOS;
+use crate::sim::Scenario;
 use crate::wire::{self, SCHEMA_VERSION, ScenarioReply, ScenarioRequest};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -378,7 +378,7 @@ async fn ask_scenario(state: &AppState, scenario: String) -> HttpResponse {
         v: SCHEMA_VERSION,
         scenario,
     };
-    let reply: Result<ScenarioReply, String> = bus
+    let reply: Result<ScenarioReply, _> = bus
         .request(
             bus.subjects().control_scenario(),
             &request,
@@ -411,13 +411,13 @@ pub async fn scenario_switch(state: web::Data<AppState>, body: web::Bytes) -> Ht
             );
         }
     };
-    if !SCENARIOS.contains(&body.scenario.as_str()) {
+    if body.scenario.parse::<Scenario>().is_err() {
         return error(
             StatusCode::BAD_REQUEST,
             format!(
                 "scenario `{}` is not one of {}",
                 body.scenario,
-                SCENARIOS.join(", ")
+                Scenario::ALL.map(Scenario::name).join(", ")
             ),
         );
     }

@@ -35,7 +35,6 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
-pub mod config;
 pub mod events;
 pub mod feed;
 pub mod history;
@@ -45,8 +44,8 @@ pub mod prometheus;
 pub mod snapshot;
 pub mod views;
 
-pub use self::config::GatewaySettings;
 pub use crate::actors::stage::Stop;
+pub use crate::settings::GatewaySettings;
 
 use self::events::Push;
 use self::snapshot::{Change, Snapshot};
@@ -112,10 +111,10 @@ pub enum GatewayError {
     #[error(transparent)]
     Replay(#[from] ReplayError),
     /// The HTTP address could not be bound.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address} (gateway.bind)")]
     Bind {
         /// The address.
-        address: String,
+        address: SocketAddr,
         /// What the system said.
         #[source]
         source: std::io::Error,
@@ -454,9 +453,9 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
     .workers(gateway.workers)
     .disable_signals()
     .shutdown_timeout(1)
-    .bind(&gateway.bind)
+    .bind(gateway.bind)
     .map_err(|source| GatewayError::Bind {
-        address: gateway.bind.clone(),
+        address: gateway.bind,
         source,
     })?;
     let local_addr = server
@@ -464,7 +463,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
         .first()
         .copied()
         .ok_or_else(|| GatewayError::Bind {
-            address: gateway.bind.clone(),
+            address: gateway.bind,
             source: std::io::Error::other("no address bound"),
         })?;
     let server = server.run();

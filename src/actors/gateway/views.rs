@@ -295,12 +295,9 @@ pub fn steps_ahead(
     threshold: f64,
 ) -> Option<usize> {
     let series = forecast.metrics.get(metric)?;
-    let values = match settings.predictive_quantile.as_str() {
-        "p10" => &series.p10,
-        "p90" => &series.p90,
-        _ => &series.p50,
-    };
-    values
+    settings
+        .predictive_quantile
+        .of(series)
         .iter()
         .take(settings.predictive_steps as usize)
         .position(|&value| f64::from(value) >= threshold)

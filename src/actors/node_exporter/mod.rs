@@ -18,32 +18,41 @@
 //!   target's host when it is a DNS name, else the host's own name from `node_uname_info`
 //!   (a target on `localhost` or an IP address); see [`node_series::server_name`].
 //! - **State**, per target: the previous counter values (rates need two scrapes: a target's
-//!   first scrape publishes only the gauges), its health and name; the counters
-//!   ([`GetCounters`]).
+//!   first scrape publishes only the gauges), its health and name.
 //! - **Failure**: a target that does not answer, times out, answers other than 200 or with a
 //!   page that has no node_exporter series is **down**: its health says why and no sample is
 //!   published for it (never zeros). The rest of the targets go on. Bad parts of a page are
 //!   rejected, named, and the rest of the page is used. `spawn` fails before starting when
-//!   there is nothing to scrape. The actor stops only when its system stops or on [`Stop`].
+//!   there is nothing to scrape or its micro service cannot start. The actor stops on
+//!   [`Drain`], [`Stop`] or when its system stops.
+
+//! - **Counters** ([stage toolkit](crate::actors::stage), micro service
+//!   `fleetcast-node-exporter`): `received` scrapes, `accepted` those that gave a
+//!   node_exporter page, rejections by kind, publishes; extras `failed` (target down),
+//!   `samples`, `resets` (counter resets, each leaving one rate out), `rounds`; facts
+//!   `targets` and `targets_up`.
+//! - **Drain** ([`Drain`]): the round in hand finishes (each scrape is bounded by
+//!   `timeout_seconds`), no new one starts, the outbox flushes.
 
 pub mod page;
 pub mod targets;
 
 use self::targets::{Target, TargetSet};
 use crate::actors::node_series::{self, NodeConfig, NodeState};
-use crate::actors::stage::{Outbox, Rejects, StageCounters, Stop};
+use crate::actors::stage::{
+    self, AsyncStage, Drain, Extra, Facts, Reject, ServiceError, Stage, StageHandle, StageSpec,
+    Staged, Stop,
+};
 use crate::bus::Bus;
 use crate::catalog::Profile;
 use crate::settings::{NodeExporterSettings, Settings};
 use crate::subjects::Subjects;
 use crate::wire::{MetricSample, RejectKind, SCHEMA_VERSION, TargetHealth, now_ms};
-use actix::fut::wrap_future;
 use actix::prelude::*;
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// The stage name in `rejected.<stage>`, `status.<stage>` and logs.
 pub const STAGE: &str = "node_exporter";
@@ -57,123 +66,108 @@ pub enum NodeExporterError {
     /// Neither static targets nor `file_sd` files are configured.
     #[error("nothing to scrape: set node_exporter.targets or node_exporter.files")]
     NoTargets,
+    /// Its micro service could not start.
+    #[error("starting the scraper's micro service")]
+    Service(#[from] ServiceError),
 }
 
-/// The scraper actor.
+/// The scraper actor: it owns the scrape loop (a task of its own) and its stage.
 pub struct NodeExporter {
-    shared: Arc<Shared>,
+    stage: Stage,
     run: Option<Run>,
+    /// Tells the scrape loop to stop after the round in hand.
+    stop: watch::Sender<bool>,
+    /// The scrape loop, once started.
+    scraping: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What the scrape loop needs; moved into it when the actor starts.
 struct Run {
-    bus: Bus,
+    stage: AsyncStage,
+    facts: Facts,
+    subjects: Subjects,
     settings: NodeExporterSettings,
     node: NodeConfig,
     name_label: String,
     targets: TargetSet,
+    stop: watch::Receiver<bool>,
 }
 
-#[derive(Default)]
-struct Shared {
-    counters: StageCounters,
-    scrapes: AtomicU64,
-    failed: AtomicU64,
-    samples: AtomicU64,
-    resets: AtomicU64,
-    rounds: AtomicU64,
-    targets: AtomicU64,
-    targets_up: AtomicU64,
+/// The scraper's own counters (extras of its stage counters).
+struct Extras {
+    failed: Extra,
+    samples: Extra,
+    resets: Extra,
+    rounds: Extra,
 }
 
-/// The scraper's counters, as [`GetCounters`] returns them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, MessageResponse)]
-pub struct ScraperCounters {
-    /// Scrapes that returned a node_exporter page.
-    pub scrapes: u64,
-    /// Scrapes that failed (the target was down).
-    pub failed: u64,
-    /// Samples queued for publishing.
-    pub samples: u64,
-    /// Messages published (samples, health, rejections).
-    pub published: u64,
-    /// Inputs rejected.
-    pub rejected: u64,
-    /// Publishes that failed or were not stored.
-    pub errors: u64,
-    /// Counter resets seen (each left one rate out).
-    pub resets: u64,
-    /// Scrape rounds finished.
-    pub rounds: u64,
-    /// Targets now.
-    pub targets: u64,
-    /// Targets up after the last round.
-    pub targets_up: u64,
-}
-
-/// Asks the scraper for its counters.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "ScraperCounters")]
-pub struct GetCounters;
-
-/// Checks the settings, reads the `file_sd` files once, then starts the scraper on the current
-/// actix system.
+/// Checks the settings, reads the `file_sd` files once, builds the stage (micro service,
+/// outbox), then starts the scraper on the current actix system.
 ///
 /// # Errors
-/// [`NodeExporterError::NoTargets`] when nothing is configured to scrape.
-pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<NodeExporter>, NodeExporterError> {
+/// [`NodeExporterError::NoTargets`] when nothing is configured to scrape,
+/// [`NodeExporterError::Service`] when the micro service cannot start.
+pub async fn spawn(
+    settings: &Settings,
+    bus: Bus,
+) -> Result<StageHandle<NodeExporter>, NodeExporterError> {
     let scraper = &settings.node_exporter;
     if scraper.targets.is_empty() && scraper.files.is_empty() {
         return Err(NodeExporterError::NoTargets);
     }
+    let stage = Stage::build(
+        &bus,
+        StageSpec::new(
+            STAGE,
+            "fleetcast node_exporter scraper: node_exporter pages into metric samples",
+        )
+        .extras(&["failed", "samples", "resets", "rounds"]),
+    )
+    .await?;
     tracing::info!(
         targets = scraper.targets.len(),
         files = scraper.files.len(),
         interval_seconds = scraper.interval_seconds,
         "node_exporter scraper starting"
     );
+    let (stop, stopped) = watch::channel(false);
     let run = Run {
-        bus,
+        stage: stage.async_side(),
+        facts: stage.facts().clone(),
+        subjects: bus.subjects().clone(),
         settings: scraper.clone(),
         node: settings.node_metrics.node_config(),
         name_label: settings.node_metrics.name_label.clone(),
         targets: TargetSet::new(&scraper.targets, &scraper.files),
+        stop: stopped,
     };
-    Ok(NodeExporter::create(|_| NodeExporter {
-        shared: Arc::new(Shared::default()),
+    Ok(stage::start(NodeExporter {
+        stage,
         run: Some(run),
+        stop,
+        scraping: None,
     }))
 }
 
 impl Actor for NodeExporter {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
+    fn started(&mut self, _: &mut Self::Context) {
         if let Some(run) = self.run.take() {
-            ctx.spawn(wrap_future(scrape_loop(run, self.shared.clone())));
+            self.scraping = Some(actix::spawn(scrape_loop(run)));
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(scraping) = self.scraping.take() {
+            scraping.abort();
         }
     }
 }
 
-impl Handler<GetCounters> for NodeExporter {
-    type Result = ScraperCounters;
-
-    fn handle(&mut self, _: GetCounters, _: &mut Self::Context) -> ScraperCounters {
-        let shared = &self.shared;
-        let stage = shared.counters.snapshot();
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        ScraperCounters {
-            scrapes: load(&shared.scrapes),
-            failed: load(&shared.failed),
-            samples: load(&shared.samples),
-            published: stage.published,
-            rejected: stage.rejected,
-            errors: stage.errors,
-            resets: load(&shared.resets),
-            rounds: load(&shared.rounds),
-            targets: load(&shared.targets),
-            targets_up: load(&shared.targets_up),
-        }
+impl Staged for NodeExporter {
+    fn stage(&self) -> &Stage {
+        &self.stage
     }
 }
 
@@ -182,6 +176,23 @@ impl Handler<Stop> for NodeExporter {
 
     fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+impl Handler<Drain> for NodeExporter {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        let _ = self.stop.send(true);
+        let scraping = self.scraping.take();
+        stage::drain(
+            async move {
+                if let Some(scraping) = scraping {
+                    let _ = scraping.await;
+                }
+            },
+            |_: &mut NodeExporter, _| {},
+        )
     }
 }
 
@@ -199,18 +210,25 @@ struct TargetState {
 /// The outcome of one scrape: the page's text, or why there is none.
 type Fetched = Result<String, String>;
 
-/// Scrapes every target each interval until the actor stops.
-async fn scrape_loop(run: Run, shared: Arc<Shared>) {
+/// Scrapes every target each interval until told to stop (after the round in hand).
+async fn scrape_loop(run: Run) {
     let Run {
-        bus,
+        stage,
+        facts,
+        subjects,
         settings,
         node,
         name_label,
         mut targets,
+        mut stop,
     } = run;
-    let subjects = bus.subjects().clone();
-    let outbox = Outbox::start(bus.client().clone(), shared.counters.clone(), STAGE);
-    let mut rejects = Rejects::new(STAGE, &subjects);
+    let counters = stage.counters();
+    let extras = Extras {
+        failed: counters.extra("failed"),
+        samples: counters.extra("samples"),
+        resets: counters.extra("resets"),
+        rounds: counters.extra("rounds"),
+    };
     let timeout = Duration::from_secs(settings.timeout_seconds);
     let client = http_client(timeout, settings.concurrency);
     let mut states: HashMap<Target, TargetState> = HashMap::new();
@@ -220,24 +238,24 @@ async fn scrape_loop(run: Run, shared: Arc<Shared>) {
     let status_every = Duration::from_secs(settings.status_interval_seconds);
     let mut last_status = Instant::now();
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => break,
+            _ = ticker.tick() => {}
+        }
         let (changed, errors) = targets.refresh();
         for error in errors {
-            rejects.reject(
-                &shared.counters,
-                &outbox,
-                "file_sd",
-                None,
-                RejectKind::BadContent,
-                error.to_string(),
-            );
+            stage
+                .reject(
+                    "file_sd",
+                    Reject::new(RejectKind::BadContent, error.to_string()),
+                )
+                .await;
         }
         if changed || current.is_empty() {
             current = targets.targets();
             states.retain(|target, _| current.contains(target));
-            shared
-                .targets
-                .store(current.len() as u64, Ordering::Relaxed);
+            facts.set("targets", current.len());
             tracing::info!(targets = current.len(), "scrape targets");
         }
         let round_started = Instant::now();
@@ -250,24 +268,17 @@ async fn scrape_loop(run: Run, shared: Arc<Shared>) {
             }
         }))
         .buffer_unordered(settings.concurrency);
+        let context = PageContext {
+            node: &node,
+            name_label: &name_label,
+            subjects: &subjects,
+            stage: &stage,
+            extras: &extras,
+        };
         while let Some((target, url, ts_ms, fetched)) = pages.next().await {
             let state = states.entry(target.clone()).or_default();
             let was = (state.up, state.server.clone());
-            handle_page(
-                &PageContext {
-                    node: &node,
-                    name_label: &name_label,
-                    subjects: &subjects,
-                    outbox: &outbox,
-                    shared: &shared,
-                },
-                &mut rejects,
-                &target,
-                &url,
-                ts_ms,
-                fetched,
-                state,
-            );
+            handle_page(&context, &target, &url, ts_ms, fetched, state).await;
             if was != (state.up, state.server.clone()) {
                 if state.up == Some(false) {
                     tracing::warn!(
@@ -282,7 +293,9 @@ async fn scrape_loop(run: Run, shared: Arc<Shared>) {
                         "target up"
                     );
                 }
-                outbox.send(subjects.status(STAGE), &health(&url, state));
+                stage
+                    .publish(subjects.status(STAGE), &health(&url, state))
+                    .await;
             }
         }
         drop(pages);
@@ -290,8 +303,8 @@ async fn scrape_loop(run: Run, shared: Arc<Shared>) {
             .values()
             .filter(|state| state.up == Some(true))
             .count();
-        shared.targets_up.store(up as u64, Ordering::Relaxed);
-        shared.rounds.fetch_add(1, Ordering::Relaxed);
+        facts.set("targets_up", up);
+        extras.rounds.incr();
         tracing::debug!(
             targets = current.len(),
             up,
@@ -303,7 +316,9 @@ async fn scrape_loop(run: Run, shared: Arc<Shared>) {
             for target in &current {
                 if let Some(state) = states.get(target) {
                     let url = format!("http://{}{}", target.address, settings.metrics_path);
-                    outbox.send(subjects.status(STAGE), &health(&url, state));
+                    stage
+                        .publish(subjects.status(STAGE), &health(&url, state))
+                        .await;
                 }
             }
         }
@@ -315,26 +330,25 @@ struct PageContext<'a> {
     node: &'a NodeConfig,
     name_label: &'a str,
     subjects: &'a Subjects,
-    outbox: &'a Outbox,
-    shared: &'a Shared,
+    stage: &'a AsyncStage,
+    extras: &'a Extras,
 }
 
 /// Turns one scrape into samples, rejections and the target's new health.
-#[allow(clippy::too_many_arguments)]
-fn handle_page(
+async fn handle_page(
     context: &PageContext<'_>,
-    rejects: &mut Rejects,
     target: &Target,
     url: &str,
     ts_ms: i64,
     fetched: Fetched,
     state: &mut TargetState,
 ) {
-    let shared = context.shared;
+    let (stage, extras) = (context.stage, context.extras);
+    stage.counters().received();
     let text = match fetched {
         Ok(text) => text,
         Err(error) => {
-            shared.failed.fetch_add(1, Ordering::Relaxed);
+            extras.failed.incr();
             state.up = Some(false);
             state.error = Some(error);
             return;
@@ -347,17 +361,12 @@ fn handle_page(
         page.nodename.as_deref(),
     );
     if !page.problems.is_empty() {
-        rejects.reject(
-            &shared.counters,
-            context.outbox,
-            url,
-            server.clone(),
-            RejectKind::Undecodable,
-            page.problems.join("; "),
-        );
+        let reject = Reject::new(RejectKind::Undecodable, page.problems.join("; "))
+            .or_server(server.as_deref());
+        stage.reject(url, reject).await;
     }
     if page.series.is_empty() && page.nodename.is_none() {
-        shared.failed.fetch_add(1, Ordering::Relaxed);
+        extras.failed.incr();
         state.up = Some(false);
         state.error = Some(format!(
             "the page has none of the node_exporter series fleetcast uses ({} metric families; is it a node_exporter?)",
@@ -366,24 +375,19 @@ fn handle_page(
         return;
     }
     let Some(server) = server else {
-        shared.failed.fetch_add(1, Ordering::Relaxed);
+        extras.failed.incr();
         state.up = Some(false);
         let reason = format!(
             "no server name for {}: give the target a `{}` label, or enable node_exporter's uname collector",
             target.address, context.name_label
         );
-        rejects.reject(
-            &shared.counters,
-            context.outbox,
-            url,
-            None,
-            RejectKind::BadServer,
-            reason.clone(),
-        );
+        stage
+            .reject(url, Reject::new(RejectKind::BadServer, reason.clone()))
+            .await;
         state.error = Some(reason);
         return;
     };
-    shared.scrapes.fetch_add(1, Ordering::Relaxed);
+    stage.counters().accepted();
     state.up = Some(true);
     state.error = None;
     state.last_ok_ms = Some(ts_ms);
@@ -393,9 +397,7 @@ fn handle_page(
         state.node.add(ts_ms, series, value);
     }
     let ready = state.node.ready(context.node, Some(ts_ms));
-    shared
-        .resets
-        .fetch_add(state.node.resets() - resets, Ordering::Relaxed);
+    extras.resets.add(state.node.resets() - resets);
     let profile = target
         .labels
         .get("profile")
@@ -410,10 +412,10 @@ fn handle_page(
             profile: profile.clone(),
             metrics,
         };
-        shared.samples.fetch_add(1, Ordering::Relaxed);
-        context
-            .outbox
-            .send_to_stream(context.subjects.metrics(&server), &sample);
+        extras.samples.incr();
+        stage
+            .publish_to_stream(context.subjects.metrics(&server), &sample)
+            .await;
     }
 }
 

@@ -24,16 +24,29 @@
 //!   `nodename` (an instance on `localhost` or an IP address; its samples wait, up to eight
 //!   timestamps, until the name arrives).
 //! - **State**, per instance: the series values of its open timestamps and the previous
-//!   counter values; the samples not yet stored; the counters ([`GetCounters`]).
+//!   counter values; the samples not yet stored.
 //! - **Failure**: bad input is answered and rejected, the server goes on. `spawn` fails when
-//!   the address cannot be bound. The server stops with the actor ([`Stop`]) or its system.
+//!   the address cannot be bound or its micro service cannot start. The server stops with
+//!   the actor ([`Drain`], [`Stop`]) or its system.
+
+//! - **Counters** ([stage toolkit](crate::actors::stage), micro service
+//!   `fleetcast-remote-write`): `received` requests, `accepted` those answered 204,
+//!   rejections by kind, publishes; extras `bad_requests` (400), `unavailable` (503),
+//!   `series_in`, `samples_in`, `samples` (derived), `stored` (acknowledged by the stream),
+//!   `dropped` (past [`MAX_UNSENT`]); fact `unsent`.
+//! - **Drain** ([`Drain`]): the HTTP server stops taking connections and finishes the
+//!   requests in hand (each bounded by the 5 s acknowledgement deadline), then the outbox
+//!   flushes.
 
 pub mod proto;
 
 use self::proto::{STALE_NAN, WriteRequest};
 use crate::actors::node_series::{self, NodeConfig, NodeState, Series, UNAME_SERIES};
-use crate::actors::stage::{Outbox, Rejects, StageCounters, Stop};
-use crate::bus::{Bus, headers};
+use crate::actors::stage::{
+    self, AsyncStage, Drain, Envelope, Extra, Facts, Reject, ServiceError, Stage, StageHandle,
+    StageSpec, Staged, Stop,
+};
+use crate::bus::Bus;
 use crate::settings::Settings;
 use crate::subjects::Subjects;
 use crate::wire::{self, MetricSample, RejectKind, SCHEMA_VERSION, TargetHealth, now_ms};
@@ -42,15 +55,14 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The stage name in `rejected.<stage>`, `status.<stage>` and logs.
 pub const STAGE: &str = "remote_write";
 
 /// Most samples kept for a retry after the bus failed to store them; beyond, the oldest are
-/// dropped and counted as errors.
+/// dropped and counted (`dropped`).
 pub const MAX_UNSENT: usize = 100_000;
 
 /// How long a publish waits for the stream's acknowledgement before the request is answered
@@ -64,20 +76,23 @@ const UNNAMED_REPORT_AFTER: u32 = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteWriteError {
     /// The listen address could not be bound.
-    #[error("cannot listen on {address} (remote_write.listen): {source}")]
+    #[error("cannot listen on {address} (remote_write.listen)")]
     Bind {
         /// The address.
-        address: String,
+        address: SocketAddr,
         /// What the system said.
         #[source]
         source: std::io::Error,
     },
+    /// Its micro service could not start.
+    #[error("starting the receiver's micro service")]
+    Service(#[from] ServiceError),
 }
 
 /// The receiver actor; it owns the HTTP server, which runs (and keeps the actor alive) until
 /// the actor stops.
 pub struct RemoteWrite {
-    shared: Arc<Shared>,
+    stage: Stage,
     /// Taken when the actor starts: the server runs as a future of the actor's context.
     running: Option<actix_web::dev::Server>,
     server: actix_web::dev::ServerHandle,
@@ -90,25 +105,56 @@ struct Shared {
     name_label: String,
     limit: usize,
     subjects: Subjects,
-    jetstream: async_nats::jetstream::Context,
-    outbox: Outbox,
-    counters: StageCounters,
+    stage: AsyncStage,
+    facts: Facts,
+    extras: Extras,
     ingest: Mutex<Ingest>,
-    requests: AtomicU64,
-    bad_requests: AtomicU64,
-    unavailable: AtomicU64,
-    series_in: AtomicU64,
-    samples_in: AtomicU64,
-    samples: AtomicU64,
-    stored: AtomicU64,
 }
+
+/// The receiver's own counters (extras of its stage counters).
+struct Extras {
+    bad_requests: Extra,
+    unavailable: Extra,
+    series_in: Extra,
+    samples_in: Extra,
+    samples: Extra,
+    stored: Extra,
+    dropped: Extra,
+}
+
+/// The extras' names, in [`Extras`]' order.
+const EXTRAS: [&str; 7] = [
+    "bad_requests",
+    "unavailable",
+    "series_in",
+    "samples_in",
+    "samples",
+    "stored",
+    "dropped",
+];
 
 /// What the receiver knows, behind one lock.
 struct Ingest {
     instances: HashMap<String, Instance>,
-    /// Encoded samples the bus did not store, oldest first.
-    unsent: VecDeque<(String, Bytes)>,
-    rejects: Rejects,
+    /// Samples the bus did not store, oldest first.
+    unsent: VecDeque<Unsent>,
+}
+
+/// An encoded sample on its way to the metrics stream.
+struct Unsent {
+    subject: String,
+    /// `Nats-Msg-Id`: the stream keeps one copy of a sample sent twice (a retry after an
+    /// acknowledgement that came too late).
+    id: String,
+    payload: Bytes,
+}
+
+/// What one request gave: samples to store, refusals and health changes to publish.
+#[derive(Default)]
+struct Ingested {
+    samples: Vec<Unsent>,
+    rejects: Vec<Reject>,
+    health: Vec<TargetHealth>,
 }
 
 /// One `instance`.
@@ -125,77 +171,68 @@ struct Instance {
     metrics: Vec<String>,
 }
 
-/// The receiver's counters, as [`GetCounters`] returns them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, MessageResponse)]
-pub struct ReceiverCounters {
-    /// Requests received.
-    pub requests: u64,
-    /// Requests answered 400.
-    pub bad_requests: u64,
-    /// Requests answered 503 (the bus did not store everything).
-    pub unavailable: u64,
-    /// Series received.
-    pub series_in: u64,
-    /// Remote-write samples received (all series).
-    pub samples_in: u64,
-    /// [`MetricSample`]s derived.
-    pub samples: u64,
-    /// [`MetricSample`]s stored (acknowledged by the stream).
-    pub stored: u64,
-    /// Inputs rejected.
-    pub rejected: u64,
-    /// Publishes that failed (health and rejections) and samples dropped past [`MAX_UNSENT`].
-    pub errors: u64,
-    /// Samples waiting to be stored.
-    pub unsent: u64,
-}
-
-/// Asks the receiver for its counters.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "ReceiverCounters")]
-pub struct GetCounters;
-
 /// Asks the receiver for the address it listens on (useful with port 0).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "SocketAddr")]
 pub struct GetAddress;
 
-/// Binds the HTTP server and starts the receiver on the current actix system.
+/// Builds the stage (micro service, outbox), binds the HTTP server and starts the receiver
+/// on the current actix system.
 ///
 /// # Errors
-/// [`RemoteWriteError::Bind`] when the address cannot be bound.
-pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<RemoteWrite>, RemoteWriteError> {
+/// [`RemoteWriteError::Bind`] when the address cannot be bound,
+/// [`RemoteWriteError::Service`] when the micro service cannot start.
+pub async fn spawn(
+    settings: &Settings,
+    bus: Bus,
+) -> Result<StageHandle<RemoteWrite>, RemoteWriteError> {
     let receiver = &settings.remote_write;
-    let counters = StageCounters::default();
-    let subjects = bus.subjects().clone();
-    let shared = Arc::new(Shared {
+    let stage = Stage::build(
+        &bus,
+        StageSpec::new(
+            STAGE,
+            "fleetcast remote-write receiver: Prometheus remote write into metric samples",
+        )
+        .extras(&EXTRAS),
+    )
+    .await?;
+    let counters = stage.counters();
+    let [
+        bad_requests,
+        unavailable,
+        series_in,
+        samples_in,
+        samples,
+        stored,
+        dropped,
+    ] = EXTRAS.map(|name| counters.extra(name));
+    stage.facts().set("unsent", 0);
+    let shared = Shared {
         node: settings.node_metrics.node_config(),
         name_label: settings.node_metrics.name_label.clone(),
         limit: receiver.max_body_bytes,
-        jetstream: async_nats::jetstream::ContextBuilder::new()
-            .timeout(ACK_TIMEOUT)
-            .build(bus.client().clone()),
-        outbox: Outbox::start(bus.client().clone(), counters.clone(), STAGE),
-        counters,
+        subjects: bus.subjects().clone(),
+        stage: stage.async_side(),
+        facts: stage.facts().clone(),
+        extras: Extras {
+            bad_requests,
+            unavailable,
+            series_in,
+            samples_in,
+            samples,
+            stored,
+            dropped,
+        },
         ingest: Mutex::new(Ingest {
             instances: HashMap::new(),
             unsent: VecDeque::new(),
-            rejects: Rejects::new(STAGE, &subjects),
         }),
-        subjects,
-        requests: AtomicU64::new(0),
-        bad_requests: AtomicU64::new(0),
-        unavailable: AtomicU64::new(0),
-        series_in: AtomicU64::new(0),
-        samples_in: AtomicU64::new(0),
-        samples: AtomicU64::new(0),
-        stored: AtomicU64::new(0),
-    });
-    let data = web::Data::from(shared.clone());
+    };
+    let data = web::Data::new(shared);
     let limit = receiver.max_body_bytes;
     let path = receiver.path.clone();
     let bind_error = |source| RemoteWriteError::Bind {
-        address: receiver.listen.clone(),
+        address: receiver.listen,
         source,
     };
     let server = HttpServer::new(move || {
@@ -207,14 +244,14 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<RemoteWrite>, R
     .workers(receiver.workers)
     .disable_signals()
     .shutdown_timeout(5)
-    .bind(receiver.listen.as_str())
+    .bind(receiver.listen)
     .map_err(bind_error)?;
     let address = server.addrs()[0];
     let server = server.run();
     let handle = server.handle();
     tracing::info!(%address, path = receiver.path, "remote-write receiver listening");
-    Ok(RemoteWrite::create(|_| RemoteWrite {
-        shared,
+    Ok(stage::start(RemoteWrite {
+        stage,
         running: Some(server),
         server: handle,
         address,
@@ -240,25 +277,9 @@ impl Actor for RemoteWrite {
     }
 }
 
-impl Handler<GetCounters> for RemoteWrite {
-    type Result = ReceiverCounters;
-
-    fn handle(&mut self, _: GetCounters, _: &mut Self::Context) -> ReceiverCounters {
-        let shared = &self.shared;
-        let stage = shared.counters.snapshot();
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        ReceiverCounters {
-            requests: load(&shared.requests),
-            bad_requests: load(&shared.bad_requests),
-            unavailable: load(&shared.unavailable),
-            series_in: load(&shared.series_in),
-            samples_in: load(&shared.samples_in),
-            samples: load(&shared.samples),
-            stored: load(&shared.stored),
-            rejected: stage.rejected,
-            errors: stage.errors,
-            unsent: shared.ingest.lock().expect("ingest lock").unsent.len() as u64,
-        }
+impl Staged for RemoteWrite {
+    fn stage(&self) -> &Stage {
+        &self.stage
     }
 }
 
@@ -278,41 +299,66 @@ impl Handler<Stop> for RemoteWrite {
     }
 }
 
+impl Handler<Drain> for RemoteWrite {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        // A graceful stop: no new connection, the requests in hand finish.
+        let server = self.server.clone();
+        stage::drain(
+            async move { server.stop(true).await },
+            |_: &mut RemoteWrite, _| {},
+        )
+    }
+}
+
 /// `POST /api/v1/write`.
 async fn write(shared: web::Data<Shared>, body: web::Bytes) -> HttpResponse {
-    shared.requests.fetch_add(1, Ordering::Relaxed);
+    let stage = &shared.stage;
+    stage.counters().received();
     let request = match proto::decode_body(&body, shared.limit) {
         Ok(request) => request,
         Err(error) => {
-            shared.bad_requests.fetch_add(1, Ordering::Relaxed);
+            shared.extras.bad_requests.incr();
             let reason = error.to_string();
-            shared.ingest.lock().expect("ingest lock").rejects.reject(
-                &shared.counters,
-                &shared.outbox,
-                "http",
-                None,
-                match error {
-                    proto::BodyError::TooLarge { .. } => RejectKind::BadContent,
-                    _ => RejectKind::Undecodable,
-                },
-                reason.clone(),
-            );
+            let kind = match error {
+                proto::BodyError::TooLarge { .. } => RejectKind::BadContent,
+                _ => RejectKind::Undecodable,
+            };
+            stage
+                .reject("http", Reject::new(kind, reason.clone()))
+                .await;
             return HttpResponse::BadRequest().body(reason);
         }
     };
-    let samples = shared.ingest(&request);
+    let Ingested {
+        samples,
+        rejects,
+        health,
+    } = shared.ingest(&request);
+    for reject in rejects {
+        stage.reject("http", reject).await;
+    }
+    for message in health {
+        stage.publish(shared.subjects.status(STAGE), &message).await;
+    }
     match shared.store(samples).await {
-        Ok(()) => HttpResponse::NoContent().finish(),
+        Ok(()) => {
+            stage.counters().accepted();
+            HttpResponse::NoContent().finish()
+        }
         Err(reason) => {
-            shared.unavailable.fetch_add(1, Ordering::Relaxed);
+            shared.extras.unavailable.incr();
             HttpResponse::ServiceUnavailable().body(reason)
         }
     }
 }
 
 impl Shared {
-    /// Folds a request into the instances' state; returns the encoded samples now settled.
-    fn ingest(&self, request: &WriteRequest) -> Vec<(String, Bytes)> {
+    /// Folds a request into the instances' state; returns the encoded samples now settled,
+    /// with the refusals and health changes to publish.
+    fn ingest(&self, request: &WriteRequest) -> Ingested {
+        let mut ingested = Ingested::default();
         let mut guard = self.ingest.lock().expect("ingest lock");
         let ingest = &mut *guard;
         let mut samples_in = 0;
@@ -396,22 +442,16 @@ impl Shared {
                 touched.push(instance_label.to_string());
             }
         }
-        self.series_in
-            .fetch_add(request.timeseries.len() as u64, Ordering::Relaxed);
-        self.samples_in.fetch_add(samples_in, Ordering::Relaxed);
+        self.extras.series_in.add(request.timeseries.len() as u64);
+        self.extras.samples_in.add(samples_in);
         if let Some((count, example)) = without_instance {
-            ingest.rejects.reject(
-                &self.counters,
-                &self.outbox,
-                "http",
-                None,
+            ingested.rejects.push(Reject::new(
                 RejectKind::BadServer,
                 format!("{count} series without an `instance` label (e.g. `{example}`): left out"),
-            );
+            ));
         }
         touched.sort_unstable();
         touched.dedup();
-        let mut out = Vec::new();
         for instance_label in &touched {
             let instance = ingest
                 .instances
@@ -426,17 +466,13 @@ impl Shared {
                 instance.unnamed += 1;
                 if instance.unnamed >= UNNAMED_REPORT_AFTER && !instance.unnamed_reported {
                     instance.unnamed_reported = true;
-                    ingest.rejects.reject(
-                        &self.counters,
-                        &self.outbox,
-                        "http",
-                        None,
+                    ingested.rejects.push(Reject::new(
                         RejectKind::BadServer,
                         format!(
                             "instance `{instance_label}` has no server name: add a `{}` label to its series in Prometheus, or enable node_exporter's uname collector",
                             self.name_label
                         ),
-                    );
+                    ));
                 }
                 continue;
             };
@@ -456,7 +492,11 @@ impl Shared {
                     profile: None,
                     metrics,
                 };
-                out.push((subject.clone(), Bytes::from(wire::encode(&sample))));
+                ingested.samples.push(Unsent {
+                    subject: subject.clone(),
+                    id: format!("{server}:{ts_ms}"),
+                    payload: Bytes::from(wire::encode(&sample)),
+                });
             }
         }
         for instance_label in health {
@@ -483,19 +523,19 @@ impl Shared {
                     "remote-write instance down (up = 0)"
                 );
             }
-            self.outbox.send(self.subjects.status(STAGE), &message);
+            ingested.health.push(message);
         }
-        self.samples.fetch_add(out.len() as u64, Ordering::Relaxed);
-        out
+        self.extras.samples.add(ingested.samples.len() as u64);
+        ingested
     }
 
-    /// Stores the samples left from earlier requests, then `samples`, waiting for every
-    /// acknowledgement.
+    /// Stores the samples left from earlier requests, then `samples`, through the outbox,
+    /// waiting for every acknowledgement.
     ///
     /// # Errors
     /// A reason in words when some were not stored (they are kept for the next request).
-    async fn store(&self, samples: Vec<(String, Bytes)>) -> Result<(), String> {
-        let mut queue: Vec<(String, Bytes)> = {
+    async fn store(&self, samples: Vec<Unsent>) -> Result<(), String> {
+        let mut queue: Vec<Unsent> = {
             let mut ingest = self.ingest.lock().expect("ingest lock");
             ingest.unsent.drain(..).collect()
         };
@@ -504,63 +544,54 @@ impl Shared {
             return Ok(());
         }
         let total = queue.len();
-        let mut failed: Vec<(String, Bytes)> = Vec::new();
-        let mut first_error: Option<String> = None;
+        let mut failed: Vec<Unsent> = Vec::new();
+        let mut timed_out = false;
         // One deadline for the whole request: with the bus gone, a publish may wait for the
         // connection instead of failing, and Prometheus must get its answer in time.
         let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
-        let timed_out = || format!("no acknowledgement within {} s", ACK_TIMEOUT.as_secs());
-        let mut queue = queue.into_iter().peekable();
-        while queue.peek().is_some() {
-            let mut acks = Vec::new();
-            for (subject, payload) in queue.by_ref().take(crate::bus::STREAM_PUBLISH_WINDOW) {
-                let publish = self.jetstream.publish_with_headers(
-                    subject.clone(),
-                    headers(),
-                    payload.clone(),
-                );
-                match tokio::time::timeout_at(deadline, publish).await {
-                    Ok(Ok(ack)) => acks.push((subject, payload, ack)),
-                    Ok(Err(error)) => {
-                        first_error.get_or_insert_with(|| error.to_string());
-                        failed.push((subject, payload));
-                    }
-                    Err(_) => {
-                        first_error.get_or_insert_with(timed_out);
-                        failed.push((subject, payload));
-                    }
-                }
-            }
-            for (subject, payload, ack) in acks {
-                match tokio::time::timeout_at(deadline, ack).await {
-                    Ok(Ok(_)) => {
-                        self.stored.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(Err(error)) => {
-                        first_error.get_or_insert_with(|| error.to_string());
-                        failed.push((subject, payload));
-                    }
-                    Err(_) => {
-                        first_error.get_or_insert_with(timed_out);
-                        failed.push((subject, payload));
-                    }
+        let mut receipts = Vec::with_capacity(queue.len());
+        for sample in queue {
+            let (envelope, receipt) =
+                Envelope::encoded(sample.subject.clone(), sample.payload.clone(), true)
+                    .with_msg_id(sample.id.clone())
+                    .with_receipt();
+            match tokio::time::timeout_at(deadline, self.stage.outbox().send(envelope)).await {
+                Ok(()) => receipts.push((sample, receipt)),
+                Err(_) => {
+                    timed_out = true;
+                    failed.push(sample);
                 }
             }
         }
-        if failed.is_empty() {
-            return Ok(());
+        for (sample, receipt) in receipts {
+            match tokio::time::timeout_at(deadline, receipt).await {
+                Ok(Ok(true)) => self.extras.stored.incr(),
+                Ok(_) => failed.push(sample),
+                Err(_) => {
+                    timed_out = true;
+                    failed.push(sample);
+                }
+            }
         }
-        let not_stored = failed.len();
         let mut ingest = self.ingest.lock().expect("ingest lock");
-        for message in failed.into_iter().rev() {
-            ingest.unsent.push_front(message);
+        let not_stored = failed.len();
+        for sample in failed.into_iter().rev() {
+            ingest.unsent.push_front(sample);
         }
         while ingest.unsent.len() > MAX_UNSENT {
             ingest.unsent.pop_front();
-            self.counters.error();
+            self.extras.dropped.incr();
         }
+        self.facts.set("unsent", ingest.unsent.len());
         drop(ingest);
-        let error = first_error.unwrap_or_default();
+        if not_stored == 0 {
+            return Ok(());
+        }
+        let error = if timed_out {
+            format!("no acknowledgement within {} s", ACK_TIMEOUT.as_secs())
+        } else {
+            "the stream did not store them".to_string()
+        };
         tracing::warn!(not_stored, total, %error, "the bus did not store every sample: answering 503");
         Err(format!(
             "the bus did not store {not_stored} of {total} samples ({error}); they are kept and stored before the next request's"

@@ -18,25 +18,34 @@
 //!   a restarted scorer has the fleet's view at once; replayed input is scored silently
 //!   (no risk is re-published until the server's next sample or forecast) and feeds the
 //!   next fleet summary.
-//! - **Fails** only at start (subscribing, reading the streams back); afterwards bad input (undecodable, another
-//!   schema version, a sample or forecast for another server than its subject, NaN or
-//!   out-of-range values, wrong-length series, an older sample or forecast than the one
-//!   held) is refused with its reason on the dead-letter subject, counted, and the actor
-//!   goes on. A failed publish is counted as an error and logged.
+//! - **Input** comes through an [`Intake`], so the scorer's lag is measured
+//!   (`consumer_lag`) and a drain loses nothing already received.
+//! - **Fails** only at start (its service, subscribing, reading the streams back);
+//!   afterwards bad input (undecodable, another schema version, a sample or forecast for
+//!   another server than its subject, NaN or out-of-range values, wrong-length series, an
+//!   older sample or forecast than the one held) is refused with its reason on the
+//!   dead-letter subject, counted, and the actor goes on (checks in [`crate::checks`]). A
+//!   failed publish is counted (`publish_errors`) and logged.
+//! - **Observability and shutdown** come from the [stage toolkit](crate::actors::stage):
+//!   counters (extras `replayed`, `summaries`, `summary_checks`: intervals that passed), the
+//!   micro service `fleetcast-risk-scorer`
+//!   (fact `servers`), a bounded outbox, and [`Drain`]: stop the intake, score what was
+//!   received, publish a last summary, flush, stop.
 
-pub mod inputs;
 pub mod scoring;
 pub mod summary;
 
-use self::inputs::{Invalid, check_forecast, check_sample, server_of_subject};
 use self::scoring::{RiskConfig, assess};
-use crate::actors::stage::{GetCounters, Outbox, Rejects, StageCounters, Stop, replay};
+use crate::actors::stage::{
+    self, Drain, Extra, Intake, IntakeError, Reject, ReplayError, ServiceError, Stage, StageHandle,
+    StageSpec, Staged, Stop, Tracked, replay,
+};
 use crate::bus::Bus;
 use crate::catalog::{Metric, Profile};
+use crate::checks::{check_forecast, check_sample};
 use crate::levels::Scale;
 use crate::settings::Settings;
-use crate::subjects::StreamKind;
-use crate::subjects::Subjects;
+use crate::subjects::{StreamKind, Subjects};
 use crate::wire::{self, Forecast, MetricSample, RejectKind, RiskScore, SCHEMA_VERSION};
 use actix::prelude::*;
 use async_nats::jetstream::consumer::DeliverPolicy;
@@ -49,21 +58,15 @@ pub const STAGE: &str = "risk_scorer";
 /// Why the risk scorer could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RiskScorerError {
+    /// Its micro service could not start.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// Its input could not be opened.
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
     /// A stream could not be read back.
     #[error(transparent)]
-    Replay(#[from] crate::actors::stage::ReplayError),
-    /// A subscription failed.
-    #[error("cannot subscribe to {subject}: {source}")]
-    Subscribe {
-        /// The subject.
-        subject: String,
-        /// What the client said.
-        #[source]
-        source: async_nats::SubscribeError,
-    },
-    /// The subscriptions could not be confirmed with the server.
-    #[error("cannot flush the subscriptions: {0}")]
-    Flush(#[source] async_nats::client::FlushError),
+    Replay(#[from] ReplayError),
 }
 
 /// What the scorer holds about one server.
@@ -78,19 +81,6 @@ struct ServerState {
     score: Option<f64>,
 }
 
-/// Decodes a payload, naming the subject's server when it cannot be decoded.
-fn decode<T: wire::WireMessage>(
-    subject: &str,
-    payload: &[u8],
-) -> Result<T, (Option<String>, Invalid)> {
-    wire::decode(payload).map_err(|error| {
-        (
-            server_of_subject(subject).map(str::to_string),
-            Invalid::new(error.kind(), error.to_string()),
-        )
-    })
-}
-
 /// The risk scorer actor; start it with [`spawn`].
 pub struct RiskScorer {
     subjects: Subjects,
@@ -101,44 +91,61 @@ pub struct RiskScorer {
     servers: HashMap<String, ServerState>,
     /// A score changed since the last summary.
     changed: bool,
-    counters: StageCounters,
-    outbox: Outbox,
-    rejects: Rejects,
-    subscriptions: Option<(async_nats::Subscriber, async_nats::Subscriber)>,
+    stage: Stage,
+    summaries: Extra,
+    /// Summary intervals that passed (a summary is sent only when something changed).
+    summary_checks: Extra,
+    intake: Intake,
+    inputs: Option<(
+        Tracked<async_nats::Subscriber>,
+        Tracked<async_nats::Subscriber>,
+    )>,
+}
+
+impl Staged for RiskScorer {
+    fn stage(&self) -> &Stage {
+        &self.stage
+    }
 }
 
 impl Actor for RiskScorer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some((metrics, forecasts)) = self.subscriptions.take() {
+        if let Some((metrics, forecasts)) = self.inputs.take() {
             ctx.add_stream(metrics);
             ctx.add_stream(forecasts);
         }
-        ctx.run_interval(self.summary_interval, |actor, _| actor.publish_summary());
+        ctx.run_interval(self.summary_interval, |actor, ctx| {
+            actor.publish_summary(ctx);
+            actor.summary_checks.incr();
+        });
     }
 }
 
-/// Subscribes to samples and forecasts, then starts the risk scorer.
+/// Builds the stage, subscribes to samples and forecasts, reads the latest of each back from
+/// the streams, then starts the risk scorer.
 ///
 /// # Errors
-/// [`RiskScorerError`] when a subscription fails.
-pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<RiskScorer>, RiskScorerError> {
+/// [`RiskScorerError`] when the service, a subscription or a replay fails.
+pub async fn spawn(
+    settings: &Settings,
+    bus: Bus,
+) -> Result<StageHandle<RiskScorer>, RiskScorerError> {
     let subjects = bus.subjects().clone();
-    let subscribe = |subject: String| {
-        let client = bus.client().clone();
-        async move {
-            client
-                .subscribe(subject.clone())
-                .await
-                .map_err(|source| RiskScorerError::Subscribe { subject, source })
-        }
-    };
-    let metrics = subscribe(subjects.metrics_all()).await?;
-    let forecasts = subscribe(subjects.forecasts_all()).await?;
-    bus.client().flush().await.map_err(RiskScorerError::Flush)?;
-    let counters = StageCounters::default();
-    let outbox = Outbox::start(bus.client().clone(), counters.clone(), STAGE);
+    let stage = Stage::build(
+        &bus,
+        StageSpec::new(
+            STAGE,
+            "fleetcast risk scorer: risk per server from samples and forecasts, and the fleet summary",
+        )
+        .extras(&["replayed", "summaries", "summary_checks"]),
+    )
+    .await?;
+    let intake = Intake::new(&bus, stage.counters());
+    let metrics = intake.subscribe(subjects.metrics_all()).await?;
+    let forecasts = intake.subscribe(subjects.forecasts_all()).await?;
+    intake.confirm().await?;
     let mut scorer = RiskScorer {
         subjects,
         config: RiskConfig::from(&settings.risk),
@@ -147,14 +154,15 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<RiskScorer>, Ri
         summary_interval: Duration::from_secs(settings.summary.interval_seconds),
         servers: HashMap::new(),
         changed: false,
-        counters,
-        outbox,
-        rejects: Rejects::new(STAGE, bus.subjects()),
-        subscriptions: Some((metrics, forecasts)),
+        summaries: stage.counters().extra("summaries"),
+        summary_checks: stage.counters().extra("summary_checks"),
+        stage,
+        intake,
+        inputs: Some((metrics, forecasts)),
     };
     // The live subscriptions buffer while the streams are read back; a message seen twice
     // has the same time as its replayed copy, which is accepted.
-    let mut replayed = 0;
+    let replayed = scorer.stage.counters().extra("replayed");
     let sources = [
         (StreamKind::Metrics, bus.subjects().metrics_all()),
         (StreamKind::Forecasts, bus.subjects().forecasts_all()),
@@ -168,36 +176,25 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<RiskScorer>, Ri
             };
             match outcome {
                 Ok(server) => {
-                    scorer.score(&server, false);
-                    replayed += 1;
+                    scorer.score(&server);
+                    replayed.incr();
                 }
-                Err((_, invalid)) => {
-                    tracing::debug!(stage = STAGE, subject, reason = %invalid, "replayed input skipped")
+                Err(reject) => {
+                    tracing::debug!(stage = STAGE, subject, reason = %reject, "replayed input skipped")
                 }
             }
         }
     }
     tracing::info!(
         stage = STAGE,
-        replayed,
+        replayed = scorer.stage.counters().snapshot().extra("replayed"),
         servers = scorer.servers.len(),
         "risk scorer started"
     );
-    Ok(scorer.start())
+    Ok(stage::start(scorer))
 }
 
 impl RiskScorer {
-    fn reject(&mut self, subject: &str, server: Option<String>, invalid: Invalid) {
-        self.rejects.reject(
-            &self.counters,
-            &self.outbox,
-            subject,
-            server,
-            invalid.kind,
-            invalid.reason,
-        );
-    }
-
     /// The state of `server`, created empty with `profile` on first sight.
     fn state_of(&mut self, server: &str, profile: Profile) -> &mut ServerState {
         self.servers
@@ -211,27 +208,19 @@ impl RiskScorer {
             })
     }
 
-    fn on_sample(
-        &mut self,
-        subject: &str,
-        payload: &[u8],
-    ) -> Result<String, (Option<String>, Invalid)> {
-        let subject_server = || server_of_subject(subject).map(str::to_string);
-        let sample: MetricSample = decode(subject, payload)?;
-        let profile =
-            check_sample(subject, &sample).map_err(|invalid| (subject_server(), invalid))?;
+    fn on_sample(&mut self, subject: &str, payload: &[u8]) -> Result<String, Reject> {
+        let sample: MetricSample = wire::decode(payload)?;
+        let profile = check_sample(&self.subjects, subject, &sample)?;
         let state = self.state_of(&sample.server, profile);
         if let Some(latest) = state.sample_ms.filter(|&latest| sample.ts_ms < latest) {
-            return Err((
-                Some(sample.server),
-                Invalid::new(
-                    RejectKind::OutOfOrder,
-                    format!(
-                        "sample at {} ms is older than the latest at {latest} ms",
-                        sample.ts_ms
-                    ),
+            return Err(Reject::new(
+                RejectKind::OutOfOrder,
+                format!(
+                    "sample at {} ms is older than the latest at {latest} ms",
+                    sample.ts_ms
                 ),
-            ));
+            )
+            .with_server(sample.server));
         }
         state.profile = profile;
         state.sample_ms = Some(sample.ts_ms);
@@ -243,15 +232,9 @@ impl RiskScorer {
         Ok(sample.server)
     }
 
-    fn on_forecast(
-        &mut self,
-        subject: &str,
-        payload: &[u8],
-    ) -> Result<String, (Option<String>, Invalid)> {
-        let subject_server = || server_of_subject(subject).map(str::to_string);
-        let forecast: Forecast = decode(subject, payload)?;
-        let profile =
-            check_forecast(subject, &forecast).map_err(|invalid| (subject_server(), invalid))?;
+    fn on_forecast(&mut self, subject: &str, payload: &[u8]) -> Result<String, Reject> {
+        let forecast: Forecast = wire::decode(payload)?;
+        let profile = check_forecast(&self.subjects, subject, &forecast)?;
         let state = self.state_of(&forecast.server, profile);
         if let Some(latest) = state
             .forecast
@@ -259,30 +242,24 @@ impl RiskScorer {
             .map(|held| held.origin_s)
             .filter(|&latest| forecast.origin_s < latest)
         {
-            return Err((
-                Some(forecast.server),
-                Invalid::new(
-                    RejectKind::OutOfOrder,
-                    format!(
-                        "forecast from origin {} s is older than the one held (origin {latest} s)",
-                        forecast.origin_s
-                    ),
+            return Err(Reject::new(
+                RejectKind::OutOfOrder,
+                format!(
+                    "forecast from origin {} s is older than the one held (origin {latest} s)",
+                    forecast.origin_s
                 ),
-            ));
+            )
+            .with_server(forecast.server));
         }
         let server = forecast.server.clone();
         state.forecast = Some(forecast);
         Ok(server)
     }
 
-    /// Scores `server`, when it has a sample, and queues its risk when `publish`.
-    fn score(&mut self, server: &str, publish: bool) {
-        let Some(state) = self.servers.get_mut(server) else {
-            return;
-        };
-        let Some(sample_ms) = state.sample_ms else {
-            return;
-        };
+    /// Scores `server`, when it has a sample.
+    fn score(&mut self, server: &str) -> Option<RiskScore> {
+        let state = self.servers.get_mut(server)?;
+        let sample_ms = state.sample_ms?;
         let assessment = assess(
             &self.config,
             state.profile,
@@ -311,14 +288,11 @@ impl RiskScorer {
         };
         state.score = Some(risk.score);
         self.changed = true;
-        if publish {
-            self.outbox
-                .send_to_stream(self.subjects.risk(server), &risk);
-        }
+        Some(risk)
     }
 
     /// Publishes the fleet summary when some score changed since the last one.
-    fn publish_summary(&mut self) {
+    fn publish_summary(&mut self, ctx: &mut Context<Self>) {
         if !std::mem::take(&mut self.changed) {
             return;
         }
@@ -331,13 +305,16 @@ impl RiskScorer {
             })
         });
         let fleet = summary::summarize(views, &self.scale, self.summary_top, wire::now_ms());
-        self.outbox.send(self.subjects.fleet_summary(), &fleet);
+        self.stage.facts().set("servers", fleet.servers);
+        self.stage
+            .publish(ctx, self.subjects.fleet_summary(), &fleet);
+        self.summaries.incr();
     }
 }
 
 impl StreamHandler<async_nats::Message> for RiskScorer {
-    fn handle(&mut self, message: async_nats::Message, _: &mut Context<Self>) {
-        self.counters.received();
+    fn handle(&mut self, message: async_nats::Message, ctx: &mut Context<Self>) {
+        self.stage.counters().received();
         let subject = message.subject.as_str();
         let outcome = if self.subjects.is_forecast(subject) {
             self.on_forecast(subject, &message.payload)
@@ -345,24 +322,39 @@ impl StreamHandler<async_nats::Message> for RiskScorer {
             self.on_sample(subject, &message.payload)
         };
         match outcome {
-            Ok(server) => self.score(&server, true),
-            Err((server, invalid)) => self.reject(subject, server, invalid),
+            Ok(server) => {
+                self.stage.counters().accepted();
+                if let Some(risk) = self.score(&server) {
+                    self.stage
+                        .publish_to_stream(ctx, self.subjects.risk(&server), &risk);
+                }
+            }
+            Err(reject) => {
+                let reject = reject.or_server(self.subjects.server_of(subject));
+                self.stage.reject(ctx, subject, reject);
+            }
         }
     }
 
     fn finished(&mut self, _: &mut Context<Self>) {
-        tracing::warn!(
-            stage = STAGE,
-            "a subscription ended; the risk scorer goes on with the other"
-        );
+        if !self.intake.is_draining() {
+            tracing::warn!(
+                stage = STAGE,
+                "a subscription ended; the risk scorer goes on with the other"
+            );
+        }
     }
 }
 
-impl Handler<GetCounters> for RiskScorer {
-    type Result = MessageResult<GetCounters>;
+impl Handler<Drain> for RiskScorer {
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: GetCounters, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.counters.snapshot())
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        let intake = self.intake.clone();
+        stage::drain(
+            async move { intake.drain().await },
+            |scorer: &mut RiskScorer, ctx| scorer.publish_summary(ctx),
+        )
     }
 }
 

@@ -177,7 +177,7 @@ pub fn fleet_health(prob_30m: f64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::risk_scorer::scoring::tests::forecast;
+    use crate::testing::forecast;
 
     const NOW: i64 = 1_700_000_000;
 

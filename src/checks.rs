@@ -1,47 +1,22 @@
-//! Checks on what reaches the risk scorer and the alert router: the server named by the
-//! subject, samples and forecasts that can be scored. Each refusal carries the
-//! [`RejectKind`] and a reason in words for the dead-letter subject.
+//! Checks on payloads that more than one stage reads (the risk scorer and the alert router
+//! both take samples, forecasts and risk scores): the server matches its subject, the
+//! values can be used. Each refusal is a [`Reject`] with its [`RejectKind`] and a reason in
+//! words for the dead-letter subject; the stage adds the subject's server.
 
+use crate::actors::stage::Reject;
 use crate::catalog::{Metric, Profile, is_valid_server_name};
+use crate::subjects::Subjects;
 use crate::wire::{Forecast, MetricSample, RejectKind, RiskScore};
 
-/// Why an input was refused.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{reason}")]
-pub struct Invalid {
-    /// Machine-readable reason.
-    pub kind: RejectKind,
-    /// The reason in words.
-    pub reason: String,
-}
-
-impl Invalid {
-    /// A refusal of `kind` with `reason`.
-    pub fn new(kind: RejectKind, reason: impl Into<String>) -> Invalid {
-        Invalid {
-            kind,
-            reason: reason.into(),
-        }
-    }
-}
-
-/// The server token of `subject` (its last token), when it is a valid server name.
-pub fn server_of_subject(subject: &str) -> Option<&str> {
-    subject
-        .rsplit('.')
-        .next()
-        .filter(|token| is_valid_server_name(token))
-}
-
-fn check_server(subject: &str, server: &str) -> Result<(), Invalid> {
+fn check_server(subjects: &Subjects, subject: &str, server: &str) -> Result<(), Reject> {
     if !is_valid_server_name(server) {
-        return Err(Invalid::new(
+        return Err(Reject::new(
             RejectKind::BadServer,
             format!("server name `{server}` is not letters, digits, `-` or `_`"),
         ));
     }
-    if server_of_subject(subject) != Some(server) {
-        return Err(Invalid::new(
+    if subjects.server_of(subject) != Some(server) {
+        return Err(Reject::new(
             RejectKind::BadServer,
             format!("server `{server}` does not match subject `{subject}`"),
         ));
@@ -53,12 +28,12 @@ fn check_server(subject: &str, server: &str) -> Result<(), Invalid> {
 ///
 /// # Errors
 /// [`RejectKind::UnknownProfile`] for a name outside the vocabulary.
-pub fn profile_of(server: &str, named: Option<&str>) -> Result<Profile, Invalid> {
+pub fn profile_of(server: &str, named: Option<&str>) -> Result<Profile, Reject> {
     match named {
         None | Some("") => Ok(Profile::infer(server)),
         Some(name) => name
             .parse()
-            .map_err(|reason: String| Invalid::new(RejectKind::UnknownProfile, reason)),
+            .map_err(|reason: String| Reject::new(RejectKind::UnknownProfile, reason)),
     }
 }
 
@@ -68,24 +43,28 @@ pub fn profile_of(server: &str, named: Option<&str>) -> Result<Profile, Invalid>
 ///
 /// # Errors
 /// The first problem found.
-pub fn check_sample(subject: &str, sample: &MetricSample) -> Result<Profile, Invalid> {
-    check_server(subject, &sample.server)?;
+pub fn check_sample(
+    subjects: &Subjects,
+    subject: &str,
+    sample: &MetricSample,
+) -> Result<Profile, Reject> {
+    check_server(subjects, subject, &sample.server)?;
     if sample.metrics.is_empty() {
-        return Err(Invalid::new(RejectKind::Empty, "sample has no metrics"));
+        return Err(Reject::new(RejectKind::Empty, "sample has no metrics"));
     }
     for (name, value) in &sample.metrics {
         let Some(metric) = Metric::from_name(name) else {
             continue;
         };
         if !value.is_finite() {
-            return Err(Invalid::new(
+            return Err(Reject::new(
                 RejectKind::NonFinite,
                 format!("{name} is {value}"),
             ));
         }
         let (low, high) = metric.range();
         if !(low..=high).contains(value) {
-            return Err(Invalid::new(
+            return Err(Reject::new(
                 RejectKind::OutOfRange,
                 format!("{name} = {value} is outside {low}–{high}"),
             ));
@@ -100,31 +79,32 @@ pub fn check_sample(subject: &str, sample: &MetricSample) -> Result<Profile, Inv
 ///
 /// # Errors
 /// The first problem found.
-pub fn check_forecast(subject: &str, forecast: &Forecast) -> Result<Profile, Invalid> {
-    check_server(subject, &forecast.server)?;
+pub fn check_forecast(
+    subjects: &Subjects,
+    subject: &str,
+    forecast: &Forecast,
+) -> Result<Profile, Reject> {
+    check_server(subjects, subject, &forecast.server)?;
     let profile = profile_of(&forecast.server, Some(&forecast.profile))?;
     if forecast.step_seconds == 0 {
-        return Err(Invalid::new(RejectKind::BadContent, "step_seconds is 0"));
+        return Err(Reject::new(RejectKind::BadContent, "step_seconds is 0"));
     }
     let steps = forecast.step_s.len();
     if steps == 0 {
-        return Err(Invalid::new(
-            RejectKind::BadContent,
-            "forecast has no steps",
-        ));
+        return Err(Reject::new(RejectKind::BadContent, "forecast has no steps"));
     }
     if forecast.step_s.windows(2).any(|pair| pair[1] <= pair[0]) {
-        return Err(Invalid::new(
+        return Err(Reject::new(
             RejectKind::BadContent,
             "step_s is not strictly increasing",
         ));
     }
     if forecast.metrics.is_empty() {
-        return Err(Invalid::new(RejectKind::Empty, "forecast has no metrics"));
+        return Err(Reject::new(RejectKind::Empty, "forecast has no metrics"));
     }
     for (name, series) in &forecast.metrics {
         if Metric::from_name(name).is_none() {
-            return Err(Invalid::new(
+            return Err(Reject::new(
                 RejectKind::UnknownMetric,
                 format!("`{name}` is not a metric"),
             ));
@@ -135,7 +115,7 @@ pub fn check_forecast(subject: &str, forecast: &Forecast) -> Result<Profile, Inv
             ("p90", &series.p90),
         ] {
             if values.len() != steps {
-                return Err(Invalid::new(
+                return Err(Reject::new(
                     RejectKind::BadContent,
                     format!(
                         "{name}.{quantile} has {} values for {steps} steps",
@@ -144,7 +124,7 @@ pub fn check_forecast(subject: &str, forecast: &Forecast) -> Result<Profile, Inv
                 ));
             }
             if let Some(step) = values.iter().position(|value| !value.is_finite()) {
-                return Err(Invalid::new(
+                return Err(Reject::new(
                     RejectKind::NonFinite,
                     format!("{name}.{quantile} is {} at step {step}", values[step]),
                 ));
@@ -159,17 +139,17 @@ pub fn check_forecast(subject: &str, forecast: &Forecast) -> Result<Profile, Inv
 ///
 /// # Errors
 /// The first problem found.
-pub fn check_risk(subject: &str, risk: &RiskScore) -> Result<Profile, Invalid> {
-    check_server(subject, &risk.server)?;
+pub fn check_risk(subjects: &Subjects, subject: &str, risk: &RiskScore) -> Result<Profile, Reject> {
+    check_server(subjects, subject, &risk.server)?;
     let profile = profile_of(&risk.server, Some(&risk.profile))?;
     if !risk.score.is_finite() {
-        return Err(Invalid::new(
+        return Err(Reject::new(
             RejectKind::NonFinite,
             format!("score is {}", risk.score),
         ));
     }
     if !(0.0..=100.0).contains(&risk.score) {
-        return Err(Invalid::new(
+        return Err(Reject::new(
             RejectKind::OutOfRange,
             format!("score {} is outside 0–100", risk.score),
         ));
@@ -184,7 +164,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn forecast() -> Forecast {
-        crate::actors::risk_scorer::scoring::tests::forecast(4, &[("mem_used_pct", vec![50.0; 4])])
+        crate::testing::forecast(4, &[("mem_used_pct", vec![50.0; 4])])
     }
 
     /// A good forecast passes; NaN, short series, unknown metrics and a subject mismatch are
@@ -192,17 +172,20 @@ mod tests {
     #[test]
     fn forecast_problems_are_named() {
         let subject = "fleetcast.forecasts.ppgen001";
-        assert_eq!(check_forecast(subject, &forecast()), Ok(Profile::Generic));
+        assert_eq!(
+            check_forecast(&Subjects::default(), subject, &forecast()),
+            Ok(Profile::Generic)
+        );
 
         let mut nan = forecast();
         nan.metrics.get_mut("mem_used_pct").unwrap().p90[2] = f32::NAN;
-        let error = check_forecast(subject, &nan).unwrap_err();
+        let error = check_forecast(&Subjects::default(), subject, &nan).unwrap_err();
         assert_eq!(error.kind, RejectKind::NonFinite);
         assert!(error.reason.contains("mem_used_pct.p90") && error.reason.contains("step 2"));
 
         let mut short = forecast();
         short.metrics.get_mut("mem_used_pct").unwrap().p10.pop();
-        let error = check_forecast(subject, &short).unwrap_err();
+        let error = check_forecast(&Subjects::default(), subject, &short).unwrap_err();
         assert_eq!(error.kind, RejectKind::BadContent);
         assert!(error.reason.contains("3 values for 4 steps"), "{error}");
 
@@ -210,17 +193,26 @@ mod tests {
         let series = unknown.metrics["mem_used_pct"].clone();
         unknown.metrics.insert("gpu_pct".into(), series);
         assert_eq!(
-            check_forecast(subject, &unknown).unwrap_err().kind,
+            check_forecast(&Subjects::default(), subject, &unknown)
+                .unwrap_err()
+                .kind,
             RejectKind::UnknownMetric
         );
 
-        let error = check_forecast("fleetcast.forecasts.ppgen002", &forecast()).unwrap_err();
+        let error = check_forecast(
+            &Subjects::default(),
+            "fleetcast.forecasts.ppgen002",
+            &forecast(),
+        )
+        .unwrap_err();
         assert_eq!(error.kind, RejectKind::BadServer);
 
         let mut profile = forecast();
         profile.profile = "mainframe".into();
         assert_eq!(
-            check_forecast(subject, &profile).unwrap_err().kind,
+            check_forecast(&Subjects::default(), subject, &profile)
+                .unwrap_err()
+                .kind,
             RejectKind::UnknownProfile
         );
     }
@@ -240,15 +232,22 @@ mod tests {
             ]),
         };
         let subject = "fleetcast.metrics.ppweb003";
-        assert_eq!(check_sample(subject, &sample), Ok(Profile::WebApi));
+        assert_eq!(
+            check_sample(&Subjects::default(), subject, &sample),
+            Ok(Profile::WebApi)
+        );
         sample.metrics.insert("cpu_idle_pct".into(), f64::NAN);
         assert_eq!(
-            check_sample(subject, &sample).unwrap_err().kind,
+            check_sample(&Subjects::default(), subject, &sample)
+                .unwrap_err()
+                .kind,
             RejectKind::NonFinite
         );
         sample.metrics.insert("cpu_idle_pct".into(), 120.0);
         assert_eq!(
-            check_sample(subject, &sample).unwrap_err().kind,
+            check_sample(&Subjects::default(), subject, &sample)
+                .unwrap_err()
+                .kind,
             RejectKind::OutOfRange
         );
     }

@@ -1,0 +1,196 @@
+//! The generator's simulated clock: backfill as fast as the `METRICS` stream stores it, then
+//! one step per interval, each step computed and encoded on the blocking pool and published
+//! through the stage's outbox (every sample of a step stored before the next is computed).
+
+use super::control::Shared;
+use crate::actors::stage::{Envelope, Extra, Facts, Outbox};
+use crate::catalog::Metric;
+use crate::ratelog::RateLimited;
+use crate::sim::{Row, ServerSpec, Simulation};
+use crate::wire::{self, MetricSample, SCHEMA_VERSION};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
+
+/// Fleets at least this large encode a step on several threads.
+const PARALLEL_MIN_SERVERS: usize = 4096;
+
+/// What the clock loop needs; moved into it when the actor starts.
+pub(super) struct Clock {
+    pub(super) simulation: Box<Simulation>,
+    pub(super) backfill_steps: u64,
+    pub(super) interval: Duration,
+    /// One subject per server, in server order.
+    pub(super) subjects: Arc<Vec<String>>,
+    pub(super) outbox: Outbox,
+    pub(super) steps: Extra,
+    pub(super) facts: Facts,
+    /// Turns `true` when the clock is to stop after the step in hand.
+    pub(super) stop: watch::Receiver<bool>,
+    /// Told when the clock has stopped.
+    pub(super) stopped: oneshot::Sender<()>,
+}
+
+/// One step's messages: the encoded sample of every server, in server order.
+type Batch = Vec<Bytes>;
+
+/// Computes the next step and encodes every server's sample (on the blocking pool; big
+/// fleets encode on several threads, as they compute).
+fn compute_step(simulation: &mut Simulation) -> Batch {
+    let layout = simulation.layout().clone();
+    let step = simulation.step();
+    let ts_ms = step.ts_ms;
+    let encode = |(spec, row): (&ServerSpec, &Row)| {
+        let sample = MetricSample {
+            v: SCHEMA_VERSION,
+            server: spec.name.clone(),
+            ts_ms,
+            profile: Some(spec.profile.name().to_string()),
+            metrics: Metric::ALL
+                .iter()
+                .zip(row.values)
+                .map(|(metric, value)| (metric.name().to_string(), value))
+                .collect::<BTreeMap<_, _>>(),
+        };
+        Bytes::from(wire::encode(&sample))
+    };
+    let specs = layout.servers();
+    let threads = std::thread::available_parallelism().map_or(1, |count| count.get().min(16));
+    if specs.len() < PARALLEL_MIN_SERVERS || threads == 1 {
+        return specs.iter().zip(step.rows).map(encode).collect();
+    }
+    let chunk = specs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = specs
+            .chunks(chunk)
+            .zip(step.rows.chunks(chunk))
+            .map(|(specs, rows)| {
+                scope.spawn(move || specs.iter().zip(rows).map(encode).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("encoding does not panic"))
+            .collect()
+    })
+}
+
+/// Runs the clock until told to stop (after the step in hand) or until a step cannot be
+/// computed.
+pub(super) async fn run_clock(clock: Clock, shared: Arc<Shared>) {
+    let Clock {
+        mut simulation,
+        backfill_steps,
+        interval,
+        subjects,
+        outbox,
+        steps,
+        facts,
+        mut stop,
+        stopped,
+    } = clock;
+    let started = Instant::now();
+    let mut ticker: Option<tokio::time::Interval> = None;
+    let mut slow_log = RateLimited::every(Duration::from_secs(60));
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let backfilling = simulation.next_step() < backfill_steps;
+        if !backfilling {
+            if backfill_steps > 0 && simulation.next_step() == backfill_steps {
+                tracing::info!(
+                    steps = backfill_steps,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "backfill done, going live"
+                );
+            }
+            if interval.is_zero() {
+                tokio::task::yield_now().await;
+            } else {
+                let ticker = ticker.get_or_insert_with(|| {
+                    let mut ticker = tokio::time::interval(interval);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ticker
+                });
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = stop.changed() => break,
+                }
+            }
+        }
+        for scenario in shared.take_pending(simulation.next_step()) {
+            simulation.set_scenario(scenario);
+        }
+        let step_started = Instant::now();
+        let computed = tokio::task::spawn_blocking(move || {
+            let batch = compute_step(&mut simulation);
+            (simulation, batch)
+        })
+        .await;
+        let batch = match computed {
+            Ok((returned, batch)) => {
+                simulation = returned;
+                batch
+            }
+            Err(error) => {
+                tracing::error!(%error, "step computation failed: the clock stops");
+                let _ = stopped.send(());
+                return;
+            }
+        };
+        let computed_in = step_started.elapsed();
+        let samples = batch.len();
+        for (published, (subject, payload)) in subjects.iter().zip(batch).enumerate() {
+            // Big fleets: let control requests and other actors in between publishes.
+            if published % 1024 == 1023 {
+                tokio::task::yield_now().await;
+            }
+            outbox
+                .send(Envelope::encoded(subject.clone(), payload, true))
+                .await;
+        }
+        // Every sample of the step stored before the next is computed: bounded memory, and a
+        // backfill goes at the stream's pace.
+        outbox.flush().await;
+        let step = simulation.next_step() - 1;
+        if backfilling && simulation.next_step() % (backfill_steps / 10).max(1) == 0 {
+            tracing::info!(
+                step = simulation.next_step(),
+                of = backfill_steps,
+                seconds = started.elapsed().as_secs_f64(),
+                "backfill progress"
+            );
+        }
+        let took = step_started.elapsed();
+        tracing::debug!(
+            step,
+            samples,
+            compute_ms = computed_in.as_secs_f64() * 1e3,
+            total_ms = took.as_secs_f64() * 1e3,
+            "step published"
+        );
+        if !backfilling
+            && !interval.is_zero()
+            && took > interval
+            && let Some(held_back) = slow_log.check()
+        {
+            tracing::warn!(
+                took_ms = took.as_secs_f64() * 1e3,
+                interval_ms = interval.as_secs_f64() * 1e3,
+                held_back,
+                "a step takes longer than the step interval: the simulated clock runs slow (logged at most every 60 s)"
+            );
+        }
+        steps.incr();
+        facts.set("step", step);
+        facts.set("scenario", shared.scenario());
+    }
+    tracing::info!(
+        next_step = simulation.next_step(),
+        "generator clock stopped"
+    );
+    let _ = stopped.send(());
+}

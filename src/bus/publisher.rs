@@ -1,0 +1,207 @@
+//! Publishing into JetStream streams with a window of acknowledgements.
+
+use super::{BusError, headers};
+use crate::ratelog::RateLimited;
+use crate::wire::{self, WireMessage};
+use async_nats::jetstream;
+use std::collections::VecDeque;
+use tokio::sync::oneshot;
+
+/// Acknowledgements a [`StreamPublisher`] keeps outstanding by default: enough to keep the
+/// loopback busy, few enough that a burst of 20-kB predict jobs stays far below a stream's
+/// ingest buffer.
+pub const STREAM_PUBLISH_WINDOW: usize = 1024;
+
+/// Told whether one message was stored: `true` once its stream acknowledged it.
+pub type Receipt = oneshot::Sender<bool>;
+
+/// How many of the acknowledgements waited for said stored, and how many did not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Messages their stream acknowledged.
+    pub stored: u64,
+    /// Messages their stream did not store (refused, no stream, timed out).
+    pub failed: u64,
+}
+
+impl std::ops::AddAssign for Settled {
+    fn add_assign(&mut self, other: Settled) {
+        self.stored += other.stored;
+        self.failed += other.failed;
+    }
+}
+
+/// Publishes into JetStream streams, keeping at most `window` acknowledgements outstanding.
+///
+/// A core publish into a stream has no back-pressure: the server queues it for the stream
+/// and, past its ingest buffer (`max_buffered_msgs`, 10,000 messages by default), drops the
+/// rest of a burst with one warning in its log. Waiting for acknowledgements, a window at a
+/// time, makes a burst (a step of a large fleet, a backfill) go at the store's pace and turns
+/// every message the stream did not take into a counted, logged error.
+pub struct StreamPublisher {
+    jetstream: jetstream::Context,
+    pending: VecDeque<Pending>,
+    window: usize,
+    unstored_log: RateLimited,
+}
+
+impl std::fmt::Debug for StreamPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamPublisher")
+            .field("outstanding", &self.pending.len())
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An acknowledgement to wait for.
+type AckFuture = <jetstream::context::PublishAckFuture as std::future::IntoFuture>::IntoFuture;
+
+struct Pending {
+    subject: String,
+    /// Polled in place (it is boxed), so waiting for it can be given up and taken up again.
+    ack: AckFuture,
+    receipt: Option<Receipt>,
+}
+
+impl StreamPublisher {
+    /// A publisher on `client` with at most `window` (at least 1) acknowledgements outstanding.
+    pub fn new(client: async_nats::Client, window: usize) -> StreamPublisher {
+        StreamPublisher {
+            jetstream: jetstream::new(client),
+            pending: VecDeque::new(),
+            window: window.max(1),
+            unstored_log: RateLimited::default(),
+        }
+    }
+
+    /// Sends `payload` (MessagePack, with the content-type header) to `subject`, first waiting
+    /// for the oldest acknowledgement when `window` are outstanding. Returns how many of the
+    /// earlier publishes it waited for were not stored (each logged, rate-limited).
+    ///
+    /// # Errors
+    /// [`BusError::StreamPublish`] when the message cannot be sent.
+    pub async fn publish(
+        &mut self,
+        subject: String,
+        payload: bytes::Bytes,
+    ) -> Result<u64, BusError> {
+        let settled = self
+            .publish_tracked(subject, payload, headers(), None)
+            .await?;
+        Ok(settled.failed)
+    }
+
+    /// Encodes `message` and publishes it as [`StreamPublisher::publish`] does.
+    ///
+    /// # Errors
+    /// As [`StreamPublisher::publish`].
+    pub async fn publish_message<T: WireMessage>(
+        &mut self,
+        subject: String,
+        message: &T,
+    ) -> Result<u64, BusError> {
+        self.publish(subject, wire::encode(message).into()).await
+    }
+
+    /// Sends `payload` with `headers` to `subject`; `receipt`, when given, is told whether the
+    /// stream stored it once its acknowledgement is in. Returns what the acknowledgements
+    /// waited for (to keep the window) said.
+    ///
+    /// # Errors
+    /// [`BusError::StreamPublish`] when the message cannot be sent (the receipt is told
+    /// `false`).
+    pub async fn publish_tracked(
+        &mut self,
+        subject: String,
+        payload: bytes::Bytes,
+        headers: async_nats::HeaderMap,
+        receipt: Option<Receipt>,
+    ) -> Result<Settled, BusError> {
+        let mut settled = Settled::default();
+        while self.pending.len() >= self.window {
+            settled += self.await_oldest().await;
+        }
+        match self
+            .jetstream
+            .publish_with_headers(subject.clone(), headers, payload)
+            .await
+        {
+            Ok(ack) => {
+                self.pending.push_back(Pending {
+                    subject,
+                    ack: std::future::IntoFuture::into_future(ack),
+                    receipt,
+                });
+                Ok(settled)
+            }
+            Err(source) => {
+                if let Some(receipt) = receipt {
+                    let _ = receipt.send(false);
+                }
+                Err(BusError::StreamPublish { subject, source })
+            }
+        }
+    }
+
+    /// Waits for every outstanding acknowledgement; returns how many publishes were not
+    /// stored.
+    pub async fn flush(&mut self) -> u64 {
+        self.settle().await.failed
+    }
+
+    /// Waits for every outstanding acknowledgement; returns what they said.
+    pub async fn settle(&mut self) -> Settled {
+        let mut settled = Settled::default();
+        while !self.pending.is_empty() {
+            settled += self.await_oldest().await;
+        }
+        settled
+    }
+
+    /// Acknowledgements outstanding.
+    pub fn outstanding(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Waits for the oldest outstanding acknowledgement (none: at once). Cancel-safe: when
+    /// the wait is given up (a `select!` took another branch), the acknowledgement stays
+    /// outstanding and the next call waits for it again.
+    pub async fn settle_next(&mut self) -> Settled {
+        self.await_oldest().await
+    }
+
+    async fn await_oldest(&mut self) -> Settled {
+        let Some(oldest) = self.pending.front_mut() else {
+            return Settled::default();
+        };
+        let result = (&mut oldest.ack).await;
+        let Some(Pending {
+            subject, receipt, ..
+        }) = self.pending.pop_front()
+        else {
+            return Settled::default();
+        };
+        if let Some(receipt) = receipt {
+            let _ = receipt.send(result.is_ok());
+        }
+        let Err(error) = result else {
+            return Settled {
+                stored: 1,
+                failed: 0,
+            };
+        };
+        if let Some(held_back) = self.unstored_log.check() {
+            tracing::warn!(
+                subject,
+                %error,
+                failed_since_last_warning = held_back,
+                "a stream did not store a message (logged at most every 10 s)"
+            );
+        }
+        Settled {
+            stored: 0,
+            failed: 1,
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `[nats]`, `[time]` and `[log]`: the bus, the step, the logs. What the file says is what
+//! the program uses, so one type serves both stages; `check` reports bad values.
+
+use super::Problems;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The local URL `up` serves itself with a private nats-server by default.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// `[nats]`: where the bus is and what to do when it is not there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsSettings {
+    /// Server URL.
+    pub url: String,
+    /// Prefix of every subject and stream name.
+    pub prefix: String,
+    /// Start a private nats-server when nothing answers at a loopback URL (127.0.0.1 or
+    /// localhost).
+    pub embedded: bool,
+    /// JetStream storage folder of the private server.
+    pub data_dir: PathBuf,
+    /// nats-server binary; empty means `.tools/bin/nats-server`, then `PATH`, then
+    /// `/usr/sbin/nats-server`.
+    pub server_bin: String,
+    /// Messages a subscription may buffer before the client drops (slow consumer).
+    pub subscription_capacity: usize,
+    /// Replicas of each JetStream stream: 1 on a single server, 3 on a three-node cluster.
+    pub stream_replicas: usize,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_NATS_URL.into(),
+            prefix: "fleetcast".into(),
+            embedded: true,
+            data_dir: PathBuf::from(".data/nats"),
+            server_bin: String::new(),
+            subscription_capacity: 1 << 20,
+            stream_replicas: 1,
+        }
+    }
+}
+
+impl NatsSettings {
+    pub(super) fn check(&self, problems: &mut Problems) {
+        problems.check(
+            self.url.starts_with("nats://") || self.url.starts_with("tls://"),
+            "nats.url",
+            || format!("`{}` must start with nats:// or tls://", self.url),
+        );
+        problems.check(
+            crate::catalog::is_valid_server_name(&self.prefix),
+            "nats.prefix",
+            || {
+                format!(
+                    "`{}` must be letters, digits, `-` or `_` (it is a subject token)",
+                    self.prefix
+                )
+            },
+        );
+        problems.check(
+            self.subscription_capacity >= 1024,
+            "nats.subscription_capacity",
+            || {
+                format!(
+                    "{} is below the minimum of 1024",
+                    self.subscription_capacity
+                )
+            },
+        );
+        problems.check(
+            (1..=5).contains(&self.stream_replicas),
+            "nats.stream_replicas",
+            || format!("{} is outside 1–5", self.stream_replicas),
+        );
+    }
+}
+
+/// `[time]`: the model's step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeSettings {
+    /// Length of one step in seconds (the model's resolution).
+    pub step_seconds: u32,
+}
+
+impl Default for TimeSettings {
+    fn default() -> Self {
+        Self { step_seconds: 300 }
+    }
+}
+
+impl TimeSettings {
+    pub(super) fn check(&self, problems: &mut Problems) {
+        problems.check(
+            (60..=86_400).contains(&self.step_seconds) && 86_400 % self.step_seconds == 0,
+            "time.step_seconds",
+            || {
+                format!(
+                    "{} must divide a day and lie in 60–86400",
+                    self.step_seconds
+                )
+            },
+        );
+    }
+}
+
+/// `[log]`: what the logs say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A `tracing` filter, e.g. `info` or `fleetcast=debug`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+impl LogSettings {
+    pub(super) fn check(&self, problems: &mut Problems) {
+        problems.check(
+            tracing_subscriber::EnvFilter::try_new(&self.level).is_ok(),
+            "log.level",
+            || format!("`{}` is not a tracing filter", self.level),
+        );
+    }
+}
