@@ -111,37 +111,39 @@ pub fn lifted_tiers(tiers: &Tiers, anchor: f64, top: f64, kind: MetricKind) -> V
         .collect()
 }
 
-/// The profile-aware tables of one server, current and predicted (module doc).
+/// A table of tiers built for one server.
+type Table = Vec<(f64, f64)>;
+
+/// The profile-aware tables of one server (module doc).
 struct Tables {
-    iowait: (Vec<(f64, f64)>, Vec<(f64, f64)>),
-    memory: (Vec<(f64, f64)>, Vec<(f64, f64)>),
-    swap: Vec<(f64, f64)>,
-    load: Vec<(f64, f64)>,
+    iowait_current: Table,
+    iowait_predicted: Table,
+    memory_current: Table,
+    memory_predicted: Table,
+    swap: Table,
+    load: Table,
 }
 
 impl Tables {
     fn new(profile: Profile, sigmas: f64) -> Tables {
-        // `current` and `predicted` of `metric`, lifted at the lowest current tier.
-        let lift = |metric: Metric, current: &Tiers, predicted: &Tiers| {
+        // `tiers` of `metric` lifted, anchored at the lowest tier of its current table.
+        let lift = |metric: Metric, current: &Tiers, tiers: &Tiers| {
             let top = if sigmas > 0.0 && PROFILE_LIFTED.contains(&metric) {
                 profile.normal_top(metric, sigmas)
             } else {
                 f64::NEG_INFINITY
             };
             let anchor = current.last().map_or(f64::INFINITY, |(lowest, _)| *lowest);
-            (
-                lifted_tiers(current, anchor, top, metric.kind()),
-                lifted_tiers(predicted, anchor, top, metric.kind()),
-            )
+            lifted_tiers(tiers, anchor, top, metric.kind())
         };
+        let iowait = Metric::CpuIowaitPct;
         Tables {
-            iowait: lift(Metric::CpuIowaitPct, &IOWAIT_CURRENT, &IOWAIT_PREDICTED),
-            memory: (
-                memory_tiers(profile, &MEMORY_CURRENT_GENERIC),
-                memory_tiers(profile, &MEMORY_PREDICTED_GENERIC),
-            ),
-            swap: lift(Metric::SwapUsedPct, &SWAP_CURRENT, &[]).0,
-            load: lift(Metric::LoadAverage, &LOAD_CURRENT, &[]).0,
+            iowait_current: lift(iowait, &IOWAIT_CURRENT, &IOWAIT_CURRENT),
+            iowait_predicted: lift(iowait, &IOWAIT_CURRENT, &IOWAIT_PREDICTED),
+            memory_current: memory_tiers(profile, &MEMORY_CURRENT_GENERIC),
+            memory_predicted: memory_tiers(profile, &MEMORY_PREDICTED_GENERIC),
+            swap: lift(Metric::SwapUsedPct, &SWAP_CURRENT, &SWAP_CURRENT),
+            load: lift(Metric::LoadAverage, &LOAD_CURRENT, &LOAD_CURRENT),
         }
     }
 }
@@ -291,8 +293,8 @@ pub fn assess(
         current_points += add(CPU_FACTOR, FactorSource::Current, cpu, &CPU_CURRENT);
     }
     let current_rows: [(Metric, &Tiers); 4] = [
-        (Metric::MemUsedPct, &tables.memory.0),
-        (Metric::CpuIowaitPct, &tables.iowait.0),
+        (Metric::MemUsedPct, &tables.memory_current),
+        (Metric::CpuIowaitPct, &tables.iowait_current),
         (Metric::SwapUsedPct, &tables.swap),
         (Metric::LoadAverage, &tables.load),
     ];
@@ -323,8 +325,8 @@ pub fn assess(
                         add(CPU_FACTOR, FactorSource::Predicted, cpu, &CPU_PREDICTED);
                 }
                 let predicted_rows: [(Metric, &Tiers); 2] = [
-                    (Metric::MemUsedPct, &tables.memory.1),
-                    (Metric::CpuIowaitPct, &tables.iowait.1),
+                    (Metric::MemUsedPct, &tables.memory_predicted),
+                    (Metric::CpuIowaitPct, &tables.iowait_predicted),
                 ];
                 for (metric, tiers) in predicted_rows {
                     if let Some(mean) = series(metric).and_then(|q| mean_of(&q.p90, &steps)) {
