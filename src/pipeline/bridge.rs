@@ -1,12 +1,11 @@
-//! A temporary bridge for the two actors that have not adopted the stage toolkit yet (the
-//! window keeper and the predictor): it builds their [`Stage`] (so they are NATS micro
-//! services like the others) and copies their own counters into it once a second. It goes
-//! away when each actor builds its `Stage` in its own `spawn`.
+//! A temporary bridge for the predictor, which has not adopted the stage toolkit yet: it
+//! builds its [`Stage`] (so it is a NATS micro service like the others) and copies its own
+//! counters into it once a second. It goes away when the predictor builds its `Stage` in its
+//! own `spawn`.
 
 use crate::actors::predictor::{self, Predictor};
-use crate::actors::stage::service::{FACT_MODEL, FACT_SERVERS_READY, FACT_WARMUP_PCT};
+use crate::actors::stage::service::FACT_MODEL;
 use crate::actors::stage::{Counters, RunningStage, ServiceError, Stage, StageCounters, StageSpec};
-use crate::actors::window_keeper::{self, GetWarmup, WindowKeeper};
 use crate::bus::Bus;
 use crate::model::ModelMetadata;
 use crate::settings::Settings;
@@ -44,75 +43,6 @@ fn named<const N: usize>(names: &[&str; N], values: [u64; N]) -> BTreeMap<String
         .zip(values)
         .map(|(name, count)| (name.to_string(), count))
         .collect()
-}
-
-/// The window keeper's micro service, fed from its `GetCounters` and `GetWarmup`.
-pub(super) async fn window_keeper(
-    bus: &Bus,
-    keeper: Addr<WindowKeeper>,
-) -> Result<RunningStage, ServiceError> {
-    const EXTRAS: [&str; 5] = [
-        "steps_closed",
-        "gap_steps",
-        "replayed",
-        "jobs_published",
-        "consumer_errors",
-    ];
-    let stage = Stage::build(
-        bus,
-        StageSpec::new(
-            window_keeper::STAGE,
-            "fleetcast window keeper: per-server windows of step means, predict jobs",
-        )
-        .extras(&EXTRAS),
-    )
-    .await?;
-    let running = stage_running(&stage);
-    actix::spawn(async move {
-        let mut before = Counters::default();
-        loop {
-            let (Ok(own), Ok(warmup)) = (
-                keeper.send(window_keeper::GetCounters).await,
-                keeper.send(GetWarmup { per_server: false }).await,
-            ) else {
-                break;
-            };
-            let now = Counters {
-                received: own.received,
-                accepted: own.accepted,
-                rejected_by_kind: own
-                    .rejected_by_kind
-                    .iter()
-                    .map(|(kind, count)| (kind.to_string(), *count))
-                    .collect(),
-                published: own.sent,
-                publish_errors: own.errors,
-                extras: named(
-                    &EXTRAS,
-                    [
-                        own.steps_closed,
-                        own.gap_steps,
-                        own.replayed,
-                        own.jobs_published,
-                        own.consumer_errors,
-                    ],
-                ),
-                ..Counters::default()
-            };
-            add_growth(stage.counters(), &before, &now);
-            before = now;
-            stage
-                .facts()
-                .set(FACT_WARMUP_PCT, format!("{:.1}", warmup.warmup_pct));
-            stage.facts().set(
-                FACT_SERVERS_READY,
-                format!("{}/{}", warmup.servers_ready, warmup.servers_tracked),
-            );
-            tokio::time::sleep(POLL).await;
-        }
-        drop(stage);
-    });
-    Ok(running)
 }
 
 /// A predictor worker's micro service, fed from its `GetCounters`; its lag is the shared

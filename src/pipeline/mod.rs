@@ -13,9 +13,9 @@
 //!   shutdown signal, drain, stop the private server. What `fleetcast up` and `fleetcast run
 //!   <actor>` do.
 //!
-//! The window keeper and the predictor have not adopted the stage toolkit yet: `bridge`
-//! gives them their micro service (counters polled from their own `GetCounters`) until they
-//! do; they are not drained (they stop with the process, as before).
+//! The predictor has not adopted the stage toolkit yet: `bridge` gives it its micro service
+//! (counters polled from its own `GetCounters`) until it does; it is not drained (it stops
+//! with the process, as before).
 
 mod bridge;
 
@@ -151,7 +151,7 @@ pub struct Pipeline {
     /// The generator, when started.
     pub generator: Option<StageHandle<Generator>>,
     /// The window keeper, when started.
-    pub window_keeper: Option<Addr<WindowKeeper>>,
+    pub window_keeper: Option<StageHandle<WindowKeeper>>,
     /// The predictor workers.
     pub predictors: Vec<Addr<Predictor>>,
     /// The risk scorer, when started.
@@ -229,9 +229,9 @@ pub async fn start(
                 running
             }
             ActorKind::WindowKeeper => {
-                let keeper = window_keeper::spawn(settings, bus.clone()).await?;
-                let running = vec![bridge::window_keeper(bus, keeper.clone()).await?];
-                pipeline.window_keeper = Some(keeper);
+                let handle = window_keeper::spawn(settings, bus.clone()).await?;
+                let running = vec![handle.running()];
+                pipeline.window_keeper = Some(handle);
                 running
             }
             ActorKind::Generator => {
