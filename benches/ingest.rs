@@ -23,9 +23,10 @@
 
 use async_nats::Subject;
 use bytes::Bytes;
+use fleetcast::actors::stage::StageHandle;
 use fleetcast::actors::window_keeper::fleet::{Fleet, IngestRules, Verdict};
 use fleetcast::actors::window_keeper::window::WindowShape;
-use fleetcast::actors::window_keeper::{self, GetCounters, GetFullWindows};
+use fleetcast::actors::window_keeper::{self, GetFullWindows};
 use fleetcast::bus::{self, Bus, NatsServer, StreamPublisher, find_server_binary};
 use fleetcast::catalog::{Metric, Profile};
 use fleetcast::settings::Settings;
@@ -235,16 +236,16 @@ async fn counting_round<S: futures::Stream + Unpin>(
 /// into its window.
 async fn keeper_round(
     settings: &Settings,
-    keeper: &actix::Addr<window_keeper::WindowKeeper>,
+    keeper: &StageHandle<window_keeper::WindowKeeper>,
     messages: Arc<Vec<(Subject, Bytes)>>,
 ) -> Rates {
-    let before = keeper.send(GetCounters).await.expect("keeper alive");
+    let before = keeper.counters.snapshot();
     let total = messages.len() as u64;
     let cpu_before = thread_cpu_seconds();
     let started = publish_in_background(settings.nats.url.clone(), messages, Publish::Stream);
     let mut last_progress = (Instant::now(), before.received);
     loop {
-        let counters = keeper.send(GetCounters).await.expect("keeper alive");
+        let counters = keeper.counters.snapshot();
         if counters.received - before.received >= total {
             assert_eq!(
                 counters.accepted - before.accepted,
@@ -446,10 +447,10 @@ fn main() {
             "keeper work alone (decode + validate + aggregate, no NATS): {:.0} samples/s on one core",
             keeper_work_alone(&settings, &alone_messages)
         );
-        let counters = keeper.send(GetCounters).await.expect("keeper alive");
+        let counters = keeper.counters.snapshot();
         println!(
             "keeper counters: received {}, accepted {}, rejected {}, consumer errors {}",
-            counters.received, counters.accepted, counters.rejected, counters.consumer_errors
+            counters.received, counters.accepted, counters.rejected, counters.extra("consumer_errors")
         );
         // What a predict job costs when jobs are on: build the full window and encode it.
         let started = Instant::now();

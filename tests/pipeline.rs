@@ -1,6 +1,6 @@
 //! The pipeline as `up` starts it, seen from outside: every stage instance is a NATS micro
 //! service a plain client finds and reads, `status` lists them with the consumers and
-//! streams, and a drain stops the stages that can drain in pipeline order.
+//! streams, and a drain stops every stage in pipeline order.
 
 use crate::util::{TestNats, wait_counters};
 use fleetcast::bus::Bus;
@@ -25,7 +25,44 @@ fn settings(nats: &TestNats) -> Settings {
     settings.predictor.workers = 2;
     settings.predictor.intra_threads = 1;
     settings.window_keeper.rebuild_on_start = false;
+    // The inputs run too: a scrape target nobody serves (reported down), a receiver on a
+    // free port.
+    settings.node_exporter.targets = vec!["127.0.0.1:9".into()];
+    settings.node_exporter.interval_seconds = 1;
+    settings.node_exporter.timeout_seconds = 1;
+    settings.remote_write.listen = "127.0.0.1:0".parse().unwrap();
     settings
+}
+
+/// Every actor `up` can run.
+const ACTORS: [ActorKind; 7] = [
+    ActorKind::NodeExporter,
+    ActorKind::RemoteWrite,
+    ActorKind::Generator,
+    ActorKind::WindowKeeper,
+    ActorKind::Predictor,
+    ActorKind::RiskScorer,
+    ActorKind::AlertRouter,
+];
+
+/// Whether some instance of micro service `name` answers `$SRV.PING.<name>` (the server says
+/// at once when nobody listens).
+async fn answers(bus: &Bus, name: &str) -> bool {
+    match bus
+        .client()
+        .request(format!("$SRV.PING.{name}"), "".into())
+        .await
+    {
+        Ok(_) => true,
+        Err(error) => {
+            assert_eq!(
+                error.kind(),
+                async_nats::client::RequestErrorKind::NoResponders,
+                "{error}"
+            );
+            false
+        }
+    }
 }
 
 /// Sends `subject` (a `$SRV` verb) and collects exactly `count` JSON answers (waiting at most
@@ -67,18 +104,20 @@ async fn every_stage_is_a_micro_service_until_drained() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
     let settings = settings(&nats);
-    let running = pipeline::start(&settings, &bus, &ActorKind::ALL)
+    let running = pipeline::start(&settings, &bus, &ACTORS)
         .await
         .expect("the pipeline starts");
-    assert_eq!(running.stages().len(), 6);
+    assert_eq!(running.stages().len(), 8);
 
-    let found = names(&ask(&bus, "$SRV.PING", 6).await);
+    let found = names(&ask(&bus, "$SRV.PING", 8).await);
     assert_eq!(
         found,
         BTreeMap::from([
             ("fleetcast-alert-router".to_string(), 1),
             ("fleetcast-generator".to_string(), 1),
+            ("fleetcast-node-exporter".to_string(), 1),
             ("fleetcast-predictor".to_string(), 2),
+            ("fleetcast-remote-write".to_string(), 1),
             ("fleetcast-risk-scorer".to_string(), 1),
             ("fleetcast-window-keeper".to_string(), 1),
         ])
@@ -114,15 +153,17 @@ async fn every_stage_is_a_micro_service_until_drained() {
         [
             "alert_router",
             "generator",
+            "node_exporter",
             "predictor",
             "predictor",
+            "remote_write",
             "risk_scorer",
             "window_keeper"
         ]
     );
-    let predictor = &status.stages[2].report;
+    let predictor = &status.stages[3].report;
     assert_eq!(predictor.facts["model"], "tft-v3 3.0.0", "{predictor:?}");
-    assert!(status.stages[5].report.facts.contains_key("warmup_pct"));
+    assert!(status.stages[7].report.facts.contains_key("warmup_pct"));
     assert!(
         status
             .consumers
@@ -140,12 +181,20 @@ async fn every_stage_is_a_micro_service_until_drained() {
 
     let report = running.drain(Duration::from_secs(6)).await;
     assert!(report.late.is_empty(), "{report:?}");
-    assert_eq!(report.drained.len(), 3, "{report:?}");
-    assert_eq!(report.undrainable.len(), 3, "{report:?}");
-    let left = names(&ask(&bus, "$SRV.PING", 3).await);
-    assert_eq!(
-        left.keys().collect::<Vec<_>>(),
-        ["fleetcast-predictor", "fleetcast-window-keeper"],
-        "the drained stages no longer answer"
-    );
+    assert_eq!(report.drained.len(), 8, "{report:?}");
+    assert!(report.undrainable.is_empty(), "{report:?}");
+    for name in [
+        "fleetcast-predictor",
+        "fleetcast-node-exporter",
+        "fleetcast-remote-write",
+        "fleetcast-generator",
+        "fleetcast-window-keeper",
+        "fleetcast-risk-scorer",
+        "fleetcast-alert-router",
+    ] {
+        assert!(
+            !answers(&bus, name).await,
+            "{name} still answers after its drain"
+        );
+    }
 }

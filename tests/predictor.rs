@@ -3,7 +3,8 @@
 //! between workers (one killed mid-stream) on a real nats-server.
 
 use crate::util::{TestNats, collect};
-use fleetcast::actors::predictor::{self, GetCounters, request_model_load};
+use fleetcast::actors::predictor::{self, request_model_load};
+use fleetcast::actors::stage::{Counters, StageHandle};
 use fleetcast::bus::Bus;
 use fleetcast::catalog::{Metric, Profile};
 use fleetcast::model::{ModelBatch, ModelOptions, OnnxModel, error_chain};
@@ -203,20 +204,17 @@ async fn forecasts_stored(bus: &Bus) -> u64 {
         .last_sequence
 }
 
-/// The worker's counters once `done` holds for them (they are updated just after the
-/// forecasts are stored), or the last ones read after 10 s.
+/// The worker's counters once `done` holds for them (woken on each change), or the last ones
+/// after 10 s.
 async fn counters_when(
-    worker: &actix::Addr<predictor::Predictor>,
-    done: impl Fn(&predictor::PredictorCounters) -> bool,
-) -> predictor::PredictorCounters {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let counters = worker.send(GetCounters).await.expect("worker answers");
-        if done(&counters) || Instant::now() > deadline {
-            return counters;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    worker: &StageHandle<predictor::Predictor>,
+    done: impl Fn(&Counters) -> bool,
+) -> Counters {
+    worker
+        .counters
+        .wait_until(done, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|counters| counters)
 }
 
 /// The shipped model on real ONNX Runtime reproduces every golden case (holes and short
@@ -328,8 +326,8 @@ async fn one_job_end_to_end_matches_golden() {
         .copied()
         .fold(f32::MIN, f32::max);
     assert!((forecast.drivers[0].weight - best).abs() <= tolerance);
-    let counters = counters_when(&worker, |c| c.sent == 1).await;
-    assert_eq!((counters.received, counters.sent), (1, 1));
+    let counters = counters_when(&worker, |c| c.published == 1).await;
+    assert_eq!((counters.received, counters.published), (1, 1));
 }
 
 /// A server with several metrics gets each metric forecast exactly as the model forecasts that
@@ -520,14 +518,11 @@ async fn hot_reload_switches_good_and_refuses_corrupt_models() {
         (forecast.server.as_str(), forecast.model_version.as_str()),
         ("ppweb002", "9.9.9")
     );
-    let counters = [
-        first.send(GetCounters).await.unwrap(),
-        second.send(GetCounters).await.unwrap(),
-    ];
+    let counters = [first.counters.snapshot(), second.counters.snapshot()];
     assert!(
         counters
             .iter()
-            .all(|c| c.reloads == 1 && c.reloads_refused == 1)
+            .all(|c| c.extra("reloads") == 1 && c.extra("reloads_refused") == 1)
     );
 }
 
@@ -605,8 +600,9 @@ async fn bad_jobs_go_to_dead_letters() {
     let good = collect(&mut forecasts, 1, Duration::from_secs(20)).await;
     let forecast: Forecast = wire::decode(&good[0].payload).unwrap();
     assert_eq!(forecast.server, "good");
-    let counters = counters_when(&worker, |c| c.rejected == 4 && c.sent == 1).await;
-    assert_eq!((counters.rejected, counters.sent), (4, 1));
+    // Published: the four dead letters and the one forecast.
+    let counters = counters_when(&worker, |c| c.rejected == 4 && c.published == 5).await;
+    assert_eq!((counters.rejected, counters.published), (4, 5));
 }
 
 /// `count` jobs of whole servers: all 14 metrics each, their histories cycled from the
@@ -660,9 +656,12 @@ async fn two_workers_share_a_thousand_jobs() {
     assert_eq!(forecasts_stored(&bus).await, 1000);
     let mut total = 0;
     for worker in &workers {
-        let counters = counters_when(worker, |c| c.received == c.sent).await;
-        assert!(counters.sent > 0, "both workers forecast: {counters:?}");
-        total += counters.sent;
+        let counters = counters_when(worker, |c| c.received == c.published).await;
+        assert!(
+            counters.published > 0,
+            "both workers forecast: {counters:?}"
+        );
+        total += counters.published;
     }
     assert_eq!(total, 1000);
 }

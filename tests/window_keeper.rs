@@ -2,9 +2,9 @@
 //! warm-up status, predict jobs, rebuild from the stream and memory with 10,000 servers.
 
 use crate::util::{TestNats, collect};
-use actix::Addr;
+use fleetcast::actors::stage::{Counters, StageHandle};
 use fleetcast::actors::window_keeper::{
-    self, Counters, GetCounters, GetFullWindows, GetMemory, GetWarmup, GetWindow, WindowKeeper,
+    self, GetFullWindows, GetMemory, GetWarmup, GetWindow, WindowKeeper,
 };
 use fleetcast::bus::{Bus, STREAM_PUBLISH_WINDOW, StreamPublisher};
 use fleetcast::catalog::{METRIC_COUNT, Metric};
@@ -67,21 +67,17 @@ async fn publish(bus: &Bus, sample: &MetricSample) {
         .expect("publish");
 }
 
-/// Polls the counters until `done` holds (panics after 60 s, showing them: generous, because
-/// the tests run in parallel on a shared 2-core machine; a passing test returns at once).
-async fn wait_for(keeper: &Addr<WindowKeeper>, done: impl Fn(&Counters) -> bool) -> Counters {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let counters = keeper.send(GetCounters).await.expect("keeper alive");
-        if done(&counters) {
-            return counters;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out; counters: {counters:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits until the counters satisfy `done` (woken on each change; panics after 60 s, showing
+/// them: generous, because the tests run in parallel on a shared 2-core machine).
+async fn wait_for(
+    keeper: &StageHandle<WindowKeeper>,
+    done: impl Fn(&Counters) -> bool,
+) -> Counters {
+    keeper
+        .counters
+        .wait_until(done, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|counters| panic!("timed out; counters: {counters:?}"))
 }
 
 /// A window fills to exactly the configured length, oldest step first, and each closed step
@@ -134,8 +130,8 @@ async fn window_fills_to_exactly_the_context_and_jobs_follow() {
     let first: PredictJob = wire::decode(&messages[0].payload).unwrap();
     assert_eq!(first.values[0], 0.0);
     assert_eq!(first.last_step_s, (t0 + 5 * STEP_MS) / 1000);
-    let counters = keeper.send(GetCounters).await.unwrap();
-    assert_eq!(counters.jobs_published, 4);
+    let counters = keeper.counters.snapshot();
+    assert_eq!(counters.extra("jobs_published"), 4);
     let batch = keeper
         .send(GetFullWindows {
             after: None,
@@ -187,8 +183,11 @@ async fn steps_hold_the_mean_of_their_samples() {
     assert_eq!(window.measured[0], (1 << METRIC_COUNT) - 1);
     assert_eq!(window.measured[1], 1 << load);
     assert_eq!(window.open_step_s, Some((t0 + 2 * STEP_MS) / 1000));
-    let counters = keeper.send(GetCounters).await.unwrap();
-    assert_eq!((counters.steps_closed, counters.gap_steps), (2, 0));
+    let counters = keeper.counters.snapshot();
+    assert_eq!(
+        (counters.extra("steps_closed"), counters.extra("gap_steps")),
+        (2, 0)
+    );
 }
 
 /// Steps with no sample are not observed (NaN), marked as gaps and counted; a job follows once
@@ -230,8 +229,8 @@ async fn gaps_are_not_observed_and_counted() {
     let all = (1 << METRIC_COUNT) - 1;
     assert_eq!(window.measured, vec![all, all, 0, 0, all, all]);
     assert_eq!(window.gap_steps, 2);
-    let counters = keeper.send(GetCounters).await.unwrap();
-    assert_eq!(counters.gap_steps, 2);
+    let counters = keeper.counters.snapshot();
+    assert_eq!(counters.extra("gap_steps"), 2);
     // Four observed steps when step 6 closed step 5 (0, 1, 2, 5), and again when 7 closed 6.
     let messages = collect(&mut jobs, 3, Duration::from_secs(2)).await;
     assert_eq!(messages.len(), 2, "no job before four steps were observed");
@@ -514,9 +513,13 @@ async fn windows_are_rebuilt_from_the_stream() {
     bus.client().flush().await.unwrap();
 
     let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
-    let counters = keeper.send(GetCounters).await.unwrap();
+    let counters = keeper.counters.snapshot();
     assert_eq!(
-        (counters.replayed, counters.accepted, counters.rejected),
+        (
+            counters.extra("replayed"),
+            counters.accepted,
+            counters.rejected
+        ),
         (9, 8, 1)
     );
     let after = keeper
@@ -629,7 +632,7 @@ async fn generator_samples_fill_every_window() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let warmup = keeper.send(GetWarmup { per_server: false }).await.unwrap();
-        let counters = keeper.send(GetCounters).await.unwrap();
+        let counters = keeper.counters.snapshot();
         // Wait past the point where the simulated clock leaves the wall clock behind.
         if warmup.servers_ready == 14 && counters.accepted >= 14 * 40 {
             break;
@@ -637,7 +640,7 @@ async fn generator_samples_fill_every_window() {
         assert!(tokio::time::Instant::now() < deadline, "{warmup:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let counters = keeper.send(GetCounters).await.unwrap();
+    let counters = keeper.counters.snapshot();
     assert_eq!(counters.rejected, 0, "{counters:?}");
     assert!(counters.accepted >= 14 * 7, "{counters:?}");
     let messages = collect(&mut jobs, 1, Duration::from_secs(10)).await;

@@ -13,11 +13,8 @@
 //!   shutdown signal, drain, stop the private server. What `fleetcast up` and `fleetcast run
 //!   <actor>` do.
 //!
-//! The window keeper and the predictor have not adopted the stage toolkit yet: `bridge`
-//! gives them their micro service (counters polled from their own `GetCounters`) until they
-//! do; they are not drained (they stop with the process, as before).
-
-mod bridge;
+//! The gateway has not adopted the stage toolkit yet: it is stopped after the stages have
+//! drained.
 
 use crate::actors::alert_router::{self, AlertRouter, AlertRouterError};
 use crate::actors::gateway::{self, Gateway, GatewayError};
@@ -26,11 +23,10 @@ use crate::actors::node_exporter::{self, NodeExporter, NodeExporterError};
 use crate::actors::predictor::{self, Predictor, PredictorError};
 use crate::actors::remote_write::{self, RemoteWrite, RemoteWriteError};
 use crate::actors::risk_scorer::{self, RiskScorer, RiskScorerError};
-use crate::actors::stage::{Drain, RunningStage, ServiceError, StageHandle};
+use crate::actors::stage::{Drain, RunningStage, StageHandle};
 use crate::actors::window_keeper::{self, WindowKeeper, WindowKeeperError};
 use crate::bus::{self, Bus, BusError, NatsServer};
 use crate::settings::Settings;
-use actix::Addr;
 use std::time::{Duration, Instant};
 
 /// How long a drain may take in all, leaving time inside the 10 s a service manager allows
@@ -137,9 +133,6 @@ pub enum PipelineError {
     /// The remote-write receiver could not start.
     #[error("starting the remote-write receiver")]
     RemoteWrite(#[from] RemoteWriteError),
-    /// A bridged actor's micro service could not start.
-    #[error("starting a micro service")]
-    Service(#[from] ServiceError),
 }
 
 /// The running actors.
@@ -151,9 +144,9 @@ pub struct Pipeline {
     /// The generator, when started.
     pub generator: Option<StageHandle<Generator>>,
     /// The window keeper, when started.
-    pub window_keeper: Option<Addr<WindowKeeper>>,
+    pub window_keeper: Option<StageHandle<WindowKeeper>>,
     /// The predictor workers.
-    pub predictors: Vec<Addr<Predictor>>,
+    pub predictors: Vec<StageHandle<Predictor>>,
     /// The risk scorer, when started.
     pub risk_scorer: Option<StageHandle<RiskScorer>>,
     /// The alert router, when started.
@@ -220,18 +213,14 @@ pub async fn start(
             }
             ActorKind::Predictor => {
                 let workers = predictor::spawn_workers(settings, bus.clone()).await?;
-                let mut running = Vec::with_capacity(workers.len());
-                for (index, worker) in workers.iter().enumerate() {
-                    let id = worker_id(settings, index, workers.len());
-                    running.push(bridge::predictor(bus, settings, worker.clone(), id).await?);
-                }
+                let running = workers.iter().map(StageHandle::running).collect();
                 pipeline.predictors = workers;
                 running
             }
             ActorKind::WindowKeeper => {
-                let keeper = window_keeper::spawn(settings, bus.clone()).await?;
-                let running = vec![bridge::window_keeper(bus, keeper.clone()).await?];
-                pipeline.window_keeper = Some(keeper);
+                let handle = window_keeper::spawn(settings, bus.clone()).await?;
+                let running = vec![handle.running()];
+                pipeline.window_keeper = Some(handle);
                 running
             }
             ActorKind::Generator => {
@@ -259,20 +248,6 @@ pub async fn start(
     started.reverse();
     pipeline.stages = started.into_iter().flat_map(|(_, stages)| stages).collect();
     Ok(pipeline)
-}
-
-/// The id `predictor::spawn_workers` gives worker `index` of `count`.
-fn worker_id(settings: &Settings, index: usize, count: usize) -> String {
-    let base = if settings.predictor.worker_id.is_empty() {
-        predictor::default_worker_id()
-    } else {
-        settings.predictor.worker_id.clone()
-    };
-    if count <= 1 {
-        base
-    } else {
-        format!("{base}-{index}")
-    }
 }
 
 impl Pipeline {

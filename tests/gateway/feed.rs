@@ -5,7 +5,6 @@
 use super::*;
 use crate::util::{TestNats, collect};
 use fleetcast::actors::window_keeper::fleet::{Fleet, IngestRules, Verdict};
-use fleetcast::actors::window_keeper::kind_name;
 use fleetcast::actors::window_keeper::window::WindowShape;
 use fleetcast::wire::{MetricSample, Rejection};
 use serde_json::json;
@@ -77,7 +76,7 @@ async fn records_are_judged_as_the_window_keeper_judges_them() {
         match keeper.ingest(&subject_server, &wire::encode(&sample), wire::now_ms()) {
             Verdict::Accepted { .. } => expected_accepted.push(sample),
             Verdict::Rejected { kind, .. } => {
-                expected_refused.push((index, kind_name(kind).to_string()))
+                expected_refused.push((index, kind.name().to_string()))
             }
         }
     }

@@ -20,7 +20,7 @@
 use super::AppState;
 use super::auth::error;
 use super::snapshot::last_token;
-use crate::actors::window_keeper::{kind_name, sample};
+use crate::actors::window_keeper::sample;
 use crate::bus::{STREAM_PUBLISH_WINDOW, StreamPublisher};
 use crate::offline::input::parse_timestamp;
 use crate::wire::{self, MetricSample, RejectKind, Rejection, SCHEMA_VERSION};
@@ -362,7 +362,7 @@ fn check_records(state: &AppState, records: &[Value]) -> (Vec<(String, Vec<u8>)>
                 refused.push(Refused {
                     index,
                     server: named,
-                    kind: kind_name(RejectKind::Undecodable),
+                    kind: RejectKind::Undecodable.name(),
                     reason,
                 });
                 continue;
@@ -381,7 +381,7 @@ fn check_records(state: &AppState, records: &[Value]) -> (Vec<(String, Vec<u8>)>
             Err(invalid) => refused.push(Refused {
                 index,
                 server: named,
-                kind: kind_name(invalid.kind),
+                kind: invalid.kind.name(),
                 reason: invalid.reason,
             }),
         }
@@ -390,22 +390,7 @@ fn check_records(state: &AppState, records: &[Value]) -> (Vec<(String, Vec<u8>)>
 }
 
 fn reject_kind(name: &str) -> RejectKind {
-    [
-        RejectKind::Undecodable,
-        RejectKind::SchemaVersion,
-        RejectKind::BadServer,
-        RejectKind::UnknownMetric,
-        RejectKind::NonFinite,
-        RejectKind::OutOfRange,
-        RejectKind::FutureTimestamp,
-        RejectKind::OutOfOrder,
-        RejectKind::Empty,
-        RejectKind::UnknownProfile,
-        RejectKind::BadContent,
-    ]
-    .into_iter()
-    .find(|kind| kind_name(*kind) == name)
-    .unwrap_or(RejectKind::Undecodable)
+    RejectKind::from_name(name).unwrap_or(RejectKind::Undecodable)
 }
 
 #[cfg(test)]

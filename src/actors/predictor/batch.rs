@@ -1,17 +1,18 @@
 //! One batch's work off the actor (inference on the blocking pool, publishing, acknowledging),
 //! and the intake task that collects jobs into batches.
 
-use super::job::{JobRejection, ValidJob};
-use super::{BATCHES_IN_FLIGHT, Predictor, ProcessBatch, STAGE, lock};
-use crate::bus::{Bus, headers};
+use super::job::ValidJob;
+use super::{Predictor, ProcessBatch, lock};
+use crate::actors::stage::{AsyncStage, Envelope, Reject};
 use crate::model::{ModelError, OnnxModel, error_chain, forecast_histories};
-use crate::wire::{self, Rejection, SCHEMA_VERSION};
+use crate::subjects::Subjects;
+use crate::wire;
 use actix::prelude::*;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 /// What one batch did, for the counters and the logs.
 #[derive(Debug, Default)]
@@ -20,7 +21,6 @@ pub(super) struct BatchOutcome {
     pub(super) errors: u64,
     pub(super) ran: bool,
     pub(super) published: Vec<String>,
-    pub(super) rejections: Vec<JobRejection>,
 }
 
 /// One prepared forecast: subject, id and payload.
@@ -30,10 +30,12 @@ struct Prepared {
     payload: Vec<u8>,
 }
 
-/// What a batch needs off the actor: the bus and the model.
+/// What a batch needs off the actor: the stage's outbox and rejection path, the subjects, the
+/// connection (to flush acknowledgements) and the model.
 pub(super) struct BatchWork {
-    pub(super) bus: Bus,
-    pub(super) jetstream: jetstream::Context,
+    pub(super) stage: AsyncStage,
+    pub(super) subjects: Subjects,
+    pub(super) client: async_nats::Client,
     pub(super) model: Arc<Mutex<OnnxModel>>,
 }
 
@@ -41,12 +43,12 @@ impl BatchWork {
     pub(super) async fn run(
         self,
         accepted: Vec<(ValidJob, jetstream::Message)>,
-        rejected: Vec<(JobRejection, jetstream::Message)>,
+        rejected: Vec<(Reject, jetstream::Message)>,
         duplicates: Vec<jetstream::Message>,
     ) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
         for (rejection, message) in rejected {
-            self.reject(&message, rejection, &mut outcome).await;
+            self.reject(&message, rejection).await;
         }
         for message in duplicates {
             if let Err(error) = message.ack().await {
@@ -56,40 +58,19 @@ impl BatchWork {
         if !accepted.is_empty() {
             self.forecast(accepted, &mut outcome).await;
         }
-        if let Err(error) = self.bus.client().flush().await {
+        if let Err(error) = self.client.flush().await {
             tracing::warn!(%error, "cannot flush acknowledgements");
         }
         outcome
     }
 
-    /// Publishes the rejection and terminates the job (a bad job never comes back).
-    async fn reject(
-        &self,
-        message: &jetstream::Message,
-        rejection: JobRejection,
-        outcome: &mut BatchOutcome,
-    ) {
-        let subjects = self.bus.subjects();
-        let dead_letter = Rejection {
-            v: SCHEMA_VERSION,
-            stage: STAGE.into(),
-            subject: message.subject.to_string(),
-            server: rejection.server.clone(),
-            kind: rejection.kind,
-            reason: rejection.reason.clone(),
-            at_ms: wire::now_ms(),
-        };
-        if let Err(error) = self
-            .bus
-            .publish(subjects.rejected(STAGE), &dead_letter)
-            .await
-        {
-            tracing::warn!(%error, "cannot publish a rejection");
-        }
+    /// Refuses the job (counted, logged, published on `rejected.predictor`) and terminates
+    /// it: a bad job never comes back.
+    async fn reject(&self, message: &jetstream::Message, rejection: Reject) {
+        self.stage.reject(&message.subject, rejection).await;
         if let Err(error) = message.ack_with(AckKind::Term).await {
             tracing::warn!(%error, "cannot terminate a rejected job");
         }
-        outcome.rejections.push(rejection);
     }
 
     async fn forecast(
@@ -114,52 +95,36 @@ impl BatchWork {
             }
         };
         outcome.ran = true;
-        let subjects = self.bus.subjects();
+        // Through the stage's outbox, in order, each with a receipt: a job is acknowledged
+        // only once the FORECASTS stream has stored its forecast.
         let mut pending = Vec::with_capacity(prepared.len());
         for (result, message) in prepared.into_iter().zip(messages) {
             match result {
                 Ok(forecast) => {
-                    let publish = jetstream::message::PublishMessage::build()
-                        .payload(forecast.payload.into())
-                        .headers(headers())
-                        .message_id(&forecast.key);
-                    match self
-                        .jetstream
-                        .send_publish(subjects.forecasts(&forecast.server), publish)
-                        .await
-                    {
-                        Ok(ack) => pending.push((forecast.key, ack, message)),
-                        Err(error) => {
-                            tracing::warn!(%error, server = %forecast.server, "cannot publish a forecast");
-                            self.hand_back(std::slice::from_ref(&message), outcome)
-                                .await;
-                        }
-                    }
+                    let (envelope, stored) = Envelope::encoded(
+                        self.subjects.forecasts(&forecast.server),
+                        forecast.payload.into(),
+                        true,
+                    )
+                    .with_msg_id(forecast.key.clone())
+                    .with_receipt();
+                    self.stage.outbox().send(envelope).await;
+                    pending.push((forecast.key, stored, message));
                 }
-                Err(rejection) => self.reject(&message, rejection, outcome).await,
+                Err(rejection) => self.reject(&message, rejection).await,
             }
         }
-        let (keys_and_messages, acks): (Vec<_>, Vec<_>) = pending
-            .into_iter()
-            .map(|(key, ack, message)| ((key, message), ack))
-            .unzip();
-        let stored =
-            futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future))
-                .await;
-        for ((key, message), stored) in keys_and_messages.into_iter().zip(stored) {
-            match stored {
-                Ok(_) => {
-                    if let Err(error) = message.ack().await {
-                        tracing::warn!(%error, "cannot acknowledge a job");
-                    }
-                    outcome.sent += 1;
-                    outcome.published.push(key);
+        for (key, stored, message) in pending {
+            if stored.await == Ok(true) {
+                if let Err(error) = message.ack().await {
+                    tracing::warn!(%error, "cannot acknowledge a job");
                 }
-                Err(error) => {
-                    tracing::warn!(%error, key = %key, "forecast not stored: job handed back");
-                    self.hand_back(std::slice::from_ref(&message), outcome)
-                        .await;
-                }
+                outcome.sent += 1;
+                outcome.published.push(key);
+            } else {
+                tracing::warn!(key = %key, "forecast not stored: job handed back");
+                self.hand_back(std::slice::from_ref(&message), outcome)
+                    .await;
             }
         }
     }
@@ -182,7 +147,7 @@ impl BatchWork {
 fn run_batch(
     model: &Mutex<OnnxModel>,
     jobs: &[ValidJob],
-) -> Result<Vec<Result<Prepared, JobRejection>>, ModelError> {
+) -> Result<Vec<Result<Prepared, Reject>>, ModelError> {
     let forecasts = forecast_histories(&mut lock(model), jobs, wire::now_ms())?;
     Ok(jobs
         .iter()
@@ -193,40 +158,53 @@ fn run_batch(
                 server: job.history.server.clone(),
                 payload: wire::encode(&forecast),
             }),
-            Err(problem) => Err(JobRejection::new(
-                problem.kind,
-                problem.reason,
-                Some(&job.history.server),
-            )),
+            Err(problem) => {
+                Err(Reject::new(problem.kind, problem.reason).with_server(&job.history.server))
+            }
         })
         .collect())
 }
 
 /// Collects jobs into batches (`max_batch` jobs, or what arrived within `max_wait` of the
-/// first) and hands them to the actor, at most [`BATCHES_IN_FLIGHT`] at a time.
+/// first) and hands them to the actor, at most as many at a time as `permits` allows. When
+/// `stop` turns true it hands over the batch it was collecting and ends (a drain); what the
+/// client had fetched beyond it is redelivered after `ack_wait`.
 pub(super) async fn intake(
     mut messages: pull::Stream,
     predictor: Addr<Predictor>,
-    max_batch: usize,
-    max_wait: Duration,
+    limits: (usize, Duration),
+    permits: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    let (max_batch, max_wait) = limits;
     loop {
-        let first = match messages.next().await {
-            Some(Ok(message)) => message,
-            Some(Err(error)) => {
-                tracing::debug!(%error, "job stream");
-                continue;
-            }
-            None => break,
+        let first = tokio::select! {
+            biased;
+            _ = stop.wait_for(|stop| *stop) => break,
+            next = messages.next() => match next {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "job stream");
+                    continue;
+                }
+                None => break,
+            },
         };
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + max_wait;
+        let mut stopping = false;
         while batch.len() < max_batch {
-            match tokio::time::timeout_at(deadline, messages.next()).await {
-                Ok(Some(Ok(message))) => batch.push(message),
-                Ok(Some(Err(error))) => tracing::debug!(%error, "job stream"),
-                Ok(None) | Err(_) => break,
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => {
+                    stopping = true;
+                    break;
+                }
+                next = tokio::time::timeout_at(deadline, messages.next()) => match next {
+                    Ok(Some(Ok(message))) => batch.push(message),
+                    Ok(Some(Err(error))) => tracing::debug!(%error, "job stream"),
+                    Ok(None) | Err(_) => break,
+                },
             }
         }
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
@@ -239,6 +217,9 @@ pub(super) async fn intake(
             messages: batch,
             _permit: permit,
         });
+        if stopping {
+            break;
+        }
     }
-    tracing::info!("job intake ended");
+    tracing::info!(stage = super::STAGE, "job intake ended");
 }

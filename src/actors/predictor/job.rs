@@ -4,8 +4,9 @@
 //! valid and equals the subject's, its profile is known, its step and window lengths are the
 //! model's, its metrics are catalog metrics each named once, and its values are
 //! `metrics × steps` long with nothing infinite in them (NaN means "not observed" and is
-//! fine). Anything else is a [`JobRejection`] naming the problem.
+//! fine). Anything else is a [`Reject`] naming the problem.
 
+use crate::actors::stage::Reject;
 use crate::catalog::{Metric, Profile, is_valid_server_name};
 use crate::model::History;
 use crate::subjects::Subjects;
@@ -45,31 +46,10 @@ pub fn forecast_key(server: &str, origin_s: i64) -> String {
     format!("{server}-{origin_s}")
 }
 
-/// Why a job (or its forecast) was refused.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobRejection {
-    /// Machine-readable reason.
-    pub kind: RejectKind,
-    /// The reason in words.
-    pub reason: String,
-    /// The server, when known.
-    pub server: Option<String>,
-}
-
-impl JobRejection {
-    pub(crate) fn new(kind: RejectKind, reason: String, server: Option<&str>) -> Self {
-        Self {
-            kind,
-            reason,
-            server: server.map(str::to_string),
-        }
-    }
-}
-
 /// Decodes a job and checks it against the subject it came on and the model's shape.
 ///
 /// # Errors
-/// A [`JobRejection`] naming the problem: undecodable payload, other schema version, a
+/// A [`Reject`] naming the problem: undecodable payload, other schema version, a
 /// server name that is invalid or differs from the subject, an unknown profile, another step
 /// length or window length than the model's, no metric, an unknown or repeated metric, a
 /// values array of the wrong length, or an infinite value.
@@ -78,11 +58,11 @@ pub fn decode_job(
     subjects: &Subjects,
     payload: &[u8],
     shape: JobShape,
-) -> Result<ValidJob, JobRejection> {
-    let job: PredictJob = wire::decode(payload)
-        .map_err(|error| JobRejection::new(error.kind(), error.to_string(), None))?;
+) -> Result<ValidJob, Reject> {
+    let job: PredictJob =
+        wire::decode(payload).map_err(|error| Reject::new(error.kind(), error.to_string()))?;
     let server = Some(job.server.as_str());
-    let refuse = |kind, reason: String| JobRejection::new(kind, reason, server);
+    let refuse = |kind, reason: String| Reject::new(kind, reason).or_server(server);
     if !is_valid_server_name(&job.server) || subjects.predict_job(&job.server) != subject {
         return Err(refuse(
             RejectKind::BadServer,
@@ -198,7 +178,7 @@ mod tests {
         }
     }
 
-    fn decode(job: &PredictJob) -> Result<ValidJob, JobRejection> {
+    fn decode(job: &PredictJob) -> Result<ValidJob, Reject> {
         let subjects = Subjects::new("fc");
         decode_job(
             &subjects.predict_job(&job.server),

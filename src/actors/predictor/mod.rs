@@ -46,7 +46,18 @@
 //! either way it replies with the model now serving.
 //!
 //! **State:** the model (behind a mutex: runs and swaps take turns), the keys recently
-//! published, counters ([`GetCounters`]).
+//! published.
+//!
+//! **Counters and service** ([stage toolkit](crate::actors::stage), one micro service
+//! `fleetcast-predictor` per worker, instance = the worker id, metadata and fact `model`):
+//! `received` jobs, `accepted` (decoded and checked), rejections by kind, `published`
+//! (forecasts stored, rejections), `consumer_lag` (the shared consumer's pending count);
+//! extras `batches`, `duplicates`, `errors` (jobs handed back), `reloads`,
+//! `reloads_refused`.
+//!
+//! **Drain** ([`Drain`]): the intake stops pulling (the batch it was collecting is handed
+//! over), the batches in flight finish (forecasts stored, jobs acknowledged), the outbox
+//! flushes. Jobs the client had fetched beyond are redelivered after `ack_wait`.
 //!
 //! **Failure.** [`spawn`] fails (naming the cause) when ONNX Runtime, the model, the streams or
 //! the consumer are unusable. Afterwards nothing stops the actor: bad jobs are rejected, an
@@ -54,24 +65,30 @@
 //! errors), a refused model keeps the old one.
 
 mod batch;
+mod control;
 pub mod job;
 
-use crate::bus::{Bus, BusError, headers};
-use crate::model::{ModelError, ModelOptions, OnnxModel, error_chain};
+pub use control::{LoadModel, request_model_load};
+
+pub use crate::actors::stage::Stop;
+
+use crate::actors::stage::service::FACT_MODEL;
+use crate::actors::stage::{
+    self, Drain, Extra, ServiceError, Stage, StageHandle, StageSpec, Staged,
+};
+use crate::bus::{Bus, BusError};
+use crate::model::{ModelError, ModelOptions, OnnxModel};
 use crate::settings::Settings;
 use crate::subjects::StreamKind;
-use crate::wire::{self, ModelLoadReply, ModelLoadRequest, SCHEMA_VERSION};
+use crate::wire::{ModelLoadReply, SCHEMA_VERSION};
 use actix::prelude::*;
 use async_nats::jetstream::{self, consumer::pull};
 use batch::{BatchOutcome, BatchWork, intake};
-use futures::StreamExt;
 use job::{JobShape, decode_job};
-use serde::Serialize;
 use std::collections::{HashSet, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-use tokio::sync::OwnedSemaphorePermit;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// Stage name in rejections and logs.
 pub const STAGE: &str = "predictor";
@@ -111,40 +128,27 @@ pub enum PredictorError {
     /// The blocking task that loads the model panicked.
     #[error("model loading task failed: {0}")]
     Task(String),
+    /// Its micro service could not start.
+    #[error("starting the predictor's micro service")]
+    Service(#[from] ServiceError),
 }
 
-/// What the predictor has done since it started.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PredictorCounters {
-    /// Jobs received (duplicates and bad ones included).
-    pub received: u64,
-    /// Forecasts published and stored.
-    pub sent: u64,
-    /// Jobs rejected (bad input or unusable model output).
-    pub rejected: u64,
-    /// Jobs that failed for another reason (ONNX Runtime, the bus) and were handed back.
-    pub errors: u64,
-    /// ONNX Runtime runs.
-    pub batches: u64,
-    /// Redelivered jobs this worker had already forecast, acknowledged without a run.
-    pub duplicates: u64,
-    /// Models switched to.
-    pub reloads: u64,
-    /// Models refused.
-    pub reloads_refused: u64,
-}
+/// The worker's own counters, as extras of its stage counters.
+const EXTRAS: [&str; 5] = [
+    "batches",
+    "duplicates",
+    "errors",
+    "reloads",
+    "reloads_refused",
+];
 
-/// Asks the predictor for its counters.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "PredictorCounters")]
-pub struct GetCounters;
-
-/// Loads and checks another model directory, and switches to it when it fits.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "ModelLoadReply")]
-pub struct LoadModel {
-    /// The model directory.
-    pub path: PathBuf,
+/// Handles on [`EXTRAS`].
+struct Extras {
+    batches: Extra,
+    duplicates: Extra,
+    errors: Extra,
+    reloads: Extra,
+    reloads_refused: Extra,
 }
 
 /// A batch of jobs from the intake task.
@@ -182,23 +186,7 @@ impl RecentKeys {
 
 /// `<hostname>-<pid>`, the default worker id.
 pub fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| {
-            name.trim()
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect::<String>()
-        })
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "worker".into());
-    format!("{host}-{}", std::process::id())
+    stage::default_instance()
 }
 
 fn lock(model: &Mutex<OnnxModel>) -> MutexGuard<'_, OnnxModel> {
@@ -210,8 +198,9 @@ fn lock(model: &Mutex<OnnxModel>) -> MutexGuard<'_, OnnxModel> {
 
 /// A predictor worker.
 pub struct Predictor {
+    stage: Stage,
+    extras: Extras,
     bus: Bus,
-    jetstream: jetstream::Context,
     worker_id: String,
     shape: JobShape,
     options: ModelOptions,
@@ -220,40 +209,62 @@ pub struct Predictor {
     /// Name and version of the model serving, for replies.
     serving: String,
     recent: RecentKeys,
-    counters: PredictorCounters,
-    /// When a warning about bad jobs was last logged (they are logged at most every 10 s).
-    last_warning: Option<Instant>,
+    /// Batches handed to the actor and not finished: one running, one ready behind it.
+    permits: Arc<Semaphore>,
+    /// Tells the intake to stop (a drain).
+    stop_intake: watch::Sender<bool>,
+    /// The intake task, until a drain waits for it.
+    intake: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Actor for Predictor {
     type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        let _ = self.stop_intake.send(true);
+    }
+}
+
+impl Staged for Predictor {
+    fn stage(&self) -> &Stage {
+        &self.stage
+    }
+}
+
+impl Handler<Stop> for Predictor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Drain> for Predictor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Self::Context) -> Self::Result {
+        let _ = self.stop_intake.send(true);
+        let intake = self.intake.take();
+        let permits = Arc::clone(&self.permits);
+        stage::drain(
+            async move {
+                if let Some(intake) = intake {
+                    let _ = intake.await;
+                }
+                // Every permit back: no batch in flight.
+                let _ = permits.acquire_many(BATCHES_IN_FLIGHT as u32).await;
+            },
+            |_: &mut Predictor, _| {},
+        )
+    }
 }
 
 impl Predictor {
     fn record(&mut self, outcome: BatchOutcome) {
-        self.counters.sent += outcome.sent;
-        self.counters.errors += outcome.errors;
-        self.counters.batches += u64::from(outcome.ran);
-        self.counters.rejected += outcome.rejections.len() as u64;
+        self.extras.errors.add(outcome.errors);
+        self.extras.batches.add(u64::from(outcome.ran));
         for key in outcome.published {
             self.recent.insert(key);
-        }
-        if let Some(first) = outcome.rejections.first() {
-            for rejection in &outcome.rejections {
-                tracing::debug!(server = ?rejection.server, kind = ?rejection.kind, reason = %rejection.reason, "job rejected");
-            }
-            let due = self
-                .last_warning
-                .is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
-            if due {
-                self.last_warning = Some(Instant::now());
-                tracing::warn!(
-                    rejected_total = self.counters.rejected,
-                    kind = ?first.kind,
-                    reason = %first.reason,
-                    "jobs rejected (logged at most every 10 s)"
-                );
-            }
         }
     }
 
@@ -268,20 +279,17 @@ impl Predictor {
     }
 }
 
-impl Handler<GetCounters> for Predictor {
-    type Result = MessageResult<GetCounters>;
-
-    fn handle(&mut self, _: GetCounters, _: &mut Self::Context) -> Self::Result {
-        MessageResult(self.counters.clone())
-    }
-}
-
 impl Handler<ProcessBatch> for Predictor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, batch: ProcessBatch, _: &mut Self::Context) -> Self::Result {
         let ProcessBatch { messages, _permit } = batch;
-        self.counters.received += messages.len() as u64;
+        let counters = self.stage.counters();
+        counters.received_many(messages.len() as u64);
+        // What the shared consumer has not handed out yet is the workers' lag.
+        if let Some(info) = messages.last().and_then(|last| last.info().ok()) {
+            counters.set_lag(info.pending);
+        }
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
         let mut duplicates = Vec::new();
@@ -297,10 +305,12 @@ impl Handler<ProcessBatch> for Predictor {
                 Err(rejection) => rejected.push((rejection, message)),
             }
         }
-        self.counters.duplicates += duplicates.len() as u64;
+        counters.accepted_many(accepted.len() as u64);
+        self.extras.duplicates.add(duplicates.len() as u64);
         let work = BatchWork {
-            bus: self.bus.clone(),
-            jetstream: self.jetstream.clone(),
+            stage: self.stage.async_side(),
+            subjects: self.bus.subjects().clone(),
+            client: self.bus.client().clone(),
             model: Arc::clone(&self.model),
         };
         Box::pin(
@@ -314,91 +324,6 @@ impl Handler<ProcessBatch> for Predictor {
     }
 }
 
-impl Handler<LoadModel> for Predictor {
-    type Result = ResponseActFuture<Self, ModelLoadReply>;
-
-    fn handle(&mut self, request: LoadModel, _: &mut Self::Context) -> Self::Result {
-        let options = self.options.clone();
-        let model = Arc::clone(&self.model);
-        let path = request.path;
-        tracing::info!(worker = %self.worker_id, dir = %path.display(), "loading a model");
-        let switch = async move {
-            let dir = path.clone();
-            let loaded = tokio::task::spawn_blocking(move || OnnxModel::load(&dir, &options))
-                .await
-                .map_err(|error| format!("model loading task failed: {error}"))?
-                .map_err(|error| error_chain(&error))?;
-            let label = loaded.metadata().label();
-            tokio::task::spawn_blocking(move || {
-                let old = std::mem::replace(&mut *lock(&model), loaded);
-                drop(old);
-            })
-            .await
-            .map_err(|error| format!("model swap task failed: {error}"))?;
-            Ok::<_, String>((label, path))
-        };
-        Box::pin(switch.into_actor(self).map(|result, actor, _| match result {
-            Ok((label, path)) => {
-                actor.serving = label;
-                actor.counters.reloads += 1;
-                tracing::info!(worker = %actor.worker_id, model = %actor.serving, dir = %path.display(), "model switched");
-                actor.reply(true, None)
-            }
-            Err(error) => {
-                actor.counters.reloads_refused += 1;
-                tracing::warn!(worker = %actor.worker_id, model = %actor.serving, %error, "model refused: the old one keeps serving");
-                actor.reply(false, Some(error))
-            }
-        }))
-    }
-}
-
-/// Requests on `control.model.load`.
-impl StreamHandler<async_nats::Message> for Predictor {
-    fn handle(&mut self, message: async_nats::Message, ctx: &mut Self::Context) {
-        let Some(reply_to) = message.reply.clone() else {
-            tracing::warn!("model load request without a reply subject: ignored");
-            return;
-        };
-        let client = self.bus.client().clone();
-        match wire::decode::<ModelLoadRequest>(&message.payload) {
-            Err(error) => {
-                let reply = self.reply(false, Some(format!("bad request: {error}")));
-                actix::spawn(send_reply(client, reply_to, reply));
-            }
-            Ok(request) => {
-                let load = LoadModel {
-                    path: PathBuf::from(request.path),
-                };
-                let reply = <Self as Handler<LoadModel>>::handle(self, load, ctx);
-                ctx.spawn(reply.map(move |reply, _, _| {
-                    actix::spawn(send_reply(client, reply_to, reply));
-                }));
-            }
-        }
-    }
-
-    fn finished(&mut self, _: &mut Self::Context) {
-        // The connection closed; jobs stop too. Keep the actor so counters stay readable.
-        tracing::warn!(worker = %self.worker_id, "model control subscription ended");
-    }
-}
-
-async fn send_reply(
-    client: async_nats::Client,
-    subject: async_nats::Subject,
-    reply: ModelLoadReply,
-) {
-    let payload = wire::encode(&reply);
-    if let Err(error) = client
-        .publish_with_headers(subject, headers(), payload.into())
-        .await
-    {
-        tracing::warn!(%error, "cannot send a model load reply");
-    }
-    let _ = client.flush().await;
-}
-
 /// Loads the model, binds to the shared work-queue consumer, subscribes to model-load
 /// requests, and starts a predictor worker.
 ///
@@ -406,7 +331,10 @@ async fn send_reply(
 /// [`PredictorError::Model`] when ONNX Runtime or the model is unusable (each mismatch
 /// named), [`PredictorError::Bus`] / [`PredictorError::Consumer`] /
 /// [`PredictorError::Subscribe`] when the bus refuses.
-pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<Predictor>, PredictorError> {
+pub async fn spawn(
+    settings: &Settings,
+    bus: Bus,
+) -> Result<StageHandle<Predictor>, PredictorError> {
     let config = &settings.predictor;
     let options = ModelOptions::from_settings(settings)?;
     let dir = config.model_dir.clone();
@@ -483,6 +411,21 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<Predictor>, Pre
     } else {
         config.worker_id.clone()
     };
+    let stage = Stage::build(
+        &bus,
+        StageSpec::new(
+            STAGE,
+            "fleetcast predictor worker: forecasts full windows with the TFT on ONNX Runtime",
+        )
+        .instance(&worker_id)
+        .metadata(FACT_MODEL, &serving)
+        .extras(&EXTRAS),
+    )
+    .await?;
+    stage.facts().set(FACT_MODEL, &serving);
+    let counters = stage.counters();
+    let [batches, duplicates, errors, reloads, reloads_refused] =
+        EXTRAS.map(|name| counters.extra(name));
     let shape = JobShape {
         context_steps: settings.window_keeper.context_steps,
         step_seconds: settings.time.step_seconds,
@@ -496,29 +439,52 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<Predictor>, Pre
         intra_threads = config.intra_threads,
         "predictor ready"
     );
+    let permits = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    let (stop_intake, intake_stopped) = watch::channel(false);
     let predictor = Predictor {
+        stage,
+        extras: Extras {
+            batches,
+            duplicates,
+            errors,
+            reloads,
+            reloads_refused,
+        },
         bus,
-        jetstream,
         worker_id,
         shape,
         options,
         model: Arc::new(Mutex::new(model)),
         serving,
         recent: RecentKeys::default(),
-        counters: PredictorCounters::default(),
-        last_warning: None,
+        permits: Arc::clone(&permits),
+        stop_intake,
+        intake: None,
     };
-    let addr = Predictor::create(|ctx| {
+    let (identity, counters, facts) = (
+        predictor.stage.identity().clone(),
+        predictor.stage.counters().clone(),
+        predictor.stage.facts().clone(),
+    );
+    let limits = (config.max_batch, Duration::from_millis(config.max_wait_ms));
+    let addr = Predictor::create(move |ctx| {
         ctx.add_stream(control);
+        let mut predictor = predictor;
+        predictor.intake = Some(actix::spawn(intake(
+            messages,
+            ctx.address(),
+            limits,
+            permits,
+            intake_stopped,
+        )));
         predictor
     });
-    actix::spawn(intake(
-        messages,
-        addr.clone(),
-        config.max_batch,
-        Duration::from_millis(config.max_wait_ms),
-    ));
-    Ok(addr)
+    Ok(StageHandle {
+        addr,
+        identity,
+        counters,
+        facts,
+    })
 }
 
 /// Starts `predictor.workers` workers in this process (ids `<worker_id>-<n>` when more than
@@ -529,7 +495,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<Predictor>, Pre
 pub async fn spawn_workers(
     settings: &Settings,
     bus: Bus,
-) -> Result<Vec<Addr<Predictor>>, PredictorError> {
+) -> Result<Vec<StageHandle<Predictor>>, PredictorError> {
     let count = settings.predictor.workers;
     if count <= 1 {
         return Ok(vec![spawn(settings, bus).await?]);
@@ -546,52 +512,6 @@ pub async fn spawn_workers(
         workers.push(spawn(&one, bus.clone()).await?);
     }
     Ok(workers)
-}
-
-/// Sends a model-load request to every predictor worker and collects their replies: waits up
-/// to `first_reply` for the first, then until no other arrives for `quiet`.
-///
-/// # Errors
-/// A reason in words when the request cannot be sent.
-pub async fn request_model_load(
-    bus: &Bus,
-    path: &str,
-    first_reply: Duration,
-    quiet: Duration,
-) -> Result<Vec<ModelLoadReply>, String> {
-    let client = bus.client();
-    let inbox = client.new_inbox();
-    let mut replies = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|error| format!("subscribing to the reply inbox: {error}"))?;
-    let request = ModelLoadRequest {
-        v: SCHEMA_VERSION,
-        path: path.to_string(),
-    };
-    client
-        .publish_with_reply_and_headers(
-            bus.subjects().control_model_load(),
-            inbox,
-            headers(),
-            wire::encode(&request).into(),
-        )
-        .await
-        .map_err(|error| format!("sending the request: {error}"))?;
-    client
-        .flush()
-        .await
-        .map_err(|error| format!("sending the request: {error}"))?;
-    let mut collected = Vec::new();
-    let mut wait = first_reply;
-    while let Ok(Some(message)) = tokio::time::timeout(wait, replies.next()).await {
-        match wire::decode::<ModelLoadReply>(&message.payload) {
-            Ok(reply) => collected.push(reply),
-            Err(error) => tracing::warn!(%error, "undecodable model load reply"),
-        }
-        wait = quiet;
-    }
-    Ok(collected)
 }
 
 #[cfg(test)]

@@ -1,0 +1,241 @@
+//! The keeper's input: its own connection, the ordered consumer on the `METRICS` stream, the
+//! start-up replay, and what one message does to the windows and the counters.
+
+use super::fleet::{Fleet, Verdict};
+use super::{STAGE, WindowKeeperError};
+use crate::actors::stage::{Extra, Reject, Stage, StageCounters};
+use crate::bus::{Bus, BusError};
+use crate::settings::Settings;
+use crate::subjects::{StreamKind, Subject, Subjects};
+use crate::wire::{self, PredictJob};
+use async_nats::jetstream::{
+    self,
+    consumer::{
+        DeliverPolicy,
+        pull::{Ordered, OrderedConfig},
+    },
+};
+use futures::StreamExt;
+use std::time::{Duration, Instant};
+
+/// Longest wait for the next replayed message before the rebuild is given up as failed.
+const REPLAY_WAIT: Duration = Duration::from_secs(5);
+
+/// The keeper's own counters, as extras of its stage counters.
+pub(super) const EXTRAS: [&str; 5] = [
+    "steps_closed",
+    "gap_steps",
+    "replayed",
+    "jobs_published",
+    "consumer_errors",
+];
+
+/// Handles on [`EXTRAS`].
+pub(super) struct Extras {
+    pub(super) steps_closed: Extra,
+    pub(super) gap_steps: Extra,
+    pub(super) replayed: Extra,
+    pub(super) jobs_published: Extra,
+    pub(super) consumer_errors: Extra,
+}
+
+impl Extras {
+    pub(super) fn of(counters: &StageCounters) -> Extras {
+        let [
+            steps_closed,
+            gap_steps,
+            replayed,
+            jobs_published,
+            consumer_errors,
+        ] = EXTRAS.map(|name| counters.extra(name));
+        Extras {
+            steps_closed,
+            gap_steps,
+            replayed,
+            jobs_published,
+            consumer_errors,
+        }
+    }
+}
+
+/// Whether a message is live or part of the start-up replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    Live,
+    Replay,
+}
+
+/// What a live message asks the keeper to publish.
+pub(super) enum Outgoing {
+    /// A predict job for a server.
+    Job(String, PredictJob),
+    /// A refused sample.
+    Reject(Reject),
+}
+
+/// The fleet plus what ingesting needs around it; shared by the replay and the actor.
+pub(super) struct Ingest {
+    pub(super) fleet: Fleet,
+    pub(super) counters: StageCounters,
+    pub(super) extras: Extras,
+    pub(super) subjects: Subjects,
+    pub(super) publish_jobs: bool,
+}
+
+impl Ingest {
+    /// Adds one message to the windows; returns what to publish for it (nothing for a
+    /// replayed one: its jobs are stale and its rejection was published the first time).
+    pub(super) fn message(
+        &mut self,
+        subject: &str,
+        payload: &[u8],
+        now_ms: i64,
+        source: Source,
+    ) -> Option<Outgoing> {
+        match source {
+            Source::Live => self.counters.received(),
+            Source::Replay => self.extras.replayed.incr(),
+        }
+        // A subject that is not `<prefix>.metrics.<one token>` names no server: the sample's
+        // own server then differs from it and the sample is refused.
+        let subject_server = match self.subjects.parse(subject) {
+            Some(Subject::Metrics { server }) => server,
+            _ => "",
+        };
+        match self.fleet.ingest(subject_server, payload, now_ms) {
+            Verdict::Accepted {
+                closed_step,
+                gap_steps,
+                job_ready,
+            } => {
+                self.counters.accepted();
+                self.extras.steps_closed.add(u64::from(closed_step));
+                self.extras.gap_steps.add(gap_steps);
+                if job_ready && self.publish_jobs && source == Source::Live {
+                    let job = self.fleet.job(subject_server)?;
+                    return Some(Outgoing::Job(subject_server.to_string(), job));
+                }
+                None
+            }
+            Verdict::Rejected {
+                server,
+                kind,
+                reason,
+            } => Some(Outgoing::Reject(Reject {
+                server,
+                kind,
+                reason,
+            })),
+        }
+    }
+}
+
+/// Opens the keeper's own connection, so its ingest never waits behind the bus's traffic.
+pub(super) async fn connect_ingest(settings: &Settings) -> Result<async_nats::Client, BusError> {
+    let nats = &settings.nats;
+    async_nats::ConnectOptions::new()
+        .name("fleetcast-window-keeper")
+        .connection_timeout(Duration::from_secs(3))
+        .event_callback(|event| async move {
+            tracing::debug!(event = %event, "window keeper nats event");
+        })
+        .connect(nats.url.as_str())
+        .await
+        .map_err(|source| BusError::Connect {
+            url: nats.url.clone(),
+            source,
+        })
+}
+
+/// Opens the ordered consumer on the `METRICS` stream (creating the streams when missing) and,
+/// when `rebuild` is on, feeds every message stored before it opened into the windows as a
+/// replay (refusals counted on `stage`, not published). Returns the consumer positioned at
+/// the first live message.
+pub(super) async fn open_ingest(
+    bus: &Bus,
+    client: &async_nats::Client,
+    rebuild: bool,
+    ingest: &mut Ingest,
+    stage: &mut Stage,
+) -> Result<Ordered, WindowKeeperError> {
+    bus.ensure_streams()
+        .await
+        .map_err(WindowKeeperError::Connect)?;
+    let name = bus.subjects().stream_name(StreamKind::Metrics);
+    let consume_failed = |reason: String| WindowKeeperError::Consume {
+        stream: name.clone(),
+        reason,
+    };
+    let mut stream = jetstream::new(client.clone())
+        .get_stream(&name)
+        .await
+        .map_err(|error| consume_failed(error.to_string()))?;
+    let last_sequence = stream
+        .info()
+        .await
+        .map_err(|error| consume_failed(error.to_string()))?
+        .state
+        .last_sequence;
+    let replay = rebuild && last_sequence > 0;
+    let deliver_policy = if replay {
+        DeliverPolicy::All
+    } else {
+        DeliverPolicy::ByStartSequence {
+            start_sequence: last_sequence + 1,
+        }
+    };
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy,
+            filter_subject: bus.subjects().metrics_all(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| consume_failed(error.to_string()))?;
+    let replay = replay && consumer.cached_info().num_pending > 0;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|error| consume_failed(error.to_string()))?;
+    if !replay {
+        return Ok(messages);
+    }
+    let started = Instant::now();
+    let rebuild_failed = |reason: String| WindowKeeperError::Rebuild {
+        stream: name.clone(),
+        reason,
+    };
+    loop {
+        let message = tokio::time::timeout(REPLAY_WAIT, messages.next())
+            .await
+            .map_err(|_| rebuild_failed(format!("no message within {} s", REPLAY_WAIT.as_secs())))?
+            .ok_or_else(|| rebuild_failed("the consumer ended early".into()))?
+            .map_err(|error| rebuild_failed(error.to_string()))?;
+        let info = message
+            .info()
+            .map_err(|error| rebuild_failed(error.to_string()))?;
+        // The replay ends with the last message stored when the consumer opened (or earlier,
+        // when nothing is pending because the last ones aged out meanwhile).
+        let done = info.stream_sequence >= last_sequence || info.pending == 0;
+        if let Some(Outgoing::Reject(reject)) = ingest.message(
+            &message.subject,
+            &message.payload,
+            wire::now_ms(),
+            super::ingest::Source::Replay,
+        ) {
+            stage.count_rejection(&message.subject, &reject);
+        }
+        if done {
+            break;
+        }
+    }
+    tracing::info!(
+        stage = STAGE,
+        stream = %name,
+        replayed = ingest.counters.snapshot().extra("replayed"),
+        servers = ingest.fleet.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "windows rebuilt from the stream"
+    );
+    Ok(messages)
+}
