@@ -23,9 +23,9 @@
 //! micro service `fleetcast-<stage>`, with a `report` endpoint on
 //! `control.report.<stage>.<id>` (`StageReport`).
 //!
-//! Every actor is built on the [stage toolkit](actors::stage) (one counters type, one
-//! rejection type, one bounded outbox, rate-limited logs, a NATS micro service per instance,
-//! a drain on stop) and started by [`pipeline`], the one start-up path of the binary, the
+//! Every actor but the gateway is built on the [stage toolkit](actors::stage) (one counters
+//! type, one rejection type, one bounded outbox, rate-limited logs, a NATS micro service per
+//! instance, a drain on stop); all are started by [`pipeline`], the one start-up path of the binary, the
 //! end-to-end tests and the benches.
 //!
 //! The two input actors share [`actors::node_series`], which turns node_exporter series into

@@ -93,6 +93,11 @@ impl Subjects {
         format!("{}.alerts.>", self.prefix)
     }
 
+    /// One server's alerts of every severity (`alerts.*.<server>`).
+    pub fn alerts_of(&self, server: &str) -> String {
+        format!("{}.alerts.*.{server}", self.prefix)
+    }
+
     /// Periodic fleet summary: `<prefix>.summary.fleet` (payload `FleetSummary`).
     pub fn fleet_summary(&self) -> String {
         format!("{}.summary.fleet", self.prefix)
@@ -101,6 +106,11 @@ impl Subjects {
     /// Periodic status of one stage: `<prefix>.status.<stage>` (e.g. warm-up progress).
     pub fn status(&self, stage: &str) -> String {
         format!("{}.status.{stage}", self.prefix)
+    }
+
+    /// Every stage's status (`status.>`).
+    pub fn status_all(&self) -> String {
+        format!("{}.status.>", self.prefix)
     }
 
     /// Request/reply: switch the generator's scenario (payload `ScenarioRequest`).

@@ -88,7 +88,7 @@ pub async fn read(
     };
     let subjects = bus.subjects();
     let filter = match server {
-        Some(server) => format!("{}.alerts.*.{server}", subjects.prefix()),
+        Some(server) => subjects.alerts_of(server),
         None => subjects.alerts_all(),
     };
     let name = subjects.stream_name(StreamKind::Alerts);

@@ -54,7 +54,7 @@ use crate::actors::window_keeper::fleet::IngestRules;
 use crate::actors::window_keeper::window::WindowShape;
 use crate::bus::Bus;
 use crate::settings::Settings;
-use crate::subjects::StreamKind;
+use crate::subjects::{StreamKind, Subject, Subjects};
 use crate::wire::{self, RiskScore};
 use actix::prelude::*;
 use actix_web::{App, HttpServer, web};
@@ -178,23 +178,23 @@ enum Kind {
     Status,
 }
 
-fn kind_of(prefix: &str, subject: &str) -> Option<Kind> {
-    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
-    let token = rest.split('.').next()?;
-    Some(match token {
-        "metrics" => Kind::Metrics,
-        "forecasts" => Kind::Forecasts,
-        "risk" => Kind::Risk,
-        "alerts" => Kind::Alerts,
-        "summary" => Kind::Summary,
-        "status" => Kind::Status,
+/// What kind of message `subject` carries (parsed by [`Subjects::parse`], the one place
+/// subjects are taken apart); `None` for anything the gateway does not read.
+fn kind_of(subjects: &Subjects, subject: &str) -> Option<Kind> {
+    Some(match subjects.parse(subject)? {
+        Subject::Metrics { .. } => Kind::Metrics,
+        Subject::Forecast { .. } => Kind::Forecasts,
+        Subject::Risk { .. } => Kind::Risk,
+        Subject::Alert { .. } => Kind::Alerts,
+        Subject::FleetSummary => Kind::Summary,
+        Subject::Status { .. } => Kind::Status,
         _ => return None,
     })
 }
 
 /// The actor that feeds the snapshot and the push channel; start it with [`spawn`].
 pub struct GatewayActor {
-    prefix: String,
+    subjects: Subjects,
     snapshot: Arc<RwLock<Snapshot>>,
     push: Arc<Push>,
     push_interval: Duration,
@@ -229,7 +229,7 @@ impl Actor for GatewayActor {
 impl GatewayActor {
     /// Applies one message to the snapshot and queues or sends what it changed.
     fn apply(&mut self, subject: &str, payload: &[u8]) {
-        let Some(kind) = kind_of(&self.prefix, subject) else {
+        let Some(kind) = kind_of(&self.subjects, subject) else {
             return;
         };
         let change = {
@@ -354,7 +354,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
         subjects.risk_all(),
         subjects.alerts_all(),
         subjects.fleet_summary(),
-        format!("{}.status.>", subjects.prefix()),
+        subjects.status_all(),
         subjects.metrics_all(),
     ];
     let mut subscriptions = Vec::with_capacity(wanted.len());
@@ -488,7 +488,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
         "gateway listening: dashboard at the url"
     );
     let actor = GatewayActor {
-        prefix: subjects.prefix().to_string(),
+        subjects: subjects.clone(),
         snapshot,
         push,
         push_interval: Duration::from_millis(gateway.push_interval_ms),
@@ -547,11 +547,13 @@ mod tests {
     /// Subjects map to their kind under the deployment's prefix only.
     #[test]
     fn subjects_are_dispatched_by_kind() {
-        assert_eq!(kind_of("fc", "fc.metrics.a"), Some(Kind::Metrics));
-        assert_eq!(kind_of("fc", "fc.alerts.critical.a"), Some(Kind::Alerts));
-        assert_eq!(kind_of("fc", "fc.summary.fleet"), Some(Kind::Summary));
-        assert_eq!(kind_of("fc", "fcx.metrics.a"), None);
-        assert_eq!(kind_of("fc", "fc.jobs.predict.a"), None);
+        let fc = Subjects::new("fc");
+        assert_eq!(kind_of(&fc, "fc.metrics.a"), Some(Kind::Metrics));
+        assert_eq!(kind_of(&fc, "fc.alerts.critical.a"), Some(Kind::Alerts));
+        assert_eq!(kind_of(&fc, "fc.summary.fleet"), Some(Kind::Summary));
+        assert_eq!(kind_of(&fc, "fc.status.window_keeper"), Some(Kind::Status));
+        assert_eq!(kind_of(&fc, "fcx.metrics.a"), None);
+        assert_eq!(kind_of(&fc, "fc.jobs.predict.a"), None);
     }
 
     /// Every route is in the OpenAPI document, with its method.
