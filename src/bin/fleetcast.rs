@@ -81,6 +81,11 @@ enum Command {
     },
     /// Run the generator offline at full speed and write training data as Parquet.
     Export(fleetcast::export::ExportArgs),
+    /// Measure alerts against the simulation's ground truth.
+    Evaluate {
+        #[command(subcommand)]
+        command: EvaluateCommand,
+    },
     /// Check a settings file and print the settings in effect as JSON.
     Config,
     /// Manage the model the predictor workers serve.
@@ -101,6 +106,15 @@ enum ModelCommand {
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvaluateCommand {
+    /// Simulate a stretch of fleet at full speed (default 14 days x 90 servers after a day of
+    /// warm-up), run fleetcast's alerting and two baselines (static thresholds, predict_linear)
+    /// on the same samples and score each against the ground truth: recall, precision, lead
+    /// time, false alerts per server-day, flapping, time to resolve.
+    Alerts(fleetcast::evaluate::EvaluateArgs),
 }
 
 /// The actors that `run` can start.
@@ -222,6 +236,20 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Export(args) => {
             fleetcast::export::run(&args).context("export")?;
+            Ok(())
+        }
+        Command::Evaluate {
+            command: EvaluateCommand::Alerts(args),
+        } => {
+            let servers = args.servers as usize;
+            let mut detectors = fleetcast::evaluate::harness::baselines(servers);
+            let report =
+                fleetcast::evaluate::evaluate(&args, &mut detectors).context("evaluate alerts")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
             Ok(())
         }
         Command::Config => {
