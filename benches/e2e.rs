@@ -111,7 +111,7 @@ async fn run(servers: u32) -> String {
     let mut settings = Settings::default();
     settings.nats.url = server.url().to_string();
     settings.nats.embedded = false;
-    settings.predictor.model_dir = root.join("models/tft-v2");
+    settings.predictor.model_dir = root.join("models/tft-v3");
     settings.predictor.workers = 2;
     settings.predictor.intra_threads = 1;
     settings.predictor.max_ack_pending = 20_000;

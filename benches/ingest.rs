@@ -319,6 +319,7 @@ fn keeper_work_alone(settings: &Settings, messages: &[(Subject, Bytes)]) -> f64 
             step_seconds: i64::from(settings.time.step_seconds),
         },
         max_future_ms: 600_000,
+        min_observed: settings.window_keeper.min_observed_steps as usize,
     };
     let mut fleet = Fleet::new(rules);
     let prefix = settings.subjects().metrics("");

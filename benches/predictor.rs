@@ -1,19 +1,22 @@
-//! Predictor throughput: forecasts per second of the shipped model on ONNX Runtime against
-//! batch size and intra-op threads, the achieved GFLOP/s (from `flops_per_forecast` in
-//! model.json), and the peak resident memory of each configuration; then a 1,000-server fleet
-//! forecast in chunks of `max_batch`, as the worker does it.
+//! Predictor throughput: forecasts (servers) per second of the shipped model on ONNX Runtime
+//! against batch size (servers per run) and intra-op threads, the achieved GFLOP/s (from
+//! `flops_per_row` in model.json: one row is one metric of one server), and the peak resident
+//! memory of each configuration; then a 1,000-server fleet forecast in chunks of `max_batch`
+//! through the predictor's own code path (`forecast_histories`: rows built, run, forecasts
+//! assembled), with 14, 10 (what node_exporter provides) and 2 metrics per server.
 //!
 //! ```text
 //! cargo bench --bench predictor                       # the whole table
 //! FLEETCAST_BENCH_SECONDS=1 cargo bench --bench predictor
 //! FLEETCAST_BENCH_MODEL=models/other cargo bench --bench predictor
+//! FLEETCAST_BENCH_METRICS=10 cargo bench --bench predictor   # metrics per server (default 14)
 //! ```
 //!
 //! Peak memory is the process's `VmHWM`, reset before each configuration through
 //! `/proc/self/clear_refs` (Linux), so each row shows the peak of that configuration alone.
 
-use fleetcast::actors::predictor::model::{ModelBatch, ModelOptions, OnnxModel};
-use fleetcast::catalog::Profile;
+use fleetcast::catalog::{Metric, Profile};
+use fleetcast::model::{History, ModelBatch, ModelOptions, OnnxModel, forecast_histories};
 use fleetcast::settings::Settings;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -32,14 +35,30 @@ struct Golden {
 struct Case {
     profile: usize,
     last_timestamp: i64,
-    past_values: Vec<f32>,
+    /// `null` where a step was not observed.
+    past_values: Vec<Option<f32>>,
+}
+
+impl Case {
+    /// The series scaled by `scale`, NaN where not observed.
+    fn values(&self, scale: f32) -> Vec<f32> {
+        self.past_values
+            .iter()
+            .map(|value| value.map_or(f32::NAN, |value| value * scale))
+            .collect()
+    }
 }
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let model_dir = std::env::var("FLEETCAST_BENCH_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("models/tft-v2"));
+        .unwrap_or_else(|_| root.join("models/tft-v3"));
+    let metrics: usize = std::env::var("FLEETCAST_BENCH_METRICS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(14)
+        .clamp(1, 14);
     let seconds: f64 = std::env::var("FLEETCAST_BENCH_SECONDS")
         .ok()
         .and_then(|text| text.parse().ok())
@@ -59,10 +78,10 @@ fn main() {
         };
         OnnxModel::load(&model_dir, &options).unwrap_or_else(|error| panic!("{error}"))
     };
-    let flops = load(1, false).metadata().flops_per_forecast;
+    let flops = load(1, false).metadata().flops_per_row * metrics as f64;
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     println!(
-        "model {} ({:.1} MFLOP per forecast) | {cpus} CPUs | {seconds} s per row | load average {}",
+        "model {} ({:.1} MFLOP per forecast of {metrics} metrics) | {cpus} CPUs | {seconds} s per row | load average {}",
         model_dir.display(),
         flops / 1e6,
         load_average()
@@ -77,8 +96,14 @@ fn main() {
     for threads in THREADS {
         let mut model = load(threads, false);
         for batch_size in BATCH_SIZES {
-            let batch = make_batch(&golden, batch_size, 0);
-            let row = measure(seconds, flops, std::slice::from_mut(&mut model), &batch);
+            let batch = make_batch(&golden, batch_size, 0, metrics);
+            let row = measure(
+                seconds,
+                flops,
+                metrics,
+                std::slice::from_mut(&mut model),
+                &batch,
+            );
             row.print(&threads.to_string(), batch_size);
         }
     }
@@ -88,8 +113,14 @@ fn main() {
     for spinning in [true, false] {
         let mut model = load(2, spinning);
         for batch_size in [32, 64] {
-            let batch = make_batch(&golden, batch_size, 0);
-            let row = measure(seconds, flops, std::slice::from_mut(&mut model), &batch);
+            let batch = make_batch(&golden, batch_size, 0, metrics);
+            let row = measure(
+                seconds,
+                flops,
+                metrics,
+                std::slice::from_mut(&mut model),
+                &batch,
+            );
             row.print(if spinning { "on" } else { "off" }, batch_size);
         }
     }
@@ -99,33 +130,35 @@ fn main() {
     for sessions in [2, 3] {
         let mut models: Vec<OnnxModel> = (0..sessions).map(|_| load(1, false)).collect();
         for batch_size in [32, 64] {
-            let batch = make_batch(&golden, batch_size, 0);
-            let row = measure(seconds, flops, &mut models, &batch);
+            let batch = make_batch(&golden, batch_size, 0, metrics);
+            let row = measure(seconds, flops, metrics, &mut models, &batch);
             row.print(&sessions.to_string(), batch_size);
         }
     }
     println!();
-    println!("a {FLEET}-server fleet in chunks, as a worker runs it (1 thread, spinning off):");
+    println!(
+        "a {FLEET}-server fleet in chunks of 32 servers, through the predictor's code path \
+         (1 thread, spinning off):"
+    );
     println!(
         "{:>8} {:>12} {:>10} {:>12}",
-        "chunk", "forecasts/s", "GFLOP/s", "peak RSS MB"
+        "metrics", "forecasts/s", "GFLOP/s", "peak RSS MB"
     );
-    for chunk in [32, 50, 64, 128] {
+    for per_server in [14, 10, 2] {
         reset_peak_memory();
         let mut model = load(1, false);
-        let batches: Vec<ModelBatch> = (0..FLEET)
-            .step_by(chunk)
-            .map(|start| make_batch(&golden, chunk.min(FLEET - start), start))
-            .collect();
-        model.run(&batches[0]).expect("warm-up run");
+        let histories = make_histories(&golden, FLEET, per_server);
+        forecast_histories(&mut model, &histories[..32], 0).expect("warm-up run");
         let started = Instant::now();
-        for batch in &batches {
-            model.run(batch).expect("run");
+        for chunk in histories.chunks(32) {
+            let forecasts = forecast_histories(&mut model, chunk, 0).expect("run");
+            assert!(forecasts.iter().all(Result::is_ok), "every server forecast");
         }
         let per_second = FLEET as f64 / started.elapsed().as_secs_f64();
+        let row_flops = flops / metrics as f64 * per_server as f64;
         println!(
-            "{chunk:>8} {per_second:>12.0} {:>10.1} {:>12.0}",
-            per_second * flops / 1e9,
+            "{per_server:>8} {per_second:>12.0} {:>10.1} {:>12.0}",
+            per_second * row_flops / 1e9,
             peak_memory_mb()
         );
     }
@@ -158,8 +191,15 @@ impl Row {
     }
 }
 
-/// Runs `batch` repeatedly on every model at once (one thread per model) for `seconds`.
-fn measure(seconds: f64, flops: f64, models: &mut [OnnxModel], batch: &ModelBatch) -> Row {
+/// Runs `batch` (`metrics` rows per forecast) repeatedly on every model at once (one thread per
+/// model) for `seconds`.
+fn measure(
+    seconds: f64,
+    flops: f64,
+    metrics: usize,
+    models: &mut [OnnxModel],
+    batch: &ModelBatch,
+) -> Row {
     for model in models.iter_mut() {
         model.run(batch).expect("warm-up run");
     }
@@ -190,7 +230,7 @@ fn measure(seconds: f64, flops: f64, models: &mut [OnnxModel], batch: &ModelBatc
     });
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before + runner_cpu;
-    let forecasts = (runs as usize * batch.len()) as f64;
+    let forecasts = (runs as usize * batch.len() / metrics) as f64;
     let per_second = forecasts / elapsed;
     Row {
         per_second,
@@ -201,20 +241,43 @@ fn measure(seconds: f64, flops: f64, models: &mut [OnnxModel], batch: &ModelBatc
     }
 }
 
-/// `size` windows cycling through the golden cases, each shifted so no two are equal.
-fn make_batch(golden: &Golden, size: usize, offset: usize) -> ModelBatch {
+/// `size` servers of `metrics` rows each, cycling through the golden cases, each shifted so
+/// no two are equal.
+fn make_batch(golden: &Golden, size: usize, offset: usize, metrics: usize) -> ModelBatch {
     let mut batch = ModelBatch::default();
-    for index in offset..offset + size {
-        let case = &golden.cases[index % golden.cases.len()];
-        let scale = 1.0 + (index % 17) as f32 * 0.01;
-        let values: Vec<f32> = case.past_values.iter().map(|v| v * scale).collect();
-        batch.push(
-            &values,
-            case.last_timestamp + 300 * (index as i64 % 288),
-            Profile::ALL[case.profile],
-        );
+    for history in make_histories(golden, size + offset, metrics)
+        .iter()
+        .skip(offset)
+    {
+        for (metric, values) in &history.series {
+            batch.push(values, *metric, history.profile, history.last_step_s);
+        }
     }
     batch
+}
+
+/// `count` servers with the first `metrics` catalog metrics each, their histories cycled from
+/// the golden cases.
+fn make_histories(golden: &Golden, count: usize, metrics: usize) -> Vec<History> {
+    (0..count)
+        .map(|index| {
+            let case = &golden.cases[index % golden.cases.len()];
+            History {
+                server: format!("srv{index:05}"),
+                profile: Profile::ALL[case.profile],
+                last_step_s: case.last_timestamp + 300 * (index as i64 % 288),
+                series: Metric::ALL
+                    .into_iter()
+                    .take(metrics)
+                    .enumerate()
+                    .map(|(m, metric)| {
+                        let source = &golden.cases[(index + m) % golden.cases.len()];
+                        (metric, source.values(1.0 + (index % 17) as f32 * 0.01))
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// CPU time used by the process's live threads so far, in seconds (from each thread's

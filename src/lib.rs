@@ -15,6 +15,8 @@
 //! | [`actors::predictor`] | `jobs.predict.>` (`PredictJob`, JetStream work queue), `control.model.load` (`ModelLoadRequest`) | `forecasts.<server>` (`Forecast`), `rejected.predictor` (`Rejection`) |
 //! | [`actors::risk_scorer`] | `metrics.>` (`MetricSample`), `forecasts.>` (`Forecast`) | `risk.<server>` (`RiskScore`), `summary.fleet` (`FleetSummary`), `rejected.risk_scorer` (`Rejection`) |
 //! | [`actors::alert_router`] | `risk.>` (`RiskScore`), `forecasts.>` (`Forecast`) | `alerts.<severity>.<server>` (`AlertEvent`), `rejected.alert_router` (`Rejection`) |
+//! | [`actors::node_exporter`] | node_exporter pages over HTTP (targets and `file_sd` files) | `metrics.<server>` (`MetricSample`), `status.node_exporter` (`TargetHealth`), `rejected.node_exporter` (`Rejection`) |
+//! | [`actors::remote_write`] | Prometheus remote-write requests (HTTP POST, snappy protobuf) | `metrics.<server>` (`MetricSample`), `status.remote_write` (`TargetHealth`), `rejected.remote_write` (`Rejection`) |
 //!
 //! Every stage instance also serves `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` as the NATS
 //! micro service `fleetcast-<stage>`, with a `report` endpoint on
@@ -25,9 +27,11 @@
 //! a drain on stop) and started by [`pipeline`], the one start-up path of the binary, the
 //! end-to-end tests and the benches.
 //!
-//! Supporting modules: [`sim`] (the simulation engine the generator and [`export`] share),
+//! The two input actors share [`actors::node_series`], which turns node_exporter series into
+//! the catalog's metrics. Supporting modules: [`sim`] (the simulation engine the generator and [`export`] share),
 //! [`checks`] (payload checks more than one stage applies), [`catalog`] (metrics and
-//! profiles), [`settings`] (the TOML file, validated into typed settings), [`bus`] (the
+//! profiles), [`model`] (the model contract and the ONNX session), [`offline`] (`forecast`
+//! and `backtest` on files), [`settings`] (the TOML file, validated into typed settings), [`bus`] (the
 //! connection, streams and a private nats-server), [`subjects`] (every subject, built and
 //! parsed), [`wire`] (every payload), [`export`] (training data as Parquet), [`tail`]
 //! (decode any subject as JSON lines), [`status`] (`fleetcast status`), [`levels`] (the one
@@ -40,6 +44,8 @@ pub mod checks;
 pub mod evaluate;
 pub mod export;
 pub mod levels;
+pub mod model;
+pub mod offline;
 pub mod pipeline;
 pub mod ratelog;
 pub mod settings;

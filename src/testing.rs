@@ -29,6 +29,7 @@ pub fn forecast(steps: usize, series: &[(&str, Vec<f32>)]) -> Forecast {
                         p10: values.clone(),
                         p50: values.clone(),
                         p90: values.clone(),
+                        observed_steps: 288,
                     },
                 )
             })

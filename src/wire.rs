@@ -10,8 +10,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Schema version written into every message; a reader refuses any other.
+/// Schema version written into every message type but [`PredictJob`]; a reader refuses any
+/// other.
 pub const SCHEMA_VERSION: u16 = 1;
+
+/// Schema version of [`PredictJob`]: 2 since a job carries only the metrics a server
+/// reports, metric by metric, with NaN for steps not observed (version 1 carried all 14 metrics
+/// step by step, gaps carried forward).
+pub const PREDICT_JOB_VERSION: u16 = 2;
 
 /// The `Content-Type` header value of every fleetcast message.
 pub const CONTENT_TYPE: &str = "application/msgpack";
@@ -23,10 +29,12 @@ pub enum DecodeError {
     #[error("undecodable payload: {0}")]
     Malformed(#[source] rmp_serde::decode::Error),
     /// The message is of a schema version this build does not speak.
-    #[error("unsupported schema version {found} (this build speaks {SCHEMA_VERSION})")]
+    #[error("unsupported schema version {found} (this build speaks {expected})")]
     WrongVersion {
         /// The version the message carried.
         found: u16,
+        /// The version this build reads for the type.
+        expected: u16,
     },
 }
 
@@ -42,13 +50,18 @@ impl DecodeError {
 
 /// A message type that travels on the bus.
 pub trait WireMessage: Serialize + DeserializeOwned {
+    /// The schema version this build writes and reads for the type.
+    const VERSION: u16;
     /// The schema version this value carries.
     fn version(&self) -> u16;
 }
 
 macro_rules! wire_message {
-    ($($ty:ty),* $(,)?) => {
+    (@version) => { SCHEMA_VERSION };
+    (@version $version:expr) => { $version };
+    ($($ty:ty $(= $version:expr)?),* $(,)?) => {
         $(impl WireMessage for $ty {
+            const VERSION: u16 = wire_message!(@version $($version)?);
             fn version(&self) -> u16 {
                 self.v
             }
@@ -73,14 +86,16 @@ pub fn decode<T: WireMessage>(payload: &[u8]) -> Result<T, DecodeError> {
     }
     let message: Result<T, _> = rmp_serde::from_slice(payload);
     match message {
-        Ok(message) if message.version() == SCHEMA_VERSION => Ok(message),
+        Ok(message) if message.version() == T::VERSION => Ok(message),
         Ok(message) => Err(DecodeError::WrongVersion {
             found: message.version(),
+            expected: T::VERSION,
         }),
         Err(error) => match rmp_serde::from_slice::<VersionOnly>(payload) {
-            Ok(VersionOnly { v }) if v != SCHEMA_VERSION => {
-                Err(DecodeError::WrongVersion { found: v })
-            }
+            Ok(VersionOnly { v }) if v != T::VERSION => Err(DecodeError::WrongVersion {
+                found: v,
+                expected: T::VERSION,
+            }),
             _ => Err(DecodeError::Malformed(error)),
         },
     }
@@ -202,7 +217,8 @@ pub struct Rejection {
     pub at_ms: i64,
 }
 
-/// A full window ready to forecast, on `jobs.predict.<server>` (JetStream work queue).
+/// A server's window ready to forecast, on `jobs.predict.<server>` (JetStream work queue).
+/// Schema version [`PREDICT_JOB_VERSION`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PredictJob {
     /// Schema version.
@@ -216,12 +232,16 @@ pub struct PredictJob {
     pub last_step_s: i64,
     /// Step length in seconds.
     pub step_seconds: u32,
-    /// Number of steps in the window (the model's context length).
+    /// Number of steps per metric (the model's context length).
     pub steps: u32,
-    /// Values, step-major: `values[step * 14 + metric]`, oldest step first, gaps carried
-    /// forward.
+    /// The metrics in `values`, in catalog order: those with enough observed steps to
+    /// forecast.
+    pub metrics: Vec<String>,
+    /// Values, metric-major: `values[i * steps + step]` is `metrics[i]` at `step`, oldest step
+    /// first; NaN where the step was not observed (a gap, or before the server's history
+    /// began).
     pub values: Vec<f32>,
-    /// How many of the steps were gaps filled by carrying the last value forward.
+    /// How many of the steps had no sample at all.
     pub gap_steps: u32,
 }
 
@@ -234,6 +254,10 @@ pub struct QuantileSeries {
     pub p50: Vec<f32>,
     /// 90th percentile per step.
     pub p90: Vec<f32>,
+    /// Observed steps of the metric in the context the forecast came from (fewer than the
+    /// context length for a new server or after gaps: expect wider intervals).
+    #[serde(default)]
+    pub observed_steps: u32,
 }
 
 /// One input variable's weight in the model's encoder variable selection.
@@ -277,7 +301,8 @@ pub struct Forecast {
     pub step_seconds: u32,
     /// Start of each forecast step, unix seconds.
     pub step_s: Vec<i64>,
-    /// Metric name → quantiles per step.
+    /// Metric name → quantiles per step, for the metrics the server reports that had enough
+    /// history; a metric the server never reported is absent.
     pub metrics: BTreeMap<String, QuantileSeries>,
     /// The encoder variables with the largest selection weights, largest first.
     pub drivers: Vec<Driver>,
@@ -516,7 +541,7 @@ pub struct StageReport {
 wire_message!(
     MetricSample,
     Rejection,
-    PredictJob,
+    PredictJob = PREDICT_JOB_VERSION,
     Forecast,
     RiskScore,
     AlertEvent,
@@ -528,6 +553,37 @@ wire_message!(
     StageStatus,
     StageReport,
 );
+
+/// The health of one scrape target or remote-write instance, on `status.<stage>` of the
+/// input stages (`node_exporter`, `remote_write`): sent when it changes and every status
+/// interval. A target that is down publishes no samples: this message says so instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetHealth {
+    /// Schema version.
+    pub v: u16,
+    /// The input stage.
+    pub stage: String,
+    /// What is read: the URL scraped, or the remote-write `instance` label.
+    pub target: String,
+    /// The server its samples are published for, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Whether the last scrape (or Prometheus's `up`) succeeded.
+    pub up: bool,
+    /// Why it is down, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When, unix ms.
+    pub at_ms: i64,
+    /// The last successful scrape, unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ok_ms: Option<i64>,
+    /// The metrics of the last sample published for it.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+}
+
+wire_message!(TargetHealth);
 
 /// Current wall-clock time in unix milliseconds.
 pub fn now_ms() -> i64 {

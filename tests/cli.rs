@@ -112,7 +112,7 @@ impl Up {
             .env("FLEETCAST_GENERATOR__BACKFILL_HOURS", "2")
             .env("FLEETCAST_GENERATOR__STEP_INTERVAL_MS", "50")
             .env("FLEETCAST_PREDICTOR__WORKERS", "1")
-            .env("FLEETCAST_PREDICTOR__MODEL_DIR", root.join("models/tft-v2"))
+            .env("FLEETCAST_PREDICTOR__MODEL_DIR", root.join("models/tft-v3"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

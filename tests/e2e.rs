@@ -34,7 +34,7 @@ fn pipeline_settings(
     settings.generator.start = chrono::DateTime::from_timestamp(START_S, 0);
     settings.generator.backfill_hours = 25;
     settings.generator.step_interval_ms = interval_ms;
-    settings.predictor.model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v2");
+    settings.predictor.model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v3");
     settings.predictor.intra_threads = 1;
     settings.predictor.workers = 1;
     settings.window_keeper.rebuild_on_start = false;

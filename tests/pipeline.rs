@@ -21,7 +21,7 @@ fn settings(nats: &TestNats) -> Settings {
     settings.generator.start = chrono::DateTime::from_timestamp(1_767_571_200, 0);
     settings.generator.backfill_hours = 25;
     settings.generator.step_interval_ms = 100;
-    settings.predictor.model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v2");
+    settings.predictor.model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v3");
     settings.predictor.workers = 2;
     settings.predictor.intra_threads = 1;
     settings.window_keeper.rebuild_on_start = false;
@@ -121,7 +121,7 @@ async fn every_stage_is_a_micro_service_until_drained() {
         ]
     );
     let predictor = &status.stages[2].report;
-    assert_eq!(predictor.facts["model"], "tft-v2 2.0.0", "{predictor:?}");
+    assert_eq!(predictor.facts["model"], "tft-v3 3.0.0", "{predictor:?}");
     assert!(status.stages[5].report.facts.contains_key("warmup_pct"));
     assert!(
         status

@@ -3,13 +3,13 @@
 //! between workers (one killed mid-stream) on a real nats-server.
 
 use crate::util::{TestNats, collect};
-use fleetcast::actors::predictor::model::{ModelBatch, ModelOptions, OnnxModel, error_chain};
 use fleetcast::actors::predictor::{self, GetCounters, request_model_load};
 use fleetcast::bus::Bus;
 use fleetcast::catalog::{Metric, Profile};
+use fleetcast::model::{ModelBatch, ModelOptions, OnnxModel, error_chain};
 use fleetcast::settings::Settings;
 use fleetcast::subjects::StreamKind;
-use fleetcast::wire::{self, Forecast, PredictJob, RejectKind, Rejection, SCHEMA_VERSION};
+use fleetcast::wire::{self, Forecast, PREDICT_JOB_VERSION, PredictJob, RejectKind, Rejection};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,30 +18,91 @@ use std::time::{Duration, Instant};
 
 /// The model the repository ships.
 fn shipped_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v2")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v3")
+}
+
+/// The shipped model's name, from its model.json.
+fn shipped_name() -> String {
+    let text = std::fs::read_to_string(shipped_model().join("model.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["name"].as_str().unwrap().to_string()
 }
 
 #[derive(Debug, Deserialize)]
 struct Golden {
     tolerance: f32,
-    cases: Vec<GoldenCase>,
+    cases: Vec<RawCase>,
 }
 
+/// A golden case as the training pipeline writes it: `null` for a step not observed,
+/// quantiles nested `[step][quantile]` or flat.
 #[derive(Debug, Deserialize)]
-struct GoldenCase {
+struct RawCase {
+    metric: usize,
     profile: usize,
     last_timestamp: i64,
+    past_values: Vec<Option<f32>>,
+    quantiles: serde_json::Value,
+    variable_weights: Vec<f32>,
+    attention: Vec<f32>,
+}
+
+/// One metric of one server, what the model made of it.
+#[derive(Debug)]
+struct GoldenCase {
+    metric: Metric,
+    profile: Profile,
+    last_timestamp: i64,
+    /// NaN where not observed.
     past_values: Vec<f32>,
+    /// `[step][quantile]`, flat.
     quantiles: Vec<f32>,
     variable_weights: Vec<f32>,
     attention: Vec<f32>,
 }
 
-fn golden() -> Golden {
+fn flatten(value: &serde_json::Value, out: &mut Vec<f32>) {
+    match value {
+        serde_json::Value::Array(items) => items.iter().for_each(|item| flatten(item, out)),
+        other => out.push(other.as_f64().expect("a number") as f32),
+    }
+}
+
+fn golden() -> (f32, Vec<GoldenCase>) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model_golden.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-    serde_json::from_str(&text).expect("golden fixture parses")
+    let golden: Golden = serde_json::from_str(&text).expect("golden fixture parses");
+    let cases = golden
+        .cases
+        .into_iter()
+        .map(|raw| {
+            let mut quantiles = Vec::new();
+            flatten(&raw.quantiles, &mut quantiles);
+            GoldenCase {
+                metric: Metric::ALL[raw.metric],
+                profile: Profile::ALL[raw.profile],
+                last_timestamp: raw.last_timestamp,
+                past_values: raw
+                    .past_values
+                    .iter()
+                    .map(|value| value.unwrap_or(f32::NAN))
+                    .collect(),
+                quantiles,
+                variable_weights: raw.variable_weights,
+                attention: raw.attention,
+            }
+        })
+        .collect();
+    (golden.tolerance, cases)
+}
+
+/// Index of the case with the fewest observed steps (a short or holed history).
+fn sparsest(cases: &[GoldenCase]) -> usize {
+    let observed = |case: &GoldenCase| case.past_values.iter().filter(|v| v.is_finite()).count();
+    (0..cases.len())
+        .min_by_key(|&index| observed(&cases[index]))
+        .unwrap()
 }
 
 /// Largest difference between two outputs, scaled for values above 1 (float32 keeps about
@@ -66,14 +127,16 @@ fn predictor_settings(nats: &TestNats, worker: &str) -> Settings {
     settings
 }
 
+/// A job of one metric: the golden case's.
 fn job_from(case: &GoldenCase, server: &str) -> PredictJob {
     PredictJob {
-        v: SCHEMA_VERSION,
+        v: PREDICT_JOB_VERSION,
         server: server.into(),
-        profile: Profile::ALL[case.profile].name().into(),
+        profile: case.profile.name().into(),
         last_step_s: case.last_timestamp,
         step_seconds: 300,
         steps: 288,
+        metrics: vec![case.metric.name().into()],
         values: case.past_values.clone(),
         gap_steps: 0,
     }
@@ -156,24 +219,33 @@ async fn counters_when(
     }
 }
 
-/// The shipped model on real ONNX Runtime reproduces every golden case, batched and alone.
+/// The shipped model on real ONNX Runtime reproduces every golden case (holes and short
+/// histories included), batched and alone, with finite outputs throughout.
 #[test]
 fn golden_fixtures_match_on_onnx_runtime() {
-    let golden = golden();
+    let (tolerance, cases) = golden();
     let settings = Settings::default();
     let mut options = ModelOptions::from_settings(&settings).expect("onnx runtime found");
     options.intra_threads = 1;
     let mut model = OnnxModel::load(&shipped_model(), &options).expect("shipped model loads");
     let mut batch = ModelBatch::default();
-    for case in &golden.cases {
+    for case in &cases {
         batch.push(
             &case.past_values,
+            case.metric,
+            case.profile,
             case.last_timestamp,
-            Profile::ALL[case.profile],
         );
     }
+    assert!(
+        cases[sparsest(&cases)]
+            .past_values
+            .iter()
+            .any(|v| v.is_nan()),
+        "the fixture has a case with steps not observed"
+    );
     let outputs = model.run(&batch).expect("batch runs");
-    for (row, case) in golden.cases.iter().enumerate() {
+    for (row, case) in cases.iter().enumerate() {
         for (name, got, want) in [
             ("quantiles", outputs.quantiles_of(row), &case.quantiles),
             (
@@ -183,26 +255,29 @@ fn golden_fixtures_match_on_onnx_runtime() {
             ),
             ("attention", outputs.attention_of(row), &case.attention),
         ] {
-            let worst = worst_difference(got, want);
             assert!(
-                worst <= golden.tolerance,
-                "case {row} {name}: differs by {worst}"
+                got.iter().all(|value| value.is_finite()),
+                "case {row} {name}"
             );
+            let worst = worst_difference(got, want);
+            assert!(worst <= tolerance, "case {row} {name}: differs by {worst}");
         }
     }
     let mut single = ModelBatch::default();
-    let case = &golden.cases[golden.cases.len() - 1];
+    let case = &cases[sparsest(&cases)];
     single.push(
         &case.past_values,
+        case.metric,
+        case.profile,
         case.last_timestamp,
-        Profile::ALL[case.profile],
     );
     let alone = model.run(&single).expect("single runs");
-    assert!(worst_difference(alone.quantiles_of(0), &case.quantiles) <= golden.tolerance);
+    assert!(worst_difference(alone.quantiles_of(0), &case.quantiles) <= tolerance);
 }
 
 /// A job published on the bus comes back as a forecast equal to the golden case, with step
-/// times, model name, drivers and the Nats-Msg-Id that dedupes it.
+/// times, model name, drivers and the Nats-Msg-Id that dedupes it; the forecast carries only
+/// the job's metric.
 #[actix::test]
 async fn one_job_end_to_end_matches_golden() {
     let nats = TestNats::start();
@@ -216,8 +291,8 @@ async fn one_job_end_to_end_matches_golden() {
         .subscribe(bus.subjects().forecasts_all())
         .await
         .unwrap();
-    let golden = golden();
-    let case = &golden.cases[0];
+    let (tolerance, cases) = golden();
+    let case = &cases[sparsest(&cases)];
     publish_jobs(&bus, &[job_from(case, "ppdb007")]).await;
     let messages = collect(&mut forecasts, 1, Duration::from_secs(20)).await;
     assert_eq!(messages.len(), 1, "one forecast");
@@ -229,32 +304,85 @@ async fn one_job_end_to_end_matches_golden() {
     );
     let forecast: Forecast = wire::decode(&messages[0].payload).unwrap();
     assert_eq!(forecast.server, "ppdb007");
-    assert_eq!(forecast.model, "tft-v2");
+    assert_eq!(forecast.model, shipped_name());
     assert_eq!(forecast.origin_s, case.last_timestamp);
     assert_eq!(forecast.step_s[0], case.last_timestamp + 300);
     assert_eq!(forecast.step_s.len(), 96);
-    for (index, metric) in Metric::ALL.iter().enumerate() {
-        let series = &forecast.metrics[metric.name()];
-        for (quantile, values) in [&series.p10, &series.p50, &series.p90]
-            .into_iter()
-            .enumerate()
-        {
-            let want: Vec<f32> = (0..96)
-                .map(|step| case.quantiles[(step * 14 + index) * 3 + quantile])
-                .collect();
-            let worst = worst_difference(values, &want);
-            assert!(worst <= golden.tolerance, "{metric} q{quantile}: {worst}");
-        }
+    assert_eq!(forecast.metrics.len(), 1, "only the metric the job had");
+    let series = &forecast.metrics[case.metric.name()];
+    let observed = case.past_values.iter().filter(|v| v.is_finite()).count();
+    assert_eq!(series.observed_steps as usize, observed);
+    for (quantile, values) in [&series.p10, &series.p50, &series.p90]
+        .into_iter()
+        .enumerate()
+    {
+        let want: Vec<f32> = (0..96)
+            .map(|step| case.quantiles[step * 3 + quantile])
+            .collect();
+        let worst = worst_difference(values, &want);
+        assert!(worst <= tolerance, "q{quantile}: {worst}");
     }
     let best = case
         .variable_weights
         .iter()
         .copied()
         .fold(f32::MIN, f32::max);
-    assert!((forecast.drivers[0].weight - best).abs() <= golden.tolerance);
-    assert_eq!(forecast.drivers.len(), 5);
+    assert!((forecast.drivers[0].weight - best).abs() <= tolerance);
     let counters = counters_when(&worker, |c| c.sent == 1).await;
     assert_eq!((counters.received, counters.sent), (1, 1));
+}
+
+/// A server with several metrics gets each metric forecast exactly as the model forecasts that
+/// metric alone: no metric moves another's forecast, whatever else the server reports.
+#[actix::test]
+async fn metrics_are_forecast_independently() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let settings = predictor_settings(&nats, "independent");
+    let _worker = predictor::spawn(&settings, bus.clone()).await.unwrap();
+    let mut forecasts = bus
+        .client()
+        .subscribe(bus.subjects().forecasts_all())
+        .await
+        .unwrap();
+    let (_, cases) = golden();
+    // Two different metrics' histories on one server (the first case's profile and origin).
+    let first = &cases[0];
+    let second = cases
+        .iter()
+        .find(|case| case.metric != first.metric)
+        .expect("the fixture covers several metrics");
+    let mut job = job_from(first, "pair01");
+    job.metrics.push(second.metric.name().into());
+    job.values.extend_from_slice(&second.past_values);
+    publish_jobs(&bus, &[job]).await;
+    let messages = collect(&mut forecasts, 1, Duration::from_secs(20)).await;
+    let forecast: Forecast = wire::decode(&messages[0].payload).unwrap();
+    assert_eq!(forecast.metrics.len(), 2);
+    let mut options = ModelOptions::from_settings(&settings).unwrap();
+    options.intra_threads = 1;
+    let mut model = OnnxModel::load(&shipped_model(), &options).unwrap();
+    for case in [first, second] {
+        let mut alone = ModelBatch::default();
+        alone.push(
+            &case.past_values,
+            case.metric,
+            first.profile,
+            first.last_timestamp,
+        );
+        let outputs = model.run(&alone).unwrap();
+        let want: Vec<f32> = outputs
+            .quantiles_of(0)
+            .chunks(3)
+            .map(|step| step[1])
+            .collect();
+        let got = &forecast.metrics[case.metric.name()].p50;
+        assert!(
+            worst_difference(got, &want) <= 1e-5,
+            "{} forecast differs with another metric beside it",
+            case.metric
+        );
+    }
 }
 
 /// Copies the shipped model to a temporary folder and edits its model.json.
@@ -291,15 +419,22 @@ async fn mismatched_model_is_refused_at_start() {
     // model.json consistent with 144-step settings, but the graph reads 288 steps.
     let shorter = edited_model(|json| {
         json["context_length"] = 144.into();
-        json["inputs"][0]["shape"] = serde_json::json!(["batch", 144, 14]);
-        json["outputs"][2]["shape"] = serde_json::json!(["batch", 144]);
+        for (list, name) in [("inputs", "past_values"), ("outputs", "attention")] {
+            let tensor = json[list]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .find(|tensor| tensor["name"] == name)
+                .unwrap();
+            tensor["shape"] = serde_json::json!(["batch", 144]);
+        }
     });
     settings.predictor.model_dir = shorter.path().to_path_buf();
     settings.window_keeper.context_steps = 144;
     let text = error_chain(&predictor::spawn(&settings, bus.clone()).await.unwrap_err());
     assert!(
         text.contains(
-            "input `past_values`: model.json says [batch, 144, 14], the graph has [batch, 288, 14]"
+            "input `past_values`: model.json says [batch, 144], the graph has [batch, 288]"
         ),
         "{text}"
     );
@@ -328,7 +463,7 @@ async fn hot_reload_switches_good_and_refuses_corrupt_models() {
         .subscribe(bus.subjects().forecasts_all())
         .await
         .unwrap();
-    let golden = golden();
+    let (_, cases) = golden();
 
     let newer = edited_model(|json| json["version"] = "9.9.9".into());
     let replies = request_model_load(
@@ -343,10 +478,10 @@ async fn hot_reload_switches_good_and_refuses_corrupt_models() {
     assert!(
         replies
             .iter()
-            .all(|reply| reply.ok && reply.serving == "tft-v2 9.9.9"),
+            .all(|reply| reply.ok && reply.serving == format!("{} 9.9.9", shipped_name())),
         "{replies:?}"
     );
-    publish_jobs(&bus, &[job_from(&golden.cases[0], "ppweb001")]).await;
+    publish_jobs(&bus, &[job_from(&cases[0], "ppweb001")]).await;
     let message = collect(&mut forecasts, 1, Duration::from_secs(20)).await;
     let forecast: Forecast = wire::decode(&message[0].payload).unwrap();
     assert_eq!(forecast.model_version, "9.9.9");
@@ -373,11 +508,11 @@ async fn hot_reload_switches_good_and_refuses_corrupt_models() {
     assert_eq!(replies.len(), 2, "{replies:?}");
     for reply in &replies {
         assert!(!reply.ok, "{reply:?}");
-        assert_eq!(reply.serving, "tft-v2 9.9.9");
+        assert_eq!(reply.serving, format!("{} 9.9.9", shipped_name()));
         let error = reply.error.as_deref().unwrap_or_default();
         assert!(error.contains("not a loadable ONNX graph"), "{error}");
     }
-    publish_jobs(&bus, &[job_from(&golden.cases[1], "ppweb002")]).await;
+    publish_jobs(&bus, &[job_from(&cases[1], "ppweb002")]).await;
     let message = collect(&mut forecasts, 1, Duration::from_secs(20)).await;
     assert_eq!(message.len(), 1, "the old model keeps serving");
     let forecast: Forecast = wire::decode(&message[0].payload).unwrap();
@@ -396,8 +531,8 @@ async fn hot_reload_switches_good_and_refuses_corrupt_models() {
     );
 }
 
-/// Undecodable payloads, another schema version and wrong-length windows go to the dead
-/// letters with their reasons; the worker keeps forecasting.
+/// Undecodable payloads, another schema version, wrong-length windows and a history too short
+/// to forecast go to the dead letters with their reasons; the worker keeps forecasting.
 #[actix::test]
 async fn bad_jobs_go_to_dead_letters() {
     let nats = TestNats::start();
@@ -415,7 +550,7 @@ async fn bad_jobs_go_to_dead_letters() {
         .subscribe(bus.subjects().forecasts_all())
         .await
         .unwrap();
-    let golden = golden();
+    let (_, cases) = golden();
     let jetstream = bus.jetstream();
     jetstream
         .publish(
@@ -426,14 +561,16 @@ async fn bad_jobs_go_to_dead_letters() {
         .unwrap()
         .await
         .unwrap();
-    let mut old = job_from(&golden.cases[0], "oldversion");
-    old.v = SCHEMA_VERSION + 1;
-    let mut short = job_from(&golden.cases[0], "short");
+    let mut old = job_from(&cases[0], "oldversion");
+    old.v = PREDICT_JOB_VERSION - 1;
+    let mut short = job_from(&cases[0], "short");
     short.values.truncate(100);
-    publish_jobs(&bus, &[old, short, job_from(&golden.cases[0], "good")]).await;
+    let mut young = job_from(&cases[0], "young");
+    young.values[..280].fill(f32::NAN);
+    publish_jobs(&bus, &[old, short, young, job_from(&cases[0], "good")]).await;
 
     let rejections: BTreeMap<String, Rejection> =
-        collect(&mut dead_letters, 3, Duration::from_secs(20))
+        collect(&mut dead_letters, 4, Duration::from_secs(20))
             .await
             .iter()
             .map(|message| {
@@ -444,7 +581,7 @@ async fn bad_jobs_go_to_dead_letters() {
                 )
             })
             .collect();
-    assert_eq!(rejections.len(), 3, "{rejections:?}");
+    assert_eq!(rejections.len(), 4, "{rejections:?}");
     assert_eq!(rejections["garbage"].kind, RejectKind::Undecodable);
     assert_eq!(rejections["oldversion"].kind, RejectKind::SchemaVersion);
     assert_eq!(rejections["short"].kind, RejectKind::BadContent);
@@ -456,6 +593,11 @@ async fn bad_jobs_go_to_dead_letters() {
         rejections["short"].reason
     );
     assert!(
+        rejections["young"].reason.contains("observed steps"),
+        "{}",
+        rejections["young"].reason
+    );
+    assert!(
         rejections
             .values()
             .all(|rejection| rejection.stage == "predictor")
@@ -463,19 +605,22 @@ async fn bad_jobs_go_to_dead_letters() {
     let good = collect(&mut forecasts, 1, Duration::from_secs(20)).await;
     let forecast: Forecast = wire::decode(&good[0].payload).unwrap();
     assert_eq!(forecast.server, "good");
-    let counters = counters_when(&worker, |c| c.rejected == 3 && c.sent == 1).await;
-    assert_eq!((counters.rejected, counters.sent), (3, 1));
+    let counters = counters_when(&worker, |c| c.rejected == 4 && c.sent == 1).await;
+    assert_eq!((counters.rejected, counters.sent), (4, 1));
 }
 
+/// `count` jobs of whole servers: all 14 metrics each, their histories cycled from the
+/// golden cases, so a job costs what a real server's does.
 fn fleet_jobs(count: usize) -> Vec<PredictJob> {
-    let golden = golden();
+    let (_, cases) = golden();
     (0..count)
         .map(|index| {
-            let mut job = job_from(
-                &golden.cases[index % golden.cases.len()],
-                &format!("srv{index:04}"),
-            );
+            let mut job = job_from(&cases[index % cases.len()], &format!("srv{index:04}"));
             job.last_step_s += 300 * (index as i64 % 7);
+            job.metrics = Metric::ALL.iter().map(|m| m.name().to_string()).collect();
+            job.values = (0..Metric::ALL.len())
+                .flat_map(|m| cases[(index + m) % cases.len()].past_values.clone())
+                .collect();
             job
         })
         .collect()
@@ -565,7 +710,7 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// Two worker processes share 1,000 jobs; one is killed (SIGKILL) mid-stream. Its
+/// Two worker processes share 3,000 jobs (whole servers); one is killed (SIGKILL) mid-stream. Its
 /// unacknowledged jobs are redelivered to the other, so every job still yields a forecast,
 /// and the FORECASTS stream holds exactly one per job (a job the killed worker had published
 /// but not acknowledged may reach core subscribers twice; the stream drops the copy by its
@@ -604,18 +749,19 @@ async fn killed_worker_loses_no_job() {
         .subscribe(bus.subjects().forecasts_all())
         .await
         .unwrap();
-    let jobs = fleet_jobs(1000);
+    let jobs = fleet_jobs(3000);
     publish_jobs(&bus, &jobs).await;
     let mut seen = HashMap::new();
     forecasts_per_job(
         &mut forecasts,
         &mut seen,
-        50,
+        20,
         Duration::from_secs(30),
         Duration::ZERO,
     )
     .await;
-    assert!(seen.len() >= 50, "forecasts flow before the kill");
+    assert!(seen.len() >= 20, "forecasts flow before the kill");
+    assert!(seen.len() < 3000, "the kill comes mid-stream");
     victim.0.kill().expect("kill the worker");
     victim.0.wait().unwrap();
     forecasts_per_job(
@@ -626,10 +772,10 @@ async fn killed_worker_loses_no_job() {
         Duration::from_millis(500),
     )
     .await;
-    assert_eq!(seen.len(), 1000, "every job forecast despite the kill");
+    assert_eq!(seen.len(), 3000, "every job forecast despite the kill");
     assert_eq!(
         forecasts_stored(&bus).await,
-        1000,
+        3000,
         "the stream stores exactly one forecast per job"
     );
     let stream = jetstream
@@ -642,7 +788,7 @@ async fn killed_worker_loses_no_job() {
         .unwrap();
     let info = consumer.info().await.unwrap();
     assert!(
-        info.delivered.consumer_sequence > 1000,
+        info.delivered.consumer_sequence > 3000,
         "the victim held jobs when killed, and they were delivered again: {info:?}"
     );
     assert_eq!(info.num_ack_pending, 0, "every job acknowledged");
@@ -703,5 +849,62 @@ async fn model_load_command_prints_every_reply() {
         String::from_utf8_lossy(&refused.stderr).contains("refused the model"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+/// A live server that reports only CPU and memory gets its first forecast two hours
+/// (24 steps) after its first sample, through the real window keeper and predictor, with
+/// exactly those metrics, finite, and marked as forecast from 24 observed steps.
+#[actix::test]
+async fn partial_server_is_forecast_after_two_hours() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let settings = predictor_settings(&nats, "partial");
+    let mut forecasts = bus
+        .client()
+        .subscribe(bus.subjects().forecasts_all())
+        .await
+        .unwrap();
+    let _worker = predictor::spawn(&settings, bus.clone()).await.unwrap();
+    let _keeper = fleetcast::actors::window_keeper::spawn(&settings, bus.clone())
+        .await
+        .unwrap();
+    let step_ms = 300_000;
+    let t0 = (wire::now_ms() - 86_400_000) / step_ms * step_ms;
+    for step in 0..25_i64 {
+        let sample = wire::MetricSample {
+            v: wire::SCHEMA_VERSION,
+            server: "node-a".into(),
+            ts_ms: t0 + step * step_ms,
+            profile: None,
+            metrics: BTreeMap::from([
+                ("cpu_user_pct".to_string(), 20.0 + (step % 5) as f64),
+                ("mem_used_pct".to_string(), 61.0),
+            ]),
+        };
+        bus.publish(bus.subjects().metrics("node-a"), &sample)
+            .await
+            .unwrap();
+    }
+    let messages = collect(&mut forecasts, 1, Duration::from_secs(30)).await;
+    assert_eq!(messages.len(), 1, "a forecast after 24 closed steps");
+    let forecast: Forecast = wire::decode(&messages[0].payload).unwrap();
+    assert_eq!(forecast.server, "node-a");
+    assert_eq!(forecast.origin_s, (t0 + 23 * step_ms) / 1000);
+    let names: Vec<&str> = forecast.metrics.keys().map(String::as_str).collect();
+    assert_eq!(names, ["cpu_user_pct", "mem_used_pct"]);
+    for series in forecast.metrics.values() {
+        assert_eq!(series.observed_steps, 24);
+        for step in 0..96 {
+            let (p10, p50, p90) = (series.p10[step], series.p50[step], series.p90[step]);
+            assert!(p10.is_finite() && p90.is_finite());
+            assert!(p10 <= p50 && p50 <= p90);
+        }
+    }
+    let memory = &forecast.metrics["mem_used_pct"];
+    assert!(
+        (memory.p50[0] - 61.0).abs() < 1.0,
+        "a constant series forecasts near its value: {}",
+        memory.p50[0]
     );
 }

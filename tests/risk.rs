@@ -48,6 +48,7 @@ pub fn forecast(server: &str, first_step_s: i64, values: &[(&str, f32)]) -> Fore
                         p10: vec![*value; 96],
                         p50: vec![*value; 96],
                         p90: vec![*value; 96],
+                        observed_steps: 288,
                     },
                 )
             })

@@ -9,6 +9,8 @@ mod cli;
 mod e2e;
 mod export;
 mod generator;
+mod inputs;
+mod offline;
 mod pipeline;
 mod predictor;
 mod risk;

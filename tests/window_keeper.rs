@@ -15,6 +15,22 @@ use fleetcast::wire::{
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// One metric's series in a job (`values` is metric-major).
+fn series(job: &PredictJob, metric: Metric) -> &[f32] {
+    let index = job
+        .metrics
+        .iter()
+        .position(|name| name == metric.name())
+        .expect("metric in the job");
+    let steps = job.steps as usize;
+    &job.values[index * steps..(index + 1) * steps]
+}
+
+/// Values with NaN spelled out, so windows with unobserved steps compare with `assert_eq!`.
+fn shown(values: impl IntoIterator<Item = f32>) -> Vec<String> {
+    values.into_iter().map(|value| value.to_string()).collect()
+}
+
 const STEP_MS: i64 = 300_000;
 
 /// A step boundary two days before now: old enough that no test sample is in the future.
@@ -36,9 +52,11 @@ fn sample(server: &str, ts_ms: i64, value: f64) -> MetricSample {
     }
 }
 
+/// Settings with a window of `context_steps`, forecast once a metric fills it.
 fn settings(nats: &TestNats, context_steps: u32) -> Settings {
     let mut settings = nats.settings.clone();
     settings.window_keeper.context_steps = context_steps;
+    settings.window_keeper.min_observed_steps = context_steps;
     settings.window_keeper.status_interval_seconds = 1;
     settings
 }
@@ -91,7 +109,7 @@ async fn window_fills_to_exactly_the_context_and_jobs_follow() {
         .await
         .unwrap()
         .expect("window exists");
-    assert_eq!((window.filled, window.needed), (6, 6));
+    assert_eq!((window.filled, window.capacity), (6, 6));
     assert!(window.ready);
     assert_eq!(window.values.len(), 6 * METRIC_COUNT);
     // Steps 0..=8 closed, 9 open: the window holds 3..=8.
@@ -109,7 +127,8 @@ async fn window_fills_to_exactly_the_context_and_jobs_follow() {
     let job: PredictJob = wire::decode(&messages[3].payload).unwrap();
     assert!(messages[3].subject.ends_with(".ppdb001"));
     assert_eq!(job.steps, 6);
-    assert_eq!(job.values, window.values);
+    assert_eq!(job.metrics.len(), METRIC_COUNT);
+    assert_eq!(series(&job, Metric::CpuUserPct), firsts.as_slice());
     assert_eq!(job.last_step_s, (t0 + 8 * STEP_MS) / 1000);
     assert_eq!(job.gap_steps, 0);
     let first: PredictJob = wire::decode(&messages[0].payload).unwrap();
@@ -128,7 +147,7 @@ async fn window_fills_to_exactly_the_context_and_jobs_follow() {
 }
 
 /// Samples at any rate and with any subset of metrics become one mean per metric per step;
-/// a metric missing in a step is carried forward and marked.
+/// a metric missing in a step is not observed there (NaN), never carried forward.
 #[actix::test]
 async fn steps_hold_the_mean_of_their_samples() {
     let nats = TestNats::start();
@@ -161,22 +180,21 @@ async fn steps_hold_the_mean_of_their_samples() {
     assert_eq!(window.values[memory], 30.0);
     assert_eq!(window.values[load], 30.0);
     assert_eq!(window.values[METRIC_COUNT + load], 1.5);
-    assert_eq!(
-        window.values[METRIC_COUNT + memory],
-        30.0,
-        "carried forward"
+    assert!(
+        window.values[METRIC_COUNT + memory].is_nan(),
+        "not measured in step 1"
     );
-    assert_eq!(window.carried[0], 0);
-    assert_eq!(window.carried[1], ((1 << METRIC_COUNT) - 1) & !(1 << load));
+    assert_eq!(window.measured[0], (1 << METRIC_COUNT) - 1);
+    assert_eq!(window.measured[1], 1 << load);
     assert_eq!(window.open_step_s, Some((t0 + 2 * STEP_MS) / 1000));
     let counters = keeper.send(GetCounters).await.unwrap();
     assert_eq!((counters.steps_closed, counters.gap_steps), (2, 0));
 }
 
-/// Steps with no sample carry the last values forward, are marked as gaps and counted, and the
-/// job says how many of its steps were gaps.
+/// Steps with no sample are not observed (NaN), marked as gaps and counted; a job follows once
+/// a metric has `min_observed_steps` observed steps, and says how many of its steps were gaps.
 #[actix::test]
-async fn gaps_are_carried_forward_and_marked() {
+async fn gaps_are_not_observed_and_counted() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
     let mut jobs = bus
@@ -184,9 +202,9 @@ async fn gaps_are_carried_forward_and_marked() {
         .subscribe(bus.subjects().predict_jobs_all())
         .await
         .unwrap();
-    let keeper = window_keeper::spawn(&settings(&nats, 6), bus.clone())
-        .await
-        .unwrap();
+    let mut settings = settings(&nats, 6);
+    settings.window_keeper.min_observed_steps = 4;
+    let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
     let t0 = t0();
     for step in [0, 1, 2, 5, 6, 7] {
         publish(&bus, &sample("pprisk001", t0 + step * STEP_MS, step as f64)).await;
@@ -204,21 +222,69 @@ async fn gaps_are_carried_forward_and_marked() {
         .chunks(METRIC_COUNT)
         .map(|step| step[0])
         .collect();
-    // Steps 0..=6 closed (7 open): the window holds 1..=6, with 3 and 4 carried from 2.
-    assert_eq!(firsts, vec![1.0, 2.0, 2.0, 2.0, 5.0, 6.0]);
+    // Steps 0..=6 closed (7 open): the window holds 1..=6, 3 and 4 not observed.
+    assert_eq!(
+        shown(firsts.iter().copied()),
+        shown([1.0, 2.0, f32::NAN, f32::NAN, 5.0, 6.0])
+    );
     let all = (1 << METRIC_COUNT) - 1;
-    assert_eq!(window.carried, vec![0, 0, all, all, 0, 0]);
+    assert_eq!(window.measured, vec![all, all, 0, 0, all, all]);
     assert_eq!(window.gap_steps, 2);
     let counters = keeper.send(GetCounters).await.unwrap();
     assert_eq!(counters.gap_steps, 2);
-    // Full when step 6 closed step 5, and again when 7 closed 6.
-    let messages = collect(&mut jobs, 2, Duration::from_secs(5)).await;
+    // Four observed steps when step 6 closed step 5 (0, 1, 2, 5), and again when 7 closed 6.
+    let messages = collect(&mut jobs, 3, Duration::from_secs(2)).await;
+    assert_eq!(messages.len(), 2, "no job before four steps were observed");
     let job: PredictJob = wire::decode(&messages[0].payload).unwrap();
     assert_eq!(job.gap_steps, 2);
     assert_eq!(job.last_step_s, (t0 + 5 * STEP_MS) / 1000);
     let job: PredictJob = wire::decode(&messages[1].payload).unwrap();
     assert_eq!(job.gap_steps, 2);
-    assert_eq!(job.values, window.values, "step 0 fell out");
+    assert_eq!(
+        shown(series(&job, Metric::CpuUserPct).iter().copied()),
+        shown(firsts),
+        "step 0 fell out"
+    );
+}
+
+/// A server reporting only CPU and memory gets its first job after `min_observed_steps` steps,
+/// short of a full window, with exactly those two metrics (NaN before its history began).
+#[actix::test]
+async fn partial_server_gets_jobs_after_min_observed_steps() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let mut jobs = bus
+        .client()
+        .subscribe(bus.subjects().predict_jobs_all())
+        .await
+        .unwrap();
+    let mut settings = settings(&nats, 288);
+    settings.window_keeper.min_observed_steps = 24;
+    let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
+    let t0 = t0();
+    for step in 0..25 {
+        let mut partial = sample("node-a", t0 + step * STEP_MS, 0.0);
+        partial.metrics = BTreeMap::from([
+            ("cpu_user_pct".to_string(), 10.0 + step as f64),
+            ("mem_used_pct".to_string(), 60.0),
+        ]);
+        publish(&bus, &partial).await;
+    }
+    wait_for(&keeper, |counters| counters.accepted == 25).await;
+    let messages = collect(&mut jobs, 2, Duration::from_secs(2)).await;
+    assert_eq!(
+        messages.len(),
+        1,
+        "one job: the 25th sample closed the 24th step"
+    );
+    let job: PredictJob = wire::decode(&messages[0].payload).unwrap();
+    assert_eq!(job.metrics, ["cpu_user_pct", "mem_used_pct"]);
+    assert_eq!(job.values.len(), 2 * 288);
+    let cpu = series(&job, Metric::CpuUserPct);
+    assert!(cpu[..264].iter().all(|value| value.is_nan()));
+    assert_eq!(cpu[264], 10.0);
+    assert_eq!(cpu[287], 33.0);
+    assert_eq!(job.last_step_s, (t0 + 23 * STEP_MS) / 1000);
 }
 
 /// Every kind of bad input lands on the dead-letter subject with a reason naming the problem,
@@ -387,7 +453,7 @@ async fn status_reports_warmup() {
     assert_eq!(warmup.warmup_pct, 75.0);
     assert_eq!(warmup.per_server[1].server, "b");
     assert_eq!(
-        (warmup.per_server[1].filled, warmup.per_server[1].needed),
+        (warmup.per_server[1].observed, warmup.per_server[1].needed),
         (2, 4)
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -482,16 +548,14 @@ async fn windows_are_rebuilt_from_the_stream() {
     assert_eq!(counters.accepted, 9);
     let messages = collect(&mut jobs, 1, Duration::from_secs(5)).await;
     let job: PredictJob = wire::decode(&messages[0].payload).unwrap();
-    let firsts: Vec<f32> = job
-        .values
-        .chunks(METRIC_COUNT)
-        .map(|step| step[0])
-        .collect();
-    assert_eq!(firsts, vec![2.0, 3.0, 4.0, 5.0, 6.0, 7.0]);
+    assert_eq!(
+        series(&job, Metric::CpuUserPct),
+        &[2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    );
 }
 
-/// Memory stays bounded with 10,000 servers: every window full (288 steps) through NATS, under
-/// 64 KiB per server, and unchanged by more samples.
+/// Memory stays bounded with 10,000 servers: every window full (288 steps, most of them gaps)
+/// through NATS, under 64 KiB per server, and unchanged by more samples.
 #[actix::test]
 async fn memory_is_bounded_with_10000_servers() {
     const SERVERS: usize = 10_000;
@@ -520,7 +584,6 @@ async fn memory_is_bounded_with_10000_servers() {
     wait_for(&keeper, |counters| counters.accepted == 2 * SERVERS as u64).await;
     let warmup = keeper.send(GetWarmup { per_server: false }).await.unwrap();
     assert_eq!(warmup.servers_tracked as usize, SERVERS);
-    assert_eq!(warmup.servers_ready as usize, SERVERS);
     let memory = keeper.send(GetMemory).await.unwrap();
     let per_server = memory.bytes / memory.servers;
     println!(

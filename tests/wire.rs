@@ -14,9 +14,9 @@
 use fleetcast::subjects::Subjects;
 use fleetcast::wire::{
     self, AlertAction, AlertEvent, AttentionSummary, Driver, FactorSource, FleetSummary, Forecast,
-    MetricSample, ModelLoadReply, ModelLoadRequest, PredictJob, QuantileSeries, RejectKind,
-    Rejection, RiskFactor, RiskScore, SCHEMA_VERSION, ScenarioReply, ScenarioRequest, StageReport,
-    StageStatus, WireMessage,
+    MetricSample, ModelLoadReply, ModelLoadRequest, PREDICT_JOB_VERSION, PredictJob,
+    QuantileSeries, RejectKind, Rejection, RiskFactor, RiskScore, SCHEMA_VERSION, ScenarioReply,
+    ScenarioRequest, StageReport, StageStatus, TargetHealth, WireMessage,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +46,7 @@ fn examples() -> Vec<Example> {
         p10: vec![40.0, 41.5],
         p50: vec![45.0, 46.5],
         p90: vec![50.0, 52.25],
+        observed_steps: 276,
     };
     vec![
         example(
@@ -76,13 +77,14 @@ fn examples() -> Vec<Example> {
         example(
             "PredictJob",
             PredictJob {
-                v: V,
+                v: PREDICT_JOB_VERSION,
                 server: "ppdb001".into(),
                 profile: "database".into(),
                 last_step_s: 1_767_571_200,
                 step_seconds: 300,
                 steps: 2,
-                values: (0..28).map(|index| index as f32 * 0.5).collect(),
+                metrics: vec!["cpu_user_pct".into(), "mem_used_pct".into()],
+                values: vec![12.5, 13.0, 71.25, 71.5],
                 gap_steps: 1,
             },
         ),
@@ -214,6 +216,20 @@ fn examples() -> Vec<Example> {
                 servers: 90,
                 servers_ready: 45,
                 warmup_pct: 62.5,
+            },
+        ),
+        example(
+            "TargetHealth",
+            TargetHealth {
+                v: V,
+                stage: "node_exporter".into(),
+                target: "http://ppdb001:9100/metrics".into(),
+                server: Some("ppdb001".into()),
+                up: false,
+                error: Some("no answer within 10 s".into()),
+                at_ms: 1_767_571_205_000,
+                last_ok_ms: Some(1_767_571_190_000),
+                metrics: vec!["cpu_user_pct".into(), "mem_used_pct".into()],
             },
         ),
         example(

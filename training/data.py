@@ -1,12 +1,14 @@
 """Reading, validating and windowing fleet history in the long Parquet format.
 
 The format (what `fleetcast export` writes; see training/README.md): one row per server and
-step, columns `timestamp` (timestamp, UTC, step start), `server` (string), `profile` (string, one
-of schema.PROFILES) and the 14 metrics (float) in schema.METRICS. Other columns are ignored. Row
-order is free; steps may be missing (gaps).
+step, columns `timestamp` (timestamp, UTC, step start), `server` (string), optional `profile`
+(string, one of schema.PROFILES; `generic` when absent) and ANY SUBSET of the 14 metrics (float)
+in schema.METRICS, NaN = not measured. Other columns are ignored. Row order is free; steps may be
+missing (gaps).
 
 Bad input is never filled silently: every problem is counted (rows and servers) in a
-`DataReport`, and the policy decides whether the rows are dropped or the load fails.
+`DataReport`, and the policy decides whether the bad values or rows are dropped (a bad metric
+value becomes a missing value, a bad timestamp or profile drops the row) or the load fails.
 """
 
 from __future__ import annotations
@@ -45,11 +47,15 @@ class DataReport:
     servers: int = 0
     gap_steps: int = 0
     issues: list[Issue] = field(default_factory=list)
+    metric_columns: list[str] = field(default_factory=list)
+    empty_rows: int = 0
+    missing_values: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
         lines = [
             f"data {self.source}: {self.rows_read} rows read, {self.rows_kept} kept, "
-            f"{self.servers} servers, {self.gap_steps} missing steps inside server ranges"
+            f"{self.servers} servers, {self.gap_steps} missing steps inside server ranges, "
+            f"{len(self.metric_columns)} metric column(s), {self.empty_rows} rows without any metric value dropped"
         ]
         lines += ["  " + issue.describe() for issue in self.issues]
         return "\n".join(lines)
@@ -61,6 +67,9 @@ class DataReport:
             "rows_kept": self.rows_kept,
             "servers": self.servers,
             "gap_steps": self.gap_steps,
+            "metric_columns": self.metric_columns,
+            "empty_rows": self.empty_rows,
+            "missing_values": self.missing_values,
             "issues": [issue.__dict__ for issue in self.issues],
         }
 
@@ -103,18 +112,29 @@ def _flag(df: pd.DataFrame, mask: pd.Series | np.ndarray, kind: str, policy: str
 
 def validate_frame(df: pd.DataFrame, source: str = "<frame>", policy: str = "drop",
                    step_seconds: int = schema.STEP_SECONDS) -> tuple[pd.DataFrame, DataReport]:
-    """Check a long frame against the format; returns the clean frame and the report.
+    """Check a long frame against the format; returns the clean frame (all 14 metric columns,
+    NaN where not measured) and the report.
 
-    policy "drop" drops offending rows and counts them; "fail" raises DataError at the first
-    problem. Missing columns and unreadable timestamps always fail.
+    policy "drop" turns a bad metric value (inf, out of its physical range) into a missing one
+    and drops rows whose timestamp or profile is unusable, counting both; "fail" raises DataError
+    at the first problem. NaN is a missing value, never a reason to drop a row (a row with no
+    metric value at all is dropped, it carries nothing). Missing `timestamp`/`server` columns, no
+    metric column at all, or unreadable timestamps always fail.
     """
     if policy not in ("drop", "fail"):
         raise ValueError(f"unknown bad-row policy {policy!r} (drop|fail)")
     report = DataReport(source=source, rows_read=len(df))
     missing = [c for c in schema.REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise DataError(f"{source}: missing column(s) {missing}; the format needs {list(schema.REQUIRED_COLUMNS)}")
-    df = df[list(schema.REQUIRED_COLUMNS)].copy()
+        raise DataError(f"{source}: missing column(s) {missing}; the format needs {list(schema.REQUIRED_COLUMNS)}, "
+                        f"an optional 'profile' and at least one of {list(schema.METRICS)}")
+    present = [m for m in schema.METRICS if m in df.columns]
+    if not present:
+        raise DataError(f"{source}: no metric column; the format needs at least one of {list(schema.METRICS)}")
+    df = df[[c for c in (*schema.REQUIRED_COLUMNS, "profile", *present) if c in df.columns]].copy()
+    if "profile" not in df.columns:
+        df["profile"] = schema.DEFAULT_PROFILE
+    report.metric_columns = present
 
     ts = df["timestamp"]
     if not pd.api.types.is_datetime64_any_dtype(ts):
@@ -124,28 +144,30 @@ def validate_frame(df: pd.DataFrame, source: str = "<frame>", policy: str = "dro
     df["t"] = (ts.dt.tz_convert("UTC").astype("datetime64[ms, UTC]").astype("int64") // 1000).astype(np.int64)
     df = _flag(df, ts.isna().to_numpy(), "missing timestamp", policy, report)
     df["server"] = df["server"].astype(str)
-    df["profile"] = df["profile"].astype(str)
+    df["profile"] = df["profile"].fillna(schema.DEFAULT_PROFILE).astype(str)
 
-    for metric in schema.METRICS:
+    for metric in present:
         if not pd.api.types.is_numeric_dtype(df[metric]):
             raise DataError(f"{source}: metric column {metric!r} is not numeric ({df[metric].dtype})")
-    values = df[list(schema.METRICS)].to_numpy(dtype=np.float64)
-    df = _flag(df, ~np.isfinite(values).all(axis=1), "non-finite metric value (NaN/inf)", policy, report)
-
-    values = df[list(schema.METRICS)].to_numpy(dtype=np.float64)
-    bad_range = np.zeros(len(df), dtype=bool)
-    for j, metric in enumerate(schema.METRICS):
+        df[metric] = df[metric].astype(np.float64)
+    for metric in present:
+        col = df[metric].to_numpy()
         lo, hi = schema.METRIC_RANGES[metric]
-        bad_range |= values[:, j] < lo
-        if hi is not None:
-            bad_range |= values[:, j] > hi
-    df = _flag(df, bad_range, "metric value out of its physical range (catalog §1)", policy, report)
+        bad = np.isinf(col) | (col < lo) | ((col > hi) if hi is not None else False)
+        _flag_values(df, metric, bad, f"{metric}: inf or outside its physical range (catalog §1)", policy, report)
+    for metric in schema.METRICS:
+        if metric not in df.columns:
+            df[metric] = np.nan
 
     df = _flag(df, ~df["profile"].isin(schema.PROFILES).to_numpy(), "unknown profile", policy, report)
     df = _flag(df, (df["t"] % step_seconds != 0).to_numpy(),
                f"timestamp not on the {step_seconds}-s step grid (resample first)", policy, report)
     df = _flag(df, df.duplicated(subset=["server", "t"], keep="first").to_numpy(),
                "duplicate (server, timestamp) row (first kept)", policy, report)
+    empty = df[list(schema.METRICS)].isna().all(axis=1).to_numpy()
+    if empty.any():  # nothing measured in the row: not an error, but nothing to keep either
+        df = df.loc[~empty]
+        report.empty_rows = int(empty.sum())
 
     n_prof = df.groupby("server")["profile"].nunique()
     changing = n_prof[n_prof > 1].index
@@ -156,7 +178,22 @@ def validate_frame(df: pd.DataFrame, source: str = "<frame>", policy: str = "dro
         raise DataError(f"{source}: no usable rows left\n" + report.describe())
     report.rows_kept = len(df)
     report.servers = int(df["server"].nunique())
+    report.missing_values = {m: int(df[m].isna().sum()) for m in schema.METRICS}
     return df, report
+
+
+def _flag_values(df: pd.DataFrame, metric: str, mask: np.ndarray, kind: str, policy: str, report: DataReport) -> None:
+    """Bad values of one metric become missing (NaN), counted; policy fail refuses them."""
+    mask = np.asarray(mask, dtype=bool)
+    n = int(mask.sum())
+    if n == 0:
+        return
+    servers = sorted(df.loc[mask, "server"].astype(str).unique().tolist())
+    action = "load failed" if policy == "fail" else f"{n} values set to missing"
+    report.issues.append(Issue(kind, n, servers, action))
+    if policy == "fail":
+        raise DataError(f"bad training data in {report.source}: " + report.issues[-1].describe())
+    df.loc[mask, metric] = np.nan
 
 
 def read_parquet(path: str | Path, policy: str = "drop", step_seconds: int = schema.STEP_SECONDS) -> pd.DataFrame:
@@ -164,11 +201,8 @@ def read_parquet(path: str | Path, policy: str = "drop", step_seconds: int = sch
     if not path.exists():
         raise DataError(f"data file {path} does not exist")
     schema_names = pq.read_schema(path).names
-    columns = [c for c in schema.REQUIRED_COLUMNS if c in schema_names]
-    missing = [c for c in schema.REQUIRED_COLUMNS if c not in schema_names]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; the format needs {list(schema.REQUIRED_COLUMNS)}")
-    return pq.read_table(path, columns=columns).to_pandas()
+    wanted = (*schema.REQUIRED_COLUMNS, "profile", *schema.METRICS)
+    return pq.read_table(path, columns=[c for c in wanted if c in schema_names]).to_pandas()
 
 
 def to_fleet(df: pd.DataFrame, report: DataReport, step_seconds: int = schema.STEP_SECONDS) -> FleetData:
@@ -236,28 +270,3 @@ def gather_windows(fleet: FleetData, origins: np.ndarray, context: int, horizon:
         last_ts[k] = fleet.start[i] + (s + context - 1) * fleet.step_seconds
         prof[k] = fleet.profiles[i]
     return past, future, last_ts, prof
-
-
-class StackedFleet:
-    """All servers of equal length stacked into one array, for fast random window gathers."""
-
-    def __init__(self, fleet: FleetData, context: int, horizon: int):
-        self.fleet = fleet
-        self.origins = window_origins(fleet, context, horizon)
-        self.context, self.horizon = context, horizon
-        lengths = [len(v) for v in fleet.values]
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)])[:-1]
-        self.flat = np.concatenate(fleet.values, axis=0)
-
-    def sample(self, rng: np.random.Generator, n: int):
-        pick = self.origins[rng.integers(0, len(self.origins), size=n)]
-        return self.gather(pick)
-
-    def gather(self, origins: np.ndarray):
-        span = self.context + self.horizon
-        base = self.offsets[origins[:, 0]] + origins[:, 1]
-        idx = base[:, None] + np.arange(span)[None, :]
-        win = self.flat[idx]  # [N, span, M]
-        last_ts = self.fleet.start[origins[:, 0]] + (origins[:, 1] + self.context - 1) * self.fleet.step_seconds
-        prof = self.fleet.profiles[origins[:, 0]]
-        return win[:, : self.context], win[:, self.context :], last_ts.astype(np.int64), prof.astype(np.int64)

@@ -1,27 +1,41 @@
-"""A compact Temporal Fusion Transformer (Lim et al., 2019) in plain PyTorch.
+"""A compact, channel-independent Temporal Fusion Transformer (Lim et al., 2019) in plain PyTorch.
 
-Written so that `torch.onnx.export` produces one graph with a dynamic batch axis and the whole
-serving contract inside it: the caller passes raw metric values, the unix time of the last
-context step and the profile index; the graph normalises each window, derives the calendar
-features, runs the TFT, de-normalises, orders and clips the quantiles.
+One row is ONE metric of one server (tft-v3, `layout: "series"`): the graph sees a single series,
+which metric it is, the server's profile and the time of its last step. Any subset of a server's
+metrics can therefore be forecast, and a metric that carries no information cannot move another
+metric's forecast, because no row ever sees another row.
 
-Layout (hidden size `d`):
+`forward` is the exported ONNX graph, with the whole serving contract inside it:
 
-* static covariate encoder: profile embedding -> four GRNs giving the contexts for variable
-  selection (c_s), static enrichment (c_e) and the LSTM's initial state (c_h, c_c). With a single
-  static variable the static variable selection is the identity, so it is left out.
-* variable selection networks for the past (14 normalised metrics + 4 calendar features) and the
-  future (4 calendar features). Each variable has its own small GRN; all of them are evaluated as
-  one batched matrix product over the variable axis (no Python loop), and the selection weights
-  come from a GRN over the scalar inputs and the static context.
-* LSTM encoder over the 288 context steps, LSTM decoder over the 96 forecast steps, gated skip
-  connection + layer norm.
-* static enrichment GRN on every step.
-* interpretable multi-head attention: per-head queries/keys, one value projection shared by all
-  heads, head attentions averaged. Queries are the forecast steps only and keys the context steps,
-  which is all the output needs (and keeps the cost at 96 x 288 per head).
+* masking: NaN (or +-inf) = not observed. The mask is built first, then the gaps are filled with
+  the location (z = 0), so nothing non-finite reaches the network; an all-NaN row gives finite
+  outputs (location 0, a tiny scale).
+* normalisation, over observed steps only: loc = the last observed value (so a head that outputs
+  zero is persistence, and the network learns the change over it); scale = max(1.2533 * mean
+  absolute deviation around the observed mean, rel_floor * max(|loc|, |mean|) + abs_floor). The
+  floor is relative and tiny, so a near-idle series (0.1 % CPU) keeps its own spread, and a
+  constant series has a tiny scale and is forecast constant.
+* patching: the 288-step context becomes 24 tokens of 12 steps (1 h); the 96-step horizon is 8
+  decoder tokens each emitting 12 steps x 3 quantiles. This keeps the TFT's structure at ~1/12
+  of the per-step cost.
+
+TFT layout (hidden size `d`):
+
+* static covariate encoder: metric embedding + profile embedding + a linear map of four real
+  statics (observed fraction, age of the last observation, where the metric's physical lower and
+  upper bounds sit in z units) -> four GRNs giving the contexts for variable selection (c_s),
+  static enrichment (c_e) and the LSTM's initial state (c_h, c_c);
+* encoder variable selection over 6 variables per patch token (the 12 z-values, the 12-step
+  observed mask, 4 calendar features): a linear embedding per variable, weights from a GRN over
+  all inputs and c_s; decoder variable selection likewise over the 4 known calendar features;
+* LSTM encoder over 24 tokens, LSTM decoder over 8, gated skip + layer norm;
+* static enrichment GRN on every token;
+* interpretable multi-head attention: per-head queries/keys, one value projection shared by the
+  heads, head attentions averaged; decoder tokens attend to encoder tokens, fully unobserved
+  patches are masked out (with a large negative bias, not -inf, so an all-NaN row stays finite);
 * position-wise GRN, gated skip to the decoder's LSTM output, and a quantile head that predicts
-  the median plus softplus gaps, so p10 <= p50 <= p90 holds by construction.
+  the median plus softplus gaps, so p10 <= p50 <= p90 holds by construction; its weights start
+  near zero, so an untrained model is persistence with modest intervals.
 """
 
 from __future__ import annotations
@@ -35,41 +49,48 @@ from torch.nn import functional as F
 
 from . import schema
 
+#: encoder variables (names of `variable_weights`, in order)
+ENCODER_VARIABLES: tuple[str, ...] = ("value", "observed", *schema.CALENDAR_FEATURES)
+#: real-valued static inputs, in order
+STATIC_REALS: tuple[str, ...] = ("observed_fraction", "last_observation_age", "z_range_low", "z_range_high")
+
 
 @dataclass
 class TFTConfig:
     """Everything needed to rebuild the network; stored in `model.json` under `architecture`."""
 
     n_metrics: int = len(schema.METRICS)
+    #: metric embedding rows: the 14 metrics plus training-only extra kinds (schema.EXTRA_KINDS)
+    n_metric_slots: int = len(schema.METRICS) + len(schema.EXTRA_KINDS)
     n_profiles: int = len(schema.PROFILES)
     context_length: int = schema.CONTEXT_LENGTH
     horizon: int = schema.HORIZON
     step_seconds: int = schema.STEP_SECONDS
     quantiles: tuple[float, ...] = schema.QUANTILES
+    patch: int = 12
     hidden: int = 32
-    var_hidden: int = 8
-    #: width of each variable's GRN output before the weighted sum (then projected to `hidden`)
-    var_dim: int = 16
     heads: int = 4
     dropout: float = 0.1
-    #: encoder variable selection: "grn" = a small GRN per variable at every step (tft-v1);
-    #: "linear" = a linear embedding per variable, x_v * W_v + b_v, weighted by the selection GRN
-    #: (the weighted sum collapses to two [B*T, V] x [V, d] products; tft-v2)
-    encoder_selection: str = "grn"
-    #: robust spread of the in-graph normalisation: "iqr" = max(IQR/1.349, std/4, floor) (sorts
-    #: along time; tft-v1); "mad" = max(1.2533 * mean |x - mean|, floor) (sort-free; tft-v2)
-    scale_method: str = "iqr"
     input_clip: float = 10.0
-    scale_floors: list[float] = field(
-        default_factory=lambda: [schema.SCALE_FLOORS[m] for m in schema.METRICS]
-    )
-    range_low: list[float] = field(default_factory=lambda: [schema.METRIC_RANGES[m][0] for m in schema.METRICS])
-    #: upper bound per metric; a negative value means "unbounded above"
+    rel_floor: float = 1e-3
+    abs_floor: float = 1e-6
+    #: physical range per metric slot; a negative high means "unbounded above"
+    range_low: list[float] = field(default_factory=lambda: [schema.slot_range(i)[0] for i in range(schema.N_SLOTS)])
     range_high: list[float] = field(
-        default_factory=lambda: [
-            -1.0 if schema.METRIC_RANGES[m][1] is None else float(schema.METRIC_RANGES[m][1]) for m in schema.METRICS
-        ]
-    )
+        default_factory=lambda: [-1.0 if schema.slot_range(i)[1] is None else float(schema.slot_range(i)[1])
+                                 for i in range(schema.N_SLOTS)])
+
+    def __post_init__(self):
+        if self.context_length % self.patch or self.horizon % self.patch:
+            raise ValueError(f"context {self.context_length} and horizon {self.horizon} must be multiples of patch {self.patch}")
+
+    @property
+    def n_past_tokens(self) -> int:
+        return self.context_length // self.patch
+
+    @property
+    def n_future_tokens(self) -> int:
+        return self.horizon // self.patch
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -120,68 +141,31 @@ class GateAddNorm(nn.Module):
 
 
 class VariableSelection(nn.Module):
-    """Variable selection over V scalar inputs, every per-variable GRN in one batched product.
+    """TFT variable selection with a linear embedding per variable (as the paper does for
+    continuous inputs): variable v (width w_v: the 12 z-values of a patch, or one calendar
+    feature) is embedded as e_v = x_v W_v + b_v; the selection weights are softmax(GRN(all inputs,
+    c_s)); the output is sum_v weight_v e_v = (weight expanded to the inputs * x) W + weight B,
+    two small products per token and no [tokens, V, d] tensor."""
 
-    Per variable v with scalar input x_v: the variable's features are f_v = [ELU(x_v u_v + b_v),
-    x_v, 1] (hidden size `var_hidden` + 2); its GRN output is
-    out_v = LayerNorm(f_v S_v + (f_v A_v) * sigmoid(f_v G_v)): a linear skip path plus a gated
-    linear unit, biases folded in through the constant feature. The three products are each one
-    matmul batched over the variable axis, in a [V, B*T, .] layout so that no large tensor is ever
-    transposed, and the weighted sum over variables is a multiply and a reduction. The selection
-    weights are softmax(GRN([x_1..x_V], c_s)).
-    """
-
-    def __init__(self, n_vars: int, d: int, var_hidden: int, d_context: int, dropout: float, d_var: int | None = None):
+    def __init__(self, widths: tuple[int, ...], d: int, d_context: int, dropout: float):
         super().__init__()
-        d_out = d
-        d = d_var or d
-        self.n_vars, self.d = n_vars, d
-        k = var_hidden + 2
-        self.hid_w = nn.Parameter(torch.randn(n_vars, 1, var_hidden))
-        self.hid_b = nn.Parameter(torch.randn(n_vars, 1, var_hidden) * 0.5)
-        self.skip_w = nn.Parameter(torch.randn(n_vars, k, d) / math.sqrt(k))
-        self.glu_a = nn.Parameter(torch.randn(n_vars, k, d) / math.sqrt(k))
-        self.glu_b = nn.Parameter(torch.randn(n_vars, k, d) / math.sqrt(k))
-        self.norm = nn.LayerNorm(d)
-        self.dropout = nn.Dropout(dropout)
-        self.select = GRN(n_vars, d_out, n_vars, d_context, dropout)
-        # per-variable outputs live in a narrower space (d_var) and are projected up after the
-        # weighted sum: the [V, B*T, d_var] tensors are the bulk of the graph's memory traffic
-        self.project = nn.Linear(d, d_out) if d != d_out else None
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, T, V] scalars, c [B, 1, d] static context -> ([B, T, d], weights [B, T, V])."""
-        b, t, v = x.shape
-        xv = x.reshape(b * t, v).transpose(0, 1).unsqueeze(-1)  # [V, BT, 1] (small)
-        feats = torch.cat([F.elu(xv * self.hid_w + self.hid_b), xv, torch.ones_like(xv)], dim=-1)  # [V, BT, k]
-        gated = torch.matmul(feats, self.glu_a) * torch.sigmoid(torch.matmul(feats, self.glu_b))
-        per_var = self.norm(torch.matmul(feats, self.skip_w) + self.dropout(gated))  # [V, BT, d]
-        weights = torch.softmax(self.select(x, c), dim=-1)  # [B, T, V]
-        wv = weights.reshape(b * t, v).transpose(0, 1).unsqueeze(-1)  # [V, BT, 1]
-        combined = (per_var * wv).sum(dim=0).reshape(b, t, self.d)
-        if self.project is not None:
-            combined = self.project(combined)
-        return combined, weights
-
-
-class LinearVariableSelection(nn.Module):
-    """Variable selection with a linear embedding per variable (as the paper does for continuous
-    inputs) instead of a per-variable GRN: e_v = x_v W_v + b_v, selection weights w =
-    softmax(GRN([x_1..x_V], c_s)), output sum_v w_v e_v = (w * x) W + w B, i.e. two small matrix
-    products per step and no [V, B*T, d] tensor at all."""
-
-    def __init__(self, n_vars: int, d: int, d_context: int, dropout: float):
-        super().__init__()
-        self.n_vars, self.d = n_vars, d
-        self.emb_w = nn.Parameter(torch.randn(n_vars, d))
+        n_in, n_vars = sum(widths), len(widths)
+        self.emb_w = nn.Parameter(torch.randn(n_in, d) / math.sqrt(max(widths)))
         self.emb_b = nn.Parameter(torch.randn(n_vars, d) * 0.1)
-        self.select = GRN(n_vars, d, n_vars, d_context, dropout)
+        # expand[v, i] = 1 where input i belongs to variable v
+        expand = torch.zeros(n_vars, n_in)
+        start = 0
+        for v, w in enumerate(widths):
+            expand[v, start : start + w] = 1.0
+            start += w
+        self.register_buffer("expand", expand)
+        self.select = GRN(n_in, d, n_vars, d_context, dropout)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, T, V] scalars, c [B, 1, d] static context -> ([B, T, d], weights [B, T, V])."""
-        weights = torch.softmax(self.select(x, c), dim=-1)  # [B, T, V]
-        combined = torch.matmul(weights * x, self.emb_w) + torch.matmul(weights, self.emb_b)
-        return combined, weights
+        """x [B, N, sum(widths)], c [B, 1, d] -> ([B, N, d], weights [B, N, V])."""
+        weights = torch.softmax(self.select(x, c), dim=-1)
+        per_input = torch.matmul(weights, self.expand)
+        return torch.matmul(per_input * x, self.emb_w) + torch.matmul(weights, self.emb_b), weights
 
 
 class TemporalFusionTransformer(nn.Module):
@@ -191,32 +175,26 @@ class TemporalFusionTransformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.hidden
-        m = cfg.n_metrics
-        self.n_quantiles = len(cfg.quantiles)
-        assert self.n_quantiles == 3 and cfg.quantiles[1] == 0.5, "the head predicts p10/p50/p90"
+        assert len(cfg.quantiles) == 3 and cfg.quantiles[1] == 0.5, "the head predicts p10/p50/p90"
         assert d % cfg.heads == 0
         self.d_head = d // cfg.heads
-        n_cal = len(schema.CALENDAR_FEATURES)
+        p, n_cal = cfg.patch, len(schema.CALENDAR_FEATURES)
+        n_past, n_fut = cfg.n_past_tokens, cfg.n_future_tokens
 
-        self.register_buffer("scale_floor", torch.tensor(cfg.scale_floors, dtype=torch.float32))
         self.register_buffer("range_low", torch.tensor(cfg.range_low, dtype=torch.float32))
         high = torch.tensor(cfg.range_high, dtype=torch.float32)
         self.register_buffer("range_high", torch.where(high < 0, torch.full_like(high, 3.0e38), high))
-        past_offsets = torch.arange(-(cfg.context_length - 1), 1, dtype=torch.int64) * cfg.step_seconds
-        future_offsets = torch.arange(1, cfg.horizon + 1, dtype=torch.int64) * cfg.step_seconds
-        self.register_buffer("time_offsets", torch.cat([past_offsets, future_offsets]))
+        self.register_buffer("step_index", torch.arange(1, cfg.context_length + 1, dtype=torch.float32))
+        # calendar at the last step of every patch: k = -(n_past-1)..n_fut patches from the last context step
+        offsets = torch.arange(-(n_past - 1), n_fut + 1, dtype=torch.int64) * (p * cfg.step_seconds)
+        self.register_buffer("token_offsets", offsets)
 
+        self.metric_embedding = nn.Embedding(cfg.n_metric_slots, d)
         self.profile_embedding = nn.Embedding(cfg.n_profiles, d)
+        self.static_reals = nn.Linear(len(STATIC_REALS), d)
         self.static_grns = nn.ModuleList([GRN(d, d, d, 0, cfg.dropout) for _ in range(4)])
-        if cfg.encoder_selection == "linear":
-            self.past_vsn = LinearVariableSelection(m + n_cal, d, d, cfg.dropout)
-        elif cfg.encoder_selection == "grn":
-            self.past_vsn = VariableSelection(m + n_cal, d, cfg.var_hidden, d, cfg.dropout, cfg.var_dim)
-        else:
-            raise ValueError(f"unknown encoder_selection {cfg.encoder_selection!r} (grn or linear)")
-        if cfg.scale_method not in ("iqr", "mad"):
-            raise ValueError(f"unknown scale_method {cfg.scale_method!r} (iqr or mad)")
-        self.future_vsn = VariableSelection(n_cal, d, cfg.var_hidden, d, cfg.dropout, cfg.var_dim)
+        self.past_vsn = VariableSelection((p, p, *([1] * n_cal)), d, d, cfg.dropout)
+        self.future_vsn = VariableSelection(tuple([1] * n_cal), d, d, cfg.dropout)
         self.encoder = nn.LSTM(d, d, batch_first=True)
         self.decoder = nn.LSTM(d, d, batch_first=True)
         self.lstm_gate = GateAddNorm(d, cfg.dropout)
@@ -228,115 +206,116 @@ class TemporalFusionTransformer(nn.Module):
         self.attn_gate = GateAddNorm(d, cfg.dropout)
         self.positionwise = GRN(d, d, d, 0, cfg.dropout)
         self.out_gate = GateAddNorm(d, 0.0)
-        self.head = nn.Linear(d, m * self.n_quantiles)
-        with torch.no_grad():  # start as "recent level, modest spread" rather than noise
-            self.head.weight.mul_(0.1)
+        self.head = nn.Linear(d, p * 3)
+        with torch.no_grad():  # start as persistence with modest intervals rather than noise
+            self.head.weight.mul_(0.01)
             self.head.bias.zero_()
 
     # -- pieces shared by training and the graph ---------------------------------------------
 
-    def normalise(self, past: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-window robust scaling: loc = median of the last 3 steps (follows a level shift at
-        once, ignores a single-step spike), scale = max(IQR/1.349, std/4, floor) ("iqr") or
-        max(1.2533 * mean absolute deviation around the window mean, floor) ("mad", no sort; the
-        factor makes it equal to the standard deviation for Gaussian data, and a spike moves it
-        linearly, not quadratically as it would the standard deviation).
-        Returns (soft-clipped z [B,T,M], loc [B,1,M], scale [B,1,M])."""
+    def normalise(self, past: torch.Tensor, metric: torch.Tensor):
+        """Masked per-row scaling. Returns (z [B,T] soft-clipped with gaps at 0, mask [B,T] float,
+        loc [B,1], scale [B,1], statics [B, len(STATIC_REALS)])."""
+        cfg = self.cfg
         t = past.shape[1]
-        a, b, c = past[:, -3:-2, :], past[:, -2:-1, :], past[:, -1:, :]
-        loc = torch.maximum(torch.minimum(a, b), torch.minimum(torch.maximum(a, b), c))
-        mean = past.mean(dim=1, keepdim=True)
-        if self.cfg.scale_method == "mad":
-            mad = (past - mean).abs().mean(dim=1, keepdim=True)
-            scale = torch.maximum(mad * 1.2533, self.scale_floor)
-        else:
-            ordered, _ = torch.sort(past, dim=1)
-            q1 = ordered[:, (t - 1) // 4 : (t - 1) // 4 + 1, :]
-            q3 = ordered[:, 3 * (t - 1) // 4 : 3 * (t - 1) // 4 + 1, :]
-            std = torch.sqrt(((past - mean) ** 2).mean(dim=1, keepdim=True))
-            scale = torch.maximum(torch.maximum((q3 - q1) / 1.349, std * 0.25), self.scale_floor)
-        z = (past - loc) / scale
-        clip = self.cfg.input_clip
-        z = clip * torch.tanh(z / clip)
-        return z, loc, scale
+        observed = ~(torch.isnan(past) | torch.isinf(past))
+        mask = observed.to(past.dtype)
+        filled = torch.where(observed, past, torch.zeros_like(past))
+        n = mask.sum(dim=1, keepdim=True)
+        n_safe = torch.clamp(n, min=1.0)
+        mean = filled.sum(dim=1, keepdim=True) / n_safe
+        mad = ((filled - mean).abs() * mask).sum(dim=1, keepdim=True) / n_safe
+        # last observed step: the largest (index+1) among observed steps; 0 (-> step 0) when none
+        last_idx = torch.argmax(mask * self.step_index, dim=1, keepdim=True)
+        loc = torch.gather(filled, 1, last_idx)
+        floor = cfg.rel_floor * torch.maximum(loc.abs(), mean.abs()) + cfg.abs_floor
+        scale = torch.maximum(mad * 1.2533, floor)
+        c = cfg.input_clip
+        z = c * torch.tanh(((filled - loc) / scale) / c) * mask
+        low = self.range_low[metric].unsqueeze(1)
+        high = self.range_high[metric].unsqueeze(1)
+        statics = torch.cat([
+            n / t,
+            (t - 1 - last_idx).to(past.dtype) / t,
+            torch.tanh(((low - loc) / scale) / c),
+            torch.tanh(((high - loc) / scale) / c),
+        ], dim=1)
+        return z, mask, loc, scale, statics
 
     def calendar(self, last_timestamp: torch.Tensor) -> torch.Tensor:
-        """Calendar features [B, T+H, 4] for every context and forecast step.
+        """Calendar features [B, n_past + n_fut, 4] at the last step of every patch token.
 
-        t_k = last_timestamp + k * step for k = -(T-1)..H (integer seconds, UTC);
-        day = floor(t / 86400), sec = t - 86400 day, dow = (day + 3) mod 7 (Monday = 0);
-        hour_sin/cos = sin/cos(2 pi sec / 86400), week_sin/cos = sin/cos(2 pi (dow + sec/86400) / 7).
-        All integer arithmetic is done in int64 before converting to float, so no precision is
-        lost on 10-digit unix times.
+        Token k (k = -(n_past-1)..n_fut) ends at t = last_timestamp + k * patch * step (integer
+        seconds, UTC); day = floor(t / 86400), sec = t - 86400 day, dow = (day + 3) mod 7 (Monday
+        = 0); hour_sin/cos = sin/cos(2 pi sec / 86400), week_sin/cos = sin/cos(2 pi (dow +
+        sec/86400) / 7). Integer arithmetic stays in int64, so 10-digit unix times lose nothing.
         """
-        t = last_timestamp.unsqueeze(1) + self.time_offsets.unsqueeze(0)  # [B, T+H] int64
+        t = last_timestamp.unsqueeze(1) + self.token_offsets.unsqueeze(0)
         day = torch.div(t, 86400, rounding_mode="floor")
         sec = (t - day * 86400).to(torch.float32)
         dow = (day + 3) - torch.div(day + 3, 7, rounding_mode="floor") * 7
         day_frac = sec / 86400.0
         week_frac = (dow.to(torch.float32) + day_frac) / 7.0
         two_pi = 2.0 * math.pi
-        return torch.stack(
-            [
-                torch.sin(two_pi * day_frac),
-                torch.cos(two_pi * day_frac),
-                torch.sin(two_pi * week_frac),
-                torch.cos(two_pi * week_frac),
-            ],
-            dim=-1,
-        )
+        return torch.stack([torch.sin(two_pi * day_frac), torch.cos(two_pi * day_frac),
+                            torch.sin(two_pi * week_frac), torch.cos(two_pi * week_frac)], dim=-1)
 
-    def forward_normalised(
-        self, z: torch.Tensor, last_timestamp: torch.Tensor, profile: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """TFT core on normalised inputs: returns (quantiles in z units [B,H,M,3],
-        past selection weights [B,T,V], attention [B,H,T] averaged over heads)."""
+    def forward_normalised(self, z, mask, statics, metric, profile, last_timestamp):
+        """TFT core on normalised inputs: returns (quantiles in z units [B,H,3], encoder selection
+        weights [B,n_past,V], attention [B,n_fut,n_past] averaged over heads)."""
         cfg = self.cfg
         b = z.shape[0]
-        t, h = cfg.context_length, cfg.horizon
+        p, n_past, n_fut = cfg.patch, cfg.n_past_tokens, cfg.n_future_tokens
         cal = self.calendar(last_timestamp)
-        static = self.profile_embedding(profile)  # [B, d]
+        static = self.metric_embedding(metric) + self.profile_embedding(profile) + self.static_reals(statics)
         c_s, c_e, c_h, c_c = (g(static) for g in self.static_grns)
 
-        past_in = torch.cat([z, cal[:, :t, :]], dim=-1)  # [B, T, M+4]
-        past_x, past_w = self.past_vsn(past_in, c_s.unsqueeze(1))
-        fut_x, _ = self.future_vsn(cal[:, t:, :], c_s.unsqueeze(1))
+        zp = z.reshape(b, n_past, p)
+        mp = mask.reshape(b, n_past, p)
+        past_x, past_w = self.past_vsn(torch.cat([zp, mp, cal[:, :n_past]], dim=-1), c_s.unsqueeze(1))
+        fut_x, _ = self.future_vsn(cal[:, n_past:], c_s.unsqueeze(1))
 
         enc_out, (h_n, c_n) = self.encoder(past_x, (c_h.unsqueeze(0), c_c.unsqueeze(0)))
         dec_out, _ = self.decoder(fut_x, (h_n, c_n))
         temporal = self.lstm_gate(torch.cat([enc_out, dec_out], dim=1), torch.cat([past_x, fut_x], dim=1))
         enriched = self.enrichment(temporal, c_e.unsqueeze(1))
-        enc_e, dec_e = enriched[:, :t, :], enriched[:, t:, :]
+        enc_e, dec_e = enriched[:, :n_past], enriched[:, n_past:]
 
         heads, dh = cfg.heads, self.d_head
-        q = self.query(dec_e).reshape(b, h, heads, dh).transpose(1, 2)  # [B, nh, H, dh]
-        k = self.key(enc_e).reshape(b, t, heads, dh).permute(0, 2, 3, 1)  # [B, nh, dh, T]
-        scores = torch.matmul(q, k) * (1.0 / math.sqrt(dh))
-        attn = torch.softmax(scores, dim=-1).mean(dim=1)  # [B, H, T]: heads share V, so average first
-        ctx = torch.matmul(attn, self.value(enc_e))  # [B, H, d]
+        q = self.query(dec_e).reshape(b, n_fut, heads, dh).transpose(1, 2)  # [B, nh, F, dh]
+        k = self.key(enc_e).reshape(b, n_past, heads, dh).permute(0, 2, 3, 1)  # [B, nh, dh, P]
+        # a patch with no observed step gets a large negative bias (not -inf: an all-NaN row
+        # then attends uniformly instead of producing NaN)
+        empty = (mp.sum(dim=-1) == 0).to(z.dtype) * -1.0e4  # [B, P]
+        scores = torch.matmul(q, k) * (1.0 / math.sqrt(dh)) + empty[:, None, None, :]
+        attn = torch.softmax(scores, dim=-1).mean(dim=1)  # [B, F, P]: heads share V, so average first
+        ctx = torch.matmul(attn, self.value(enc_e))
         attended = self.attn_gate(self.attn_out(ctx), dec_e)
-        feat = self.out_gate(self.positionwise(attended), temporal[:, t:, :])
-        raw = self.head(feat).reshape(b, h, cfg.n_metrics, 3)
+        feat = self.out_gate(self.positionwise(attended), temporal[:, n_past:])
+        raw = self.head(feat).reshape(b, cfg.horizon, 3)
 
         median = raw[..., 1]
         low = median - F.softplus(raw[..., 0]) - 1e-4
         high = median + F.softplus(raw[..., 2]) + 1e-4
         return torch.stack([low, median, high], dim=-1), past_w, attn
 
-    def forward(
-        self, past_values: torch.Tensor, last_timestamp: torch.Tensor, profile: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Raw values in, raw-unit quantiles out (the ONNX graph)."""
-        z, loc, scale = self.normalise(past_values)
-        zq, past_w, attn = self.forward_normalised(z, last_timestamp, profile)
-        y = loc.unsqueeze(-1) + scale.unsqueeze(-1) * zq  # [B, H, M, 3]
+    def forward(self, past_values: torch.Tensor, metric: torch.Tensor, profile: torch.Tensor,
+                last_timestamp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw values in (NaN = not observed), raw-unit quantiles out (the ONNX graph)."""
+        z, mask, loc, scale, statics = self.normalise(past_values, metric)
+        zq, past_w, attn = self.forward_normalised(z, mask, statics, metric, profile, last_timestamp)
+        y = loc.unsqueeze(-1) + scale.unsqueeze(-1) * zq  # [B, H, 3]
         # clamp is monotone, so the quantile order survives it
-        y = torch.minimum(torch.maximum(y, self.range_low[:, None]), self.range_high[:, None])
-        return y, past_w.mean(dim=1), attn.mean(dim=1)
+        low = self.range_low[metric][:, None, None]
+        high = self.range_high[metric][:, None, None]
+        y = torch.minimum(torch.maximum(y, low), high)
+        # each patch's attention spread evenly over its steps: [B, P] -> [B, T]
+        attn_steps = (attn.mean(dim=1) / self.cfg.patch).unsqueeze(-1).expand(-1, -1, self.cfg.patch)
+        return y, past_w.mean(dim=1), attn_steps.reshape(attn.shape[0], self.cfg.context_length)
 
 
 def encoder_variable_names() -> list[str]:
-    return [*schema.METRICS, *schema.CALENDAR_FEATURES]
+    return list(ENCODER_VARIABLES)
 
 
 def count_params(model: nn.Module) -> int:
@@ -344,28 +323,33 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_flops(model: TemporalFusionTransformer) -> int:
-    """FLOPs of one forecast (batch 1): matmuls counted by torch's FlopCounterMode (2 x MACs),
-    plus the LSTMs, which it does not see, counted analytically (4 gates x (in+hidden) x hidden
-    MACs per step, x2)."""
+    """FLOPs of one row (batch 1): matmuls counted by torch's FlopCounterMode (2 x MACs), plus
+    the LSTMs, which it does not see, counted analytically (4 gates x (in+hidden) x hidden MACs
+    per token, x2). Element-wise ops are excluded."""
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = model.cfg
     was_training = model.training
     model.eval()
-    past = torch.rand(1, cfg.context_length, cfg.n_metrics) * 50
+    past = torch.rand(1, cfg.context_length) * 50
     ts = torch.tensor([1_767_571_200], dtype=torch.int64)
-    prof = torch.tensor([0], dtype=torch.int64)
+    zero = torch.tensor([0], dtype=torch.int64)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(past, ts, prof)
+        model(past, zero, zero, ts)
     flops = counter.get_total_flops()
     d = cfg.hidden
-    lstm = 2 * 4 * (d + d) * d * (cfg.context_length + cfg.horizon)
+    lstm = 2 * 4 * (d + d) * d * (cfg.n_past_tokens + cfg.n_future_tokens)
     model.train(was_training)
     return int(flops + lstm)
 
 
-def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: tuple[float, ...]) -> torch.Tensor:
-    """Mean quantile loss; pred [..., Q], target [...]."""
+def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: tuple[float, ...],
+                 weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean quantile loss; pred [..., Q], target [...]; weight [...] (0 = ignore, e.g. a NaN target)."""
     q = torch.tensor(quantiles, dtype=pred.dtype, device=pred.device)
     err = target.unsqueeze(-1) - pred
-    return torch.maximum(q * err, (q - 1.0) * err).mean()
+    loss = torch.maximum(q * err, (q - 1.0) * err)
+    if weight is None:
+        return loss.mean()
+    w = weight.unsqueeze(-1)
+    return (loss * w).sum() / (w.sum() * len(quantiles)).clamp(min=1.0)

@@ -44,8 +44,22 @@ METRIC_RANGES: dict[str, tuple[float, float | None]] = {
     "uptime_days": (0.0, 365.0),
 }
 
-#: Smallest per-window scale of each metric, in raw units. A flat window (IQR 0) is scaled by
-#: this floor so that a constant series does not divide by zero and tiny noise is not blown up.
+#: Training-only metric kinds beyond the 14: real series whose kind matches none of fleetcast's
+#: metrics (disk write bytes, request latency, request counts, cycles per instruction) train their
+#: own embedding row instead of teaching a real metric's row behaviour it does not have. The graph
+#: accepts these slot indices (14, ...) but they are not part of the serving contract.
+EXTRA_KINDS: tuple[str, ...] = ("other",)
+N_SLOTS = len(METRICS) + len(EXTRA_KINDS)
+
+
+def slot_range(slot: int) -> tuple[float, float | None]:
+    """Physical range of a metric-embedding slot: a metric's range, or [0, unbounded) for extras."""
+    return METRIC_RANGES[METRICS[slot]] if slot < len(METRICS) else (0.0, None)
+
+
+#: Per-window scale floors of the tft-v1/v2 normalisation, in raw units. tft-v3 no longer uses
+#: them (its floor is relative and tiny); they remain the evaluation's fixed yardstick for the
+#: simulator tables, so scores compare with the earlier models' cards.
 SCALE_FLOORS: dict[str, float] = {
     **{m: 0.5 for m in METRICS if m.endswith("_pct")},
     "net_in_mb_s": 0.1,
@@ -56,7 +70,10 @@ SCALE_FLOORS: dict[str, float] = {
     "uptime_days": 0.5,
 }
 
-REQUIRED_COLUMNS: tuple[str, ...] = ("timestamp", "server", "profile", *METRICS)
+#: Columns every history file needs; `profile` is optional (default DEFAULT_PROFILE) and the
+#: metrics may be any non-empty subset of METRICS (a missing column = never measured).
+REQUIRED_COLUMNS: tuple[str, ...] = ("timestamp", "server")
+DEFAULT_PROFILE = "generic"
 
 STEP_SECONDS = 300
 CONTEXT_LENGTH = 288

@@ -2,9 +2,15 @@
 
 `python -m training train` with no flags does everything on this machine's CPU within about
 30 minutes: it asks `fleetcast export` for a training fleet (90 servers x 30 days, seed 1) and an
-evaluation fleet (different seed, later non-overlapping time range), trains under a wall-time
-budget, scores the model against the three baselines, exports `models/tft-v2/` and writes the
-golden fixtures.
+evaluation fleet (different seed, later non-overlapping time range), reads the real traces
+(training on the first 75 % of every series only), trains the channel-independent TFT on a mix
+of simulator, real and synthetic series under a wall-time budget, scores it against the
+baselines on the real held-out tails and the simulator's held-out week, exports
+`models/tft-v3/` and writes the golden fixture.
+
+Fine-tuning on a user's history: `--data mine.parquet --init-from models/tft-v3`. Without
+`--eval-data` the last 25 % of every one of the user's series is held out automatically and the
+model is scored on it before and after.
 """
 
 from __future__ import annotations
@@ -31,12 +37,18 @@ from . import data as data_mod
 from . import evaluate as ev
 from . import export as ex
 from . import schema
+from . import series as sr
 from .model import TemporalFusionTransformer, TFTConfig, count_flops, count_params, pinball_loss
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = "models/tft-v3"
+DEFAULT_GOLDEN = "tests/fixtures/model_golden.json"
 DEFAULT_TRAIN = dict(hours=720, servers=90, seed=1, start="2026-01-05T00:00:00Z")
 DEFAULT_EVAL = dict(hours=168, servers=45, seed=2, start="2026-02-09T00:00:00Z")
-UNBOUNDED = np.array([schema.METRIC_RANGES[m][1] is None for m in schema.METRICS])
+#: the z-unit target is clipped in the loss: pinball gradients do not depend on the target's
+#: size, so this only keeps one wild target (a jump on a near-constant series) from dominating
+#: the reported loss
+TARGET_CLIP = 20.0
 
 
 def log(msg: str) -> None:
@@ -85,6 +97,10 @@ def export_fleet(out: Path, hours: int, servers: int, seed: int, start: str, bin
     return out
 
 
+def describe_export(spec: dict) -> str:
+    return f"fleetcast export --hours {spec['hours']} --servers {spec['servers']} --seed {spec['seed']} --start {spec['start']}"
+
+
 def default_data_paths(data_dir: str, exporter: str | None = None) -> tuple[Path, Path, str, str]:
     d = REPO_ROOT / data_dir
     tr, evd = DEFAULT_TRAIN, DEFAULT_EVAL
@@ -92,101 +108,192 @@ def default_data_paths(data_dir: str, exporter: str | None = None) -> tuple[Path
     evalp = d / f"eval-s{evd['seed']}-{evd['servers']}x{evd['hours']}h.parquet"
     export_fleet(train, **tr, binary=exporter)
     export_fleet(evalp, **evd, binary=exporter)
-    desc_t = f"fleetcast export --hours {tr['hours']} --servers {tr['servers']} --seed {tr['seed']} --start {tr['start']}"
-    desc_e = f"fleetcast export --hours {evd['hours']} --servers {evd['servers']} --seed {evd['seed']} --start {evd['start']}"
-    return train, evalp, desc_t, desc_e
+    return train, evalp, describe_export(tr), describe_export(evd)
 
 
-def split_validation(fleet: data_mod.FleetData, cfg: TFTConfig, val_days: float):
-    """Training windows end before the last `val_days`; validation windows lie inside them."""
-    stacked = data_mod.StackedFleet(fleet, cfg.context_length, cfg.horizon)
-    span = cfg.context_length + cfg.horizon
-    val_steps = int(val_days * 86400 / cfg.step_seconds)
-    lengths = np.array([len(v) for v in fleet.values])
-    cut = lengths[stacked.origins[:, 0]] - val_steps  # first step of the validation range per server
-    o = stacked.origins
-    train_mask = o[:, 1] + span <= cut
-    val_mask = o[:, 1] >= cut - cfg.context_length  # context may reach back, targets are all in the val range
-    if train_mask.sum() == 0:
-        train_mask = np.ones(len(o), dtype=bool)
-        val_mask = np.ones(len(o), dtype=bool)
-    return stacked, o[train_mask], o[val_mask]
+# -- data sources ------------------------------------------------------------------------------
 
 
-def augment(past: np.ndarray, future: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Robustness augmentation, per window and metric (past and future alike):
+class Sources:
+    """Everything the fit draws from and the evaluation scores on.
 
-    * unbounded metrics (MB/s, counts, load) are rescaled by a random factor, so the model does
-      not learn the generator's absolute levels;
-    * 3% of series become flat (the window's last value throughout), as on a quiet or stuck host;
-    * 5% get sparse spikes (rate 1-10% of steps, 3-15 robust scales high) in context and horizon
-      alike, so one spike does not drag the median and frequent spikes widen p90.
+    fit pools (training windows) and val pools (fixed validation windows) per source name:
+    "data" (the --data file: the simulator's export, or a user's history), "real" (the real
+    traces' training parts). "synthetic" windows are generated per batch.
     """
-    n, t, m = past.shape
-    full = np.concatenate([past, future], axis=1)
-    factor = np.exp(rng.normal(0.0, 0.5, size=(n, 1, m))).astype(np.float32)
-    factor[:, :, ~UNBOUNDED] = 1.0
-    full *= factor
-    flat = rng.random((n, m)) < 0.03
-    if flat.any():
-        level = np.broadcast_to(full[:, t - 1 : t, :], full.shape)
-        full = np.where(flat[:, None, :], level, full)
-    spiky = rng.random((n, m)) < 0.05
-    if spiky.any():
-        scale = ev.robust_scale(past * factor)
-        rate = rng.uniform(0.01, 0.1, size=(n, 1, m))
-        hits = (rng.random(full.shape) < rate) & spiky[:, None, :]
-        size = rng.uniform(3.0, 15.0, size=full.shape) * scale[:, None, :]
-        full = full + np.where(hits, size, 0.0).astype(np.float32)
-    low = np.array([schema.METRIC_RANGES[k][0] for k in schema.METRICS], dtype=np.float32)
-    high = np.array([schema.METRIC_RANGES[k][1] or np.inf for k in schema.METRICS], dtype=np.float32)
-    full = np.clip(full, low, high).astype(np.float32)
-    return full[:, :t], full[:, t:]
+
+    def __init__(self):
+        self.fit: dict[str, sr.SeriesPool] = {}
+        self.val: dict[str, tuple] = {}
+        self.desc: dict[str, str] = {}
+        self.real_series: list[sr.Series] = []  # full series (evaluation uses the held-out tails)
+        self.user_series: list[sr.Series] = []  # full series of a user's data when it is held out automatically
+        self.train_fleet: data_mod.FleetData | None = None
+        self.eval_fleet: data_mod.FleetData | None = None
+        self.eval_series: list[sr.Series] = []
 
 
-def batch_loss(model: TemporalFusionTransformer, past, future, ts, prof, device) -> torch.Tensor:
-    past = torch.from_numpy(past).to(device)
-    future = torch.from_numpy(future).to(device)
-    ts = torch.from_numpy(ts).to(device)
-    prof = torch.from_numpy(prof).to(device)
-    z, loc, scale = model.normalise(past)
-    target = (future - loc) / scale
-    zq, _, _ = model.forward_normalised(z, ts, prof)
-    return pinball_loss(zq, target, model.cfg.quantiles)
+def _split_pools(series: list[sr.Series], cfg: TFTConfig, val_fraction: float, rng, val_windows: int):
+    """Fit on the first (1 - val_fraction) of every series; validate on windows whose targets lie
+    in the rest (contexts may reach back)."""
+    fit_parts, val_ends = [], []
+    for s in series:
+        cut = int(round(len(s.values) * (1.0 - val_fraction)))
+        fit_parts.append(sr.Series(s.name, s.metric, s.profile, s.start, s.values[:cut], s.source))
+        val_ends.append(cut)
+    fit = sr.SeriesPool(fit_parts, cfg.context_length, cfg.horizon, cfg.step_seconds)
+    whole = sr.SeriesPool(series, cfg.context_length, cfg.horizon, cfg.step_seconds)
+    k, end = whole.origins(stride=12, rng=rng, limit=10**9)
+    cut_of = {s.name: c for s, c in zip(series, val_ends)}
+    cuts = np.array([cut_of[whole.series[i].name] for i in k]) if len(k) else np.zeros(0, np.int64)
+    keep = end >= cuts
+    k, end = k[keep], end[keep]
+    pick = rng.permutation(len(k))[:val_windows]
+    return fit, whole.gather(k[pick], end[pick])
 
 
-def validation_loss(model, stacked, origins, device, batch: int) -> float:
+def load_sources(args, cfg: TFTConfig) -> Sources:
+    src = Sources()
+    rng = np.random.default_rng(args.seed + 7)
+    if args.data and args.eval_data:
+        train_path, eval_path = Path(args.data), Path(args.eval_data)
+        desc_t, desc_e = f"file {train_path.name}", f"file {eval_path.name}"
+        for spec, name in ((DEFAULT_TRAIN, train_path.name), (DEFAULT_EVAL, eval_path.name)):
+            if name.endswith(f"s{spec['seed']}-{spec['servers']}x{spec['hours']}h.parquet"):
+                text = f"{describe_export(spec)} (file {name})"
+                desc_t, desc_e = (text, desc_e) if spec is DEFAULT_TRAIN else (desc_t, text)
+    elif args.data:
+        train_path, eval_path, desc_t, desc_e = Path(args.data), None, f"file {Path(args.data).name}", ""
+    elif args.eval_data:
+        raise SystemExit("--eval-data needs --data")
+    else:
+        train_path, eval_path, desc_t, desc_e = default_data_paths(args.data_dir, args.exporter)
+
+    fleet = data_mod.load_fleet(train_path, args.bad_rows, cfg.step_seconds)
+    log(fleet.report.describe())
+    src.train_fleet = fleet
+    simulator = "fleetcast export" in desc_t
+    kind = "simulator" if simulator else "user"
+    series = sr.fleet_series(fleet, kind)
+    if eval_path is None:
+        # a user's file without a separate evaluation file: hold out the last 25 % of every series
+        src.user_series = series
+        series = [sr.train_part(s) for s in series]
+        desc_t += f"; the last {100 * sr.HELDOUT_FRACTION:.0f}% of every series held out for evaluation"
+    fit, val = _split_pools(series, cfg, args.val_fraction, rng, args.val_windows)
+    src.fit["data"], src.val["data"] = fit, val
+    src.desc["data"] = desc_t + _span(fleet)
+    if eval_path is not None:
+        src.eval_fleet = data_mod.load_fleet(eval_path, args.bad_rows, cfg.step_seconds)
+        log(src.eval_fleet.report.describe())
+        src.desc["eval"] = desc_e + _span(src.eval_fleet)
+        if src.eval_fleet.first_time() <= fleet.last_time():
+            log("warning: the evaluation data does not start after the training data ends")
+        if not simulator:  # a user's evaluation file is scored series by series (the simulator's by window)
+            src.eval_series = sr.fleet_series(src.eval_fleet, "user")
+
+    if args.real_traces:
+        src.real_series = sr.load_real_traces(args.real_traces, cfg.step_seconds)
+        parts = [sr.train_part(s) for s in src.real_series]
+        src.fit["real"], src.val["real"] = _split_pools(parts, cfg, args.val_fraction, rng, args.val_windows)
+        src.desc["real"] = (f"{len(src.real_series)} real series from {args.real_traces} (first "
+                            f"{100 * (1 - sr.HELDOUT_FRACTION):.0f}% of each; the rest is held out)")
+    log(f"fit series: " + ", ".join(f"{k} {len(p)}" for k, p in src.fit.items())
+        + "; validation windows: " + ", ".join(f"{k} {len(v[0])}" for k, v in src.val.items()))
+    return src
+
+
+def _span(fleet: data_mod.FleetData) -> str:
+    first = dt.datetime.fromtimestamp(fleet.first_time(), dt.timezone.utc)
+    last = dt.datetime.fromtimestamp(fleet.last_time(), dt.timezone.utc)
+    return (f" ({fleet.report.servers} servers, {fleet.report.rows_kept:,} rows, "
+            f"{first:%Y-%m-%d} to {last:%Y-%m-%d %H:%M} UTC)")
+
+
+def parse_mix(text: str, available: set[str]) -> dict[str, float]:
+    """'data=0.4,real=0.3,synthetic=0.3' -> fractions over the available sources, renormalised."""
+    mix = {}
+    for part in text.split(","):
+        if part.strip():
+            name, value = part.split("=")
+            mix[name.strip()] = float(value)
+    unknown = set(mix) - {"data", "real", "synthetic"}
+    if unknown:
+        raise SystemExit(f"--mix: unknown source(s) {sorted(unknown)} (data, real, synthetic)")
+    mix = {k: v for k, v in mix.items() if v > 0 and (k in available or k == "synthetic")}
+    total = sum(mix.values())
+    if total <= 0:
+        raise SystemExit("--mix leaves no source to train on")
+    return {k: v / total for k, v in mix.items()}
+
+
+def draw_batch(src: Sources, mix: dict[str, float], n: int, cfg: TFTConfig, rng, augment: float):
+    counts = rng.multinomial(n, list(mix.values()))
+    parts = []
+    for name, c in zip(mix, counts):
+        if c == 0:
+            continue
+        if name == "synthetic":
+            parts.append(sr.synthetic_windows(int(c), cfg.context_length, cfg.horizon, cfg.step_seconds, rng))
+        else:
+            parts.append(src.fit[name].sample(rng, int(c)))
+    past, future, metric, profile, ts = (np.concatenate(x) for x in zip(*parts))
+    if augment > 0:
+        past, future = sr.augment(past, future, metric, rng, augment)
+    return past, future, metric, profile, ts
+
+
+# -- fit ---------------------------------------------------------------------------------------
+
+
+def batch_loss(model: TemporalFusionTransformer, past, future, metric, profile, ts, device) -> torch.Tensor:
+    past = torch.from_numpy(np.ascontiguousarray(past, dtype=np.float32)).to(device)
+    future = torch.from_numpy(np.ascontiguousarray(future, dtype=np.float32)).to(device)
+    metric = torch.from_numpy(metric.astype(np.int64)).to(device)
+    profile = torch.from_numpy(profile.astype(np.int64)).to(device)
+    ts = torch.from_numpy(ts.astype(np.int64)).to(device)
+    z, mask, loc, scale, statics = model.normalise(past, metric)
+    observed = torch.isfinite(future)
+    target = torch.where(observed, (future - loc) / scale, torch.zeros_like(future)).clamp(-TARGET_CLIP, TARGET_CLIP)
+    zq, _, _ = model.forward_normalised(z, mask, statics, metric, profile, ts)
+    return pinball_loss(zq, target, model.cfg.quantiles, observed.to(zq.dtype))
+
+
+def validation_losses(model, src: Sources, device, batch: int = 1024) -> dict[str, float]:
     model.eval()
-    total, n = 0.0, 0
+    out = {}
     with torch.no_grad():
-        for i in range(0, len(origins), batch):
-            past, future, ts, prof = stacked.gather(origins[i : i + batch])
-            total += float(batch_loss(model, past, future, ts, prof, device)) * len(past)
-            n += len(past)
+        for name, rows in src.val.items():
+            n = len(rows[0])
+            if n == 0:
+                continue
+            total = 0.0
+            for i in range(0, n, batch):
+                part = [r[i : i + batch] for r in rows]
+                total += float(batch_loss(model, *part, device)) * len(part[0])
+            out[name] = total / n
     model.train()
-    return total / max(n, 1)
+    return out
 
 
-def fit(args, train_fleet: data_mod.FleetData) -> tuple[TemporalFusionTransformer, dict]:
-    seed_everything(args.seed)
-    device = torch.device(args.device)
+def build_model(args) -> tuple[TemporalFusionTransformer, dict | None]:
     if args.init_from:
         model, base_meta = ex.load_torch_model(args.init_from)
-        cfg = model.cfg
         log(f"fine-tuning from {args.init_from} ({base_meta['name']} {base_meta['version']})")
-    else:
-        cfg = TFTConfig(hidden=args.hidden, heads=args.heads, var_hidden=args.var_hidden, dropout=args.dropout,
-                        context_length=args.context, horizon=args.horizon, step_seconds=args.step_seconds,
-                        encoder_selection=args.encoder_selection, scale_method=args.scale_method)
-        model = TemporalFusionTransformer(cfg)
+        return model, base_meta
+    cfg = TFTConfig(hidden=args.hidden, heads=args.heads, dropout=args.dropout, patch=args.patch,
+                    context_length=args.context, horizon=args.horizon, step_seconds=args.step_seconds)
+    return TemporalFusionTransformer(cfg), None
+
+
+def fit(args, model: TemporalFusionTransformer, src: Sources) -> tuple[TemporalFusionTransformer, dict]:
+    seed_everything(args.seed)
+    device = torch.device(args.device)
+    cfg = model.cfg
     model.to(device)
-    stacked, train_origins, val_origins = split_validation(train_fleet, cfg, args.val_days)
-    if len(train_origins) == 0:
-        raise SystemExit("no complete training window (context + horizon without gaps) in the data")
     rng = np.random.default_rng(args.seed)
-    val_origins = val_origins[rng.permutation(len(val_origins))[: args.val_windows]]
-    log(f"{len(train_origins):,} training windows, {len(val_origins):,} validation windows; "
-        f"{count_params(model):,} parameters")
+    mix = parse_mix(args.mix, set(src.fit))
+    log(f"mix per batch: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in mix.items()) + f"; {count_params(model):,} parameters")
 
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = max(1, args.windows_per_epoch // args.batch_size)
@@ -194,27 +301,22 @@ def fit(args, train_fleet: data_mod.FleetData) -> tuple[TemporalFusionTransforme
     budget = args.max_minutes * 60.0
     t0 = time.monotonic()
     best = (float("inf"), copy.deepcopy(model.state_dict()))
-    history, step, windows_seen, stopped_early, epochs_done = [], 0, 0, False, 0
+    history, step, rows_seen, stopped_early, epochs_done = [], 0, 0, False, 0
 
     def info_now() -> dict:
         return {
-            "seed": args.seed,
-            "device": describe_device(device),
-            "epochs": epochs_done,
-            "windows_per_epoch": steps_per_epoch * args.batch_size,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "steps": step,
-            "windows_seen": windows_seen,
-            "wall_seconds": round(time.monotonic() - t0, 1),
-            "stopped_by_time_budget": stopped_early,
-            "best_val_loss": round(best[0], 5),
-            "history": history,
-            "augment": bool(args.augment),
-            "init_from": args.init_from,
-            "train_windows_available": int(len(train_origins)),
+            "seed": args.seed, "device": describe_device(device), "epochs": epochs_done,
+            "rows_per_epoch": steps_per_epoch * args.batch_size, "batch_size": args.batch_size, "lr": args.lr,
+            "steps": step, "rows_seen": rows_seen, "wall_seconds": round(time.monotonic() - t0, 1),
+            "stopped_by_time_budget": stopped_early, "best_val_loss": round(best[0], 5), "history": history,
+            "augment": args.augment, "mix": {k: round(v, 3) for k, v in mix.items()}, "init_from": args.init_from,
             "git_commit": git_commit(),
         }
+
+    if args.init_from:  # the starting point is a candidate too: fine-tuning must not make validation worse
+        start_val = validation_losses(model, src, device)
+        best = (float(np.mean(list(start_val.values()))), copy.deepcopy(model.state_dict()))
+        log(f"validation before fine-tuning: " + ", ".join(f"{k} {v:.4f}" for k, v in start_val.items()))
     for epoch in range(args.epochs):
         model.train()
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}", leave=False, file=sys.stderr,
@@ -226,18 +328,15 @@ def fit(args, train_fleet: data_mod.FleetData) -> tuple[TemporalFusionTransforme
             warm = min(1.0, (step + 1) / 50)
             for g in opt.param_groups:
                 g["lr"] = lr * warm
-            pick = train_origins[rng.integers(0, len(train_origins), size=args.batch_size)]
-            past, future, ts, prof = stacked.gather(pick)
-            if args.augment:
-                past, future = augment(past, future, rng)
-            loss = batch_loss(model, past, future, ts, prof, device)
+            batch = draw_batch(src, mix, args.batch_size, cfg, rng, args.augment)
+            loss = batch_loss(model, *batch, device)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
-            windows_seen += len(pick)
-            if i % 10 == 0:  # reading the loss syncs the GPU, so only now and then
+            rows_seen += args.batch_size
+            if i % 10 == 0:  # reading the loss syncs a GPU, so only now and then
                 loss_value = float(loss.detach())
                 running = 0.8 * running + 0.2 * loss_value if i else loss_value
                 bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr * warm:.1e}")
@@ -245,12 +344,14 @@ def fit(args, train_fleet: data_mod.FleetData) -> tuple[TemporalFusionTransforme
                 stopped_early = True
                 break
         epochs_done = epoch + 1
-        val = validation_loss(model, stacked, val_origins, device, 256)
+        vals = validation_losses(model, src, device)
+        val = float(np.mean(list(vals.values())))  # every source counts alike, whatever its size
         elapsed = time.monotonic() - t0
         history.append({"epoch": epoch + 1, "train_loss": round(running, 5), "val_loss": round(val, 5),
-                        "elapsed_s": round(elapsed, 1), "windows_seen": windows_seen})
-        log(f"epoch {epoch + 1}: train {running:.4f}  val {val:.4f}  ({elapsed / 60:.1f} min, "
-            f"{windows_seen / elapsed:.0f} windows/s)")
+                        "val_per_source": {k: round(v, 5) for k, v in vals.items()},
+                        "elapsed_s": round(elapsed, 1), "rows_seen": rows_seen})
+        log(f"epoch {epoch + 1}: train {running:.4f}  val {val:.4f} (" + ", ".join(f"{k} {v:.4f}" for k, v in vals.items())
+            + f")  {elapsed / 60:.1f} min, {rows_seen / elapsed:.0f} rows/s")
         if val < best[0]:
             best = (val, copy.deepcopy(model.state_dict()))
             if args.checkpoint:  # keep the best so far on disk, so a killed run still leaves a model
@@ -275,6 +376,28 @@ def describe_device(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads), torch {torch.__version__}"
 
 
+# -- evaluation --------------------------------------------------------------------------------
+
+
+def predictor(model: TemporalFusionTransformer):
+    def predict(past, metric, profile, ts):
+        return ex.run_torch(model, past, metric, profile, ts)[0]
+    return predict
+
+
+def fleet_quantiles(model: TemporalFusionTransformer, past: np.ndarray, ts: np.ndarray, prof: np.ndarray,
+                    metrics: list[int] | None = None) -> np.ndarray:
+    """Forecast every metric row of server windows past [N,T,M] -> [N,H,M,3] (NaN for metrics not asked)."""
+    n, t, m = past.shape
+    metrics = list(range(m)) if metrics is None else metrics
+    rows = past[:, :, metrics].transpose(0, 2, 1).reshape(-1, t)
+    metric = np.tile(np.array(metrics), n)
+    q = ex.run_torch(model, rows, metric, np.repeat(prof, len(metrics)), np.repeat(ts, len(metrics)))[0]
+    out = np.full((n, model.cfg.horizon, m, 3), np.nan, dtype=np.float32)
+    out[:, :, metrics] = q.reshape(n, len(metrics), model.cfg.horizon, 3).transpose(0, 2, 1, 3)
+    return out
+
+
 def eval_windows(fleet: data_mod.FleetData, cfg: TFTConfig, stride: int, limit: int, seed: int):
     origins = data_mod.window_origins(fleet, cfg.context_length, cfg.horizon, stride=stride)
     if len(origins) > limit:
@@ -282,219 +405,301 @@ def eval_windows(fleet: data_mod.FleetData, cfg: TFTConfig, stride: int, limit: 
     return origins, data_mod.gather_windows(fleet, origins, cfg.context_length, cfg.horizon)
 
 
-def golden_cases(fleet: data_mod.FleetData, origins: np.ndarray, windows, cfg: TFTConfig):
-    """Three real windows from different profiles plus one flat window."""
-    past, _, ts, prof = windows
-    cases, used = [], set()
-    for want in ("database", "web_api", "ml_compute", "data_ingest", "generic"):
-        idx = schema.PROFILES.index(want)
-        hits = np.nonzero(prof == idx)[0]
-        if len(hits) and idx not in used:
-            k = hits[len(hits) // 2]
-            cases.append((past[k], int(ts[k]), int(prof[k])))
-            used.add(idx)
-        if len(cases) == 3:
-            break
-    if not cases:
-        cases.append((past[0], int(ts[0]), int(prof[0])))
-    flat_levels = np.array([20, 5, 1, 74, 10, 40, 1, 30, 12, 9, 2, 2, 1.5, 12], dtype=np.float32)
-    flat = np.repeat(flat_levels[None, :], cfg.context_length, axis=0)
-    cases.append((flat, 1_770_000_000 // cfg.step_seconds * cfg.step_seconds, schema.PROFILES.index("generic")))
-    return cases
-
-
-def finish(args, model: TemporalFusionTransformer, info: dict, train_fleet: data_mod.FleetData,
-           eval_fleet: data_mod.FleetData, data_desc: str, eval_desc: str, command: str) -> dict:
-    """Evaluate against the baselines, export, check parity, write metadata, card and fixtures."""
-    cfg = model.cfg
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log("evaluating on held-out data ...")
-    calib_origins = data_mod.window_origins(train_fleet, cfg.context_length, cfg.horizon, stride=7)
-    rng = np.random.default_rng(args.seed + 1)
-    calib_origins = calib_origins[rng.permutation(len(calib_origins))[: args.calib_windows]]
-    c_past, c_future, _, _ = data_mod.gather_windows(train_fleet, calib_origins, cfg.context_length, cfg.horizon)
+def simulator_evaluation(args, model, src: Sources) -> tuple[dict | None, tuple | None]:
+    """The held-out simulator week (another seed): pinball vs the calibrated baselines, and the
+    metric-subset check. Needs complete 14-metric windows (skipped otherwise)."""
+    fleet, cfg = src.eval_fleet, model.cfg
+    if fleet is None:
+        return None, None
+    _, windows = eval_windows(fleet, cfg, args.eval_stride, args.eval_windows, args.seed)
+    past, future, ts, prof = windows
+    complete = np.isfinite(past).all(axis=(1, 2)) & np.isfinite(future).all(axis=(1, 2))
+    past, future, ts, prof = past[complete], future[complete], ts[complete], prof[complete]
+    if len(past) == 0:
+        return None, None
+    calib = data_mod.window_origins(src.train_fleet, cfg.context_length, cfg.horizon, stride=7)
+    calib = calib[np.random.default_rng(args.seed + 1).permutation(len(calib))[: args.calib_windows]]
+    c_past, c_future, _, _ = data_mod.gather_windows(src.train_fleet, calib, cfg.context_length, cfg.horizon)
+    ok = np.isfinite(c_past).all(axis=(1, 2)) & np.isfinite(c_future).all(axis=(1, 2))
+    c_past, c_future = c_past[ok], c_future[ok]
     offsets = {
         "persistence": ev.calibrate(ev.persistence_point(c_past, cfg.horizon), c_past, c_future),
         "seasonal_naive": ev.calibrate(ev.seasonal_point(c_past, cfg.horizon, cfg.step_seconds), c_past, c_future),
     }
-    e_origins, windows = eval_windows(eval_fleet, cfg, args.eval_stride, args.eval_windows, args.seed)
-    past, future, ts, prof = windows
-    if len(past) == 0:
-        raise SystemExit("no complete evaluation window in the evaluation data")
-    t_eval = time.monotonic()
-    q, _, _ = ex.run_torch(model, past, ts, prof)
-    evaluation = ev.evaluate_all(q, past, future, offsets, cfg.step_seconds)
-    evaluation["data"] = eval_desc
-    evaluation["window_stride_steps"] = args.eval_stride
-    evaluation["calibration_windows"] = int(len(c_past))
-    evaluation["model_seconds"] = round(time.monotonic() - t_eval, 2)
-    evaluation["data_report"] = eval_fleet.report.to_json()
-    s = evaluation["summary"]
-    notes = []
-    if not s["target_pinball_15pct_below_best_baseline"]:
-        notes.append(f"The pinball target is missed: the model is {100 * s['improvement_vs_best_baseline']:.1f}% below "
-                     f"the best baseline ({s['best_baseline']}), not 15%.")
-    if not s["target_coverage_75_85"]:
-        notes.append(f"The coverage target is missed: {100 * s['model_coverage_p10_p90']:.1f}% of targets fall inside p10-p90.")
-    evaluation["notes"] = " ".join(notes)
+    t0 = time.monotonic()
+    q = fleet_quantiles(model, past, ts, prof)
+    result = ev.evaluate_all(q, past, future, offsets, cfg.step_seconds)
+    result["model_seconds"] = round(time.monotonic() - t0, 2)
+    result["data"] = src.desc.get("eval", "")
+    result["window_stride_steps"] = args.eval_stride
+    result["calibration_windows"] = int(len(c_past))
+    result["subsets"] = subset_check(model, past, future, ts, prof, offsets)
+    return result, (past, future, ts, prof)
+
+
+SUBSETS = {
+    "cpu_only": ["cpu_user_pct"],
+    "cpu_memory": ["cpu_user_pct", "mem_used_pct"],
+    "all_14": list(schema.METRICS),
+}
+
+
+def subset_check(model, past, future, ts, prof, offsets) -> dict:
+    """Forecast the held-out windows with only some metric rows present (CPU only; CPU + memory;
+    all 14) and show that every metric's forecast is identical whatever else is present (the
+    graph sees one row at a time), and what each subset scores."""
+    out = {}
+    full = fleet_quantiles(model, past, ts, prof)
+    divisor = ev.robust_scale(past).mean(axis=0)
+    for name, metrics in SUBSETS.items():
+        idx = [schema.METRICS.index(m) for m in metrics]
+        q = fleet_quantiles(model, past, ts, prof, idx)
+        sub = q[:, :, idx]
+        diff = float(np.abs(sub - full[:, :, idx]).max())
+        scores = ev.score(np.nan_to_num(q), future, divisor, model.cfg.step_seconds)
+        pers = ev.score(ev.with_intervals(ev.persistence_point(past, model.cfg.horizon), past, offsets["persistence"]),
+                        future, divisor, model.cfg.step_seconds)
+        out[name] = {
+            "metrics": metrics,
+            "max_abs_diff_vs_all_14": diff,
+            "per_metric_mean_pinball": {m: float(np.mean([scores["per_metric"][m][b]["mean_pinball"] for b in scores["per_metric"][m]]))
+                                        for m in metrics},
+            "persistence_mean_pinball": {m: float(np.mean([pers["per_metric"][m][b]["mean_pinball"] for b in pers["per_metric"][m]]))
+                                         for m in metrics},
+        }
+    return out
+
+
+def real_evaluation(args, model, series_list, every: int) -> dict | None:
+    if not series_list:
+        return None
+    cfg = model.cfg
+    result = ev.evaluate_series(predictor(model), series_list, cfg.context_length, cfg.horizon, cfg.step_seconds,
+                                every=every, heldout=sr.HELDOUT_FRACTION)
+    cpu = [n for n, r in result["per_series"].items() if r["metric"] == "cpu_user_pct"]
+    result["pooled_cpu"] = ev.pool(result["per_series"], cpu)
+    result["targets"] = ev.real_targets(result["pooled"])
+    result["targets_cpu"] = ev.real_targets(result["pooled_cpu"])
+    return result
+
+
+# -- golden fixture ----------------------------------------------------------------------------
+
+
+def golden_cases(cfg: TFTConfig, src: Sources, sim_windows) -> list[dict]:
+    """Rows covering the contract's corners: a full simulator day, the same truncated to its last
+    24 steps, holes in the middle, a constant series, a near-idle CPU series, a real NAB window;
+    several metrics and profiles."""
+    t = cfg.context_length
+    rng = np.random.default_rng(11)
+    cases = []
+    ts0 = 1_770_000_000 // cfg.step_seconds * cfg.step_seconds
+    m = schema.METRICS.index
+    if sim_windows is not None:
+        past, _, ts, prof = sim_windows
+        for want, metric, label in (("database", "mem_used_pct", "simulator, full 24 h"),
+                                    ("web_api", "cpu_user_pct", "simulator, full 24 h"),
+                                    ("data_ingest", "net_in_mb_s", "simulator, full 24 h")):
+            hits = np.nonzero(prof == schema.PROFILES.index(want))[0]
+            k = hits[len(hits) // 2] if len(hits) else 0
+            cases.append({"label": f"{label}: {want} {metric}", "past_values": past[k, :, m(metric)],
+                          "metric": m(metric), "profile": int(prof[k]), "last_timestamp": int(ts[k])})
+        k = len(past) // 3
+        short = np.full(t, np.nan, np.float32)
+        short[-24:] = past[k, -24:, m("cpu_sys_pct")]
+        cases.append({"label": "simulator, only the last 24 steps observed", "past_values": short,
+                      "metric": m("cpu_sys_pct"), "profile": int(prof[k]), "last_timestamp": int(ts[k])})
+        holed = past[k, :, m("load_average")].copy()
+        holed[90:150] = np.nan
+        holed[rng.random(t) < 0.08] = np.nan
+        holed[-1] = past[k, -1, m("load_average")]
+        cases.append({"label": "simulator, a 60-step hole and 8% missing steps", "past_values": holed,
+                      "metric": m("load_average"), "profile": int(prof[k]), "last_timestamp": int(ts[k])})
+    cases.append({"label": "constant 42", "past_values": np.full(t, 42.0, np.float32), "metric": m("disk_usage_pct"),
+                  "profile": schema.PROFILES.index("generic"), "last_timestamp": ts0})
+    idle = (np.round(np.abs(0.5 + rng.normal(0, 0.3, t)) / 0.066) * 0.066 + 0.1).astype(np.float32)
+    idle[rng.random(t) < 0.02] = 1.9
+    cases.append({"label": "near-idle CPU 0.1-2 %, quantised", "past_values": idle, "metric": m("cpu_user_pct"),
+                  "profile": schema.PROFILES.index("risk_analytics"), "last_timestamp": ts0 + 3600})
+    nab = next((s for s in src.real_series if s.name.startswith("cpu_utilization_asg")), None)
+    if nab is not None:
+        cut = sr.split_point(nab)
+        cases.append({"label": f"real NAB window ({nab.name}, held-out part)", "past_values": nab.values[cut : cut + t],
+                      "metric": m("cpu_user_pct"), "profile": schema.PROFILES.index("generic"),
+                      "last_timestamp": int(nab.start + (cut + t - 1) * cfg.step_seconds)})
+    return cases
+
+
+# -- finish: evaluate, export, document --------------------------------------------------------
+
+
+def finish(args, model: TemporalFusionTransformer, info: dict, src: Sources, command: str,
+           before: dict | None = None) -> dict:
+    """Evaluate against the baselines, export, check parity, write metadata, card and fixture."""
+    cfg = model.cfg
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log("evaluating ...")
+    evaluation: dict = {}
+    real = real_evaluation(args, model, src.real_series, args.real_every)
+    if real is not None:
+        evaluation["real"] = real
+    sim, sim_windows = simulator_evaluation(args, model, src)
+    if sim is not None:
+        evaluation["simulator"] = sim
+    user_series = src.user_series or src.eval_series
+    if user_series:
+        evaluation["user"] = real_evaluation(args, model, user_series, args.real_every)
+        if before is not None:
+            evaluation["user_before"] = before
+    evaluation["variants"] = args.variants
 
     log("exporting ONNX ...")
     onnx_path = out_dir / "model.onnx"
     ex.export_onnx(model, onnx_path)
     torch.save(model.state_dict(), out_dir / "weights.pt")
     session = ex.ort_session(onnx_path)
-    rnd = ex.random_windows(64, cfg, args.seed)
-    n_real = min(256, len(past))
-    flat = np.full((4, cfg.context_length, cfg.n_metrics), 7.0, dtype=np.float32)
-    parity_windows = {
-        "random": rnd,
-        "real": (past[:n_real], ts[:n_real], prof[:n_real]),
-        "flat": (flat, ts[:4] if len(ts) >= 4 else np.repeat(ts[:1], 4), np.arange(4, dtype=np.int64) % cfg.n_profiles),
-    }
-    parity = ex.parity(model, session, parity_windows)
-    worst = max(v for r in parity.values() for k, v in r.items() if k != "windows")
-    ratio = ex.parity_worst_ratio(model, session, parity_windows)
-    log(f"ONNX Runtime vs PyTorch: max abs difference {worst:.2e}; worst |diff| / ({ex.PARITY_ATOL:g} + "
-        f"{ex.PARITY_RTOL:g}|y|) = {ratio:.2f}")
+    windows = {"random": ex.random_windows(256, cfg, args.seed)}
+    if sim_windows is not None:
+        past, _, ts, prof = sim_windows
+        n = min(64, len(past))
+        rows = past[:n].transpose(0, 2, 1).reshape(-1, cfg.context_length)
+        windows["simulator"] = (rows, np.tile(np.arange(cfg.n_metrics), n), np.repeat(prof[:n], cfg.n_metrics),
+                                np.repeat(ts[:n], cfg.n_metrics))
+    odd = np.full((4, cfg.context_length), np.nan, np.float32)
+    odd[1] = 7.0
+    odd[2, -1] = 3.0
+    odd[3, ::2] = 1e6
+    windows["odd"] = (odd, np.zeros(4, np.int64) + 8, np.zeros(4, np.int64), np.full(4, 1_767_571_200, np.int64))
+    parity = ex.parity(model, session, windows)
+    ratio = ex.parity_worst_ratio(model, session, windows)
+    log(f"ONNX Runtime vs PyTorch: worst |diff| / ({ex.PARITY_ATOL:g} + {ex.PARITY_RTOL:g}|y|) = {ratio:.2f}")
     if ratio > 1.0:
-        raise SystemExit(f"ONNX Runtime parity check failed: |torch - ort| exceeds {ex.PARITY_ATOL:g} + "
-                         f"{ex.PARITY_RTOL:g}|torch| by a factor {ratio:.2f} (max abs differences {parity})")
+        raise SystemExit(f"ONNX Runtime parity check failed by a factor {ratio:.2f} ({parity})")
+    log("measuring ONNX Runtime throughput ...")
+    bench = ex.bench_rows_per_cpu_second(onnx_path, seconds=args.bench_seconds)
 
-    info.update({
-        "data": data_desc,
-        "data_report": train_fleet.report.to_json(),
-        "git_commit": info.get("git_commit") or git_commit(),
-        "command": command,
-        "notes": args.notes,
-    })
-    name = out_dir.name
+    info.update({"data": src.desc, "data_report": src.train_fleet.report.to_json() if src.train_fleet else None,
+                 "git_commit": info.get("git_commit") or git_commit(), "command": command, "notes": args.notes})
     meta = ex.build_metadata(
-        model, name=name, version=args.version, created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        model, name=out_dir.name, version=args.version,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         params=count_params(model), flops=count_flops(model), training=info, evaluation=evaluation, parity_report=parity)
+    meta["throughput"] = bench
     meta["behaviour_probes"] = ex.behaviour_probes(session, cfg)
-    (out_dir / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
-    ex.write_model_card(out_dir / "MODEL_CARD.md", meta, {
-        "summary": ev.summary_table(evaluation), "per_metric": ev.per_metric_table(evaluation)})
+    (out_dir / "model.json").write_text(json.dumps(meta, indent=1, default=float) + "\n")
+    from .card import write_model_card
+
+    write_model_card(out_dir / "MODEL_CARD.md", meta)
     ex.load_model_dir(out_dir)  # what we wrote must pass our own load check
-    if args.golden:
+    golden = args.golden if args.golden is not None else (DEFAULT_GOLDEN if Path(args.out) == Path(DEFAULT_OUT) else "")
+    if golden:
         rel = os.path.relpath(out_dir.resolve(), REPO_ROOT)
-        ex.write_golden(session, rel, golden_cases(eval_fleet, e_origins, windows, cfg), Path(args.golden))
-        log(f"golden fixtures written to {args.golden}")
+        ex.write_golden(session, rel, golden_cases(cfg, src, sim_windows), REPO_ROOT / golden if not Path(golden).is_absolute() else Path(golden))
+        log(f"golden fixture written to {golden}")
     return meta
 
 
 def print_summary(meta: dict, out_dir: str) -> None:
-    ev_ = meta["evaluation"]
-    s = ev_["summary"]
+    e = meta["evaluation"]
     tr = meta["training"]
-    lines = [
-        "",
-        f"model      {out_dir}  ({meta['params']:,} params, {meta['flops_per_forecast'] / 1e6:.1f} MFLOPs/forecast, "
-        f"{(Path(out_dir) / 'model.onnx').stat().st_size / 1024:.0f} KiB onnx)",
-        f"training   {tr['steps']} steps, {tr['windows_seen']:,} windows, {tr['wall_seconds'] / 60:.1f} min on {tr['device']}",
-        f"evaluation {ev_['windows']} held-out windows",
-        ev.summary_table(ev_),
-        f"vs best baseline ({s['best_baseline']}): {100 * s['improvement_vs_best_baseline']:.1f}% lower scaled pinball "
-        f"-> target >=15% {'MET' if s['target_pinball_15pct_below_best_baseline'] else 'MISSED'}; coverage "
-        f"{100 * s['model_coverage_p10_p90']:.1f}% -> target 75-85% {'MET' if s['target_coverage_75_85'] else 'MISSED'}",
-    ]
+    lines = ["", f"model      {out_dir}  ({meta['params']:,} params, {meta['flops_per_row'] / 1e6:.2f} MFLOPs/row, "
+                 f"{meta['throughput']['rows_per_cpu_second']:,} rows per CPU-second on ORT, 1 thread, batch 448)",
+             f"training   {tr['steps']} steps, {tr['rows_seen']:,} rows, {tr['wall_seconds'] / 60:.1f} min on {tr['device']}"]
+    for key, title in (("real", "real traces, held-out tails (pooled over series)"),
+                       ("user_before", "your data, held-out tails, BEFORE fine-tuning"),
+                       ("user", "your data, held-out tails")):
+        if e.get(key):
+            lines += ["", title, ev.real_table(e[key]["pooled"]), json.dumps(e[key]["targets"])]
+    if e.get("real"):
+        lines += ["", "real CPU series only", ev.real_table(e["real"]["pooled_cpu"])]
+    if e.get("simulator"):
+        s = e["simulator"]["summary"]
+        lines += ["", "simulator held-out week", ev.summary_table(e["simulator"]),
+                  f"vs best baseline ({s['best_baseline']}): {100 * s['improvement_vs_best_baseline']:.1f}% lower scaled pinball; "
+                  f"coverage {100 * s['model_coverage_p10_p90']:.1f}%"]
     print("\n".join(lines))
 
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="training Parquet (long format); default: produced by `fleetcast export`")
+    p.add_argument("--data", help="training Parquet (long format); default: produced by `fleetcast export`. "
+                   "Without --eval-data the last 25%% of every series is held out for evaluation")
     p.add_argument("--eval-data", help="held-out Parquet; default: produced by `fleetcast export` (other seed, later range)")
     p.add_argument("--exporter", help="fleetcast binary for the default data (default: env TRAINING_EXPORTER_BIN, "
                    "else `cargo run --release --bin fleetcast`)")
     p.add_argument("--data-dir", default=".data", help="where the exporter's files are cached (default .data)")
-    p.add_argument("--out", default="models/tft-v2", help="model directory to write (default models/tft-v2)")
-    p.add_argument("--version", default="1.0.0")
-    p.add_argument("--golden", default="tests/fixtures/model_golden.json", help="golden fixture file ('' to skip)")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--windows-per-epoch", type=int, default=6144)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--real-traces", default=sr.DEFAULT_REAL_TRACES,
+                   help=f"folder of the real traces, relative to the repository root (default {sr.DEFAULT_REAL_TRACES}; '' = none)")
+    p.add_argument("--mix", default=None, help="batch mix of the sources, e.g. data=0.4,real=0.25,synthetic=0.35 "
+                   "(default that; with --init-from data=0.6,real=0.2,synthetic=0.2)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"model directory to write (default {DEFAULT_OUT})")
+    p.add_argument("--version", default="3.0.0")
+    p.add_argument("--golden", default=None, help=f"golden fixture file ('' = none; default {DEFAULT_GOLDEN} when --out is "
+                   f"{DEFAULT_OUT}, else none)")
+    p.add_argument("--epochs", type=int, default=1000)
+    p.add_argument("--windows-per-epoch", type=int, default=16384, help="rows per epoch (one validation per epoch)")
+    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--hidden", type=int, default=28)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--var-hidden", type=int, default=8)
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--encoder-selection", default="linear", choices=["grn", "linear"],
-                   help="encoder variable selection: per-variable linear embedding (default, tft-v2) or a "
-                        "per-variable GRN at every step (tft-v1)")
-    p.add_argument("--scale-method", default="mad", choices=["iqr", "mad"],
-                   help="normalisation spread: max(1.2533*mean abs deviation, floor) (default, sort-free, tft-v2) "
-                        "or max(IQR/1.349, std/4, floor) (sorts, tft-v1)")
+    p.add_argument("--patch", type=int, default=12, help="steps per encoder/decoder token")
+    p.add_argument("--dropout", type=float, default=0.05)
     p.add_argument("--context", type=int, default=schema.CONTEXT_LENGTH)
     p.add_argument("--horizon", type=int, default=schema.HORIZON)
     p.add_argument("--step-seconds", type=int, default=schema.STEP_SECONDS)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
-    p.add_argument("--max-minutes", type=float, default=18.0, help="wall-time budget for the training loop")
-    p.add_argument("--init-from", help="model directory to fine-tune (e.g. models/tft-v1)")
-    p.add_argument("--no-augment", dest="augment", action="store_false", help="no random rescaling of unbounded metrics")
-    p.add_argument("--val-days", type=float, default=3.0)
-    p.add_argument("--val-windows", type=int, default=512)
-    p.add_argument("--eval-stride", type=int, default=12, help="steps between evaluation window origins")
-    p.add_argument("--eval-windows", type=int, default=4000)
+    p.add_argument("--max-minutes", type=float, default=20.0, help="wall-time budget for the training loop")
+    p.add_argument("--init-from", help="model directory to fine-tune (e.g. models/tft-v3)")
+    p.add_argument("--augment", type=float, default=1.0, help="augmentation strength (probabilities x this; 0 = off)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="validation windows have their targets in the last fraction of every training series")
+    p.add_argument("--val-windows", type=int, default=2048, help="validation rows per source")
+    p.add_argument("--eval-stride", type=int, default=12, help="steps between simulator evaluation window origins")
+    p.add_argument("--eval-windows", type=int, default=2000, help="simulator evaluation windows (x 14 rows)")
     p.add_argument("--calib-windows", type=int, default=3000)
-    p.add_argument("--bad-rows", default="drop", choices=["drop", "fail"], help="what to do with bad rows")
+    p.add_argument("--real-every", type=int, default=24, help="steps between forecast origins on held-out series (2 h)")
+    p.add_argument("--bench-seconds", type=float, default=2.0, help="CPU-seconds per ONNX Runtime throughput round")
+    p.add_argument("--bad-rows", default="drop", choices=["drop", "fail"], help="what to do with bad values and rows")
     p.add_argument("--checkpoint", help="fit only: save the trained weights and training info to this .pt file")
     p.add_argument("--from-checkpoint", help="skip fitting: evaluate and export a checkpoint written by --checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--notes", default="", help="free text on how this model was made, kept in model.json and the card")
-
-
-def load_data(args):
-    if args.data and args.eval_data:
-        train_path, eval_path = Path(args.data), Path(args.eval_data)
-        desc_t, desc_e = f"file {train_path.name}", f"file {eval_path.name}"
-        # files made by the default exporter calls are described by those calls
-        for spec, name in ((DEFAULT_TRAIN, train_path.name), (DEFAULT_EVAL, eval_path.name)):
-            if name.endswith(f"s{spec['seed']}-{spec['servers']}x{spec['hours']}h.parquet"):
-                text = (f"fleetcast export --hours {spec['hours']} --servers {spec['servers']} --seed {spec['seed']} "
-                        f"--start {spec['start']} (file {name})")
-                desc_t, desc_e = (text, desc_e) if spec is DEFAULT_TRAIN else (desc_t, text)
-    elif args.data or args.eval_data:
-        raise SystemExit("--data and --eval-data go together (the evaluation must be on held-out data)")
-    else:
-        train_path, eval_path, desc_t, desc_e = default_data_paths(args.data_dir, args.exporter)
-    train_fleet = data_mod.load_fleet(train_path, args.bad_rows, args.step_seconds)
-    log(train_fleet.report.describe())
-    eval_fleet = data_mod.load_fleet(eval_path, args.bad_rows, args.step_seconds)
-    log(eval_fleet.report.describe())
-    if eval_fleet.first_time() <= train_fleet.last_time():
-        log("warning: the evaluation data does not start after the training data ends")
-    desc_t += (f" ({train_fleet.report.servers} servers, {train_fleet.report.rows_kept:,} rows, "
-               f"{dt.datetime.fromtimestamp(train_fleet.first_time(), dt.timezone.utc):%Y-%m-%d} to "
-               f"{dt.datetime.fromtimestamp(train_fleet.last_time(), dt.timezone.utc):%Y-%m-%d %H:%M} UTC)")
-    desc_e += (f" ({eval_fleet.report.servers} servers, {eval_fleet.report.rows_kept:,} rows, "
-               f"{dt.datetime.fromtimestamp(eval_fleet.first_time(), dt.timezone.utc):%Y-%m-%d} to "
-               f"{dt.datetime.fromtimestamp(eval_fleet.last_time(), dt.timezone.utc):%Y-%m-%d %H:%M} UTC)")
-    return train_fleet, eval_fleet, desc_t, desc_e
+    p.add_argument("--variants", default=None, help="JSON file of earlier variants' scores to list in the card")
 
 
 def cmd_train(args, argv: list[str]) -> int:
     torch.set_num_threads(args.threads)
     command = "python -m training " + " ".join(shlex.quote(a) for a in argv)
     args.command_line = command
-    train_fleet, eval_fleet, desc_t, desc_e = load_data(args)
+    if args.mix is None:
+        args.mix = "data=0.6,real=0.2,synthetic=0.2" if args.init_from else "data=0.4,real=0.25,synthetic=0.35"
+    args.variants = json.loads(Path(args.variants).read_text()) if args.variants else []
     if args.from_checkpoint:
         ckpt = torch.load(args.from_checkpoint, map_location="cpu", weights_only=False)
         model = TemporalFusionTransformer(TFTConfig.from_json(ckpt["architecture"]))
         model.load_state_dict(ckpt["state_dict"])
         model.eval()
+        src = load_sources(args, model.cfg)
         info = ckpt["info"]
         command = ckpt.get("command", command) + f"  (then, on CPU: {command})"
+        meta = finish(args, model, info, src, command)
     else:
-        model, info = fit(args, train_fleet)
+        model, _ = build_model(args)
+        src = load_sources(args, model.cfg)
+        before = None
+        if args.init_from and (src.user_series or src.eval_series):
+            before = real_evaluation(args, model, src.user_series or src.eval_series, args.real_every)
+        model, info = fit(args, model, src)
+        # always keep the fitted weights: a failure while evaluating or exporting must not cost the fit
+        checkpoint = args.checkpoint or str(REPO_ROOT / args.data_dir / "last-fit.pt")
+        save_checkpoint(checkpoint, model.cfg, model.state_dict(), info, command)
+        log(f"checkpoint written to {checkpoint}")
         if args.checkpoint:
-            save_checkpoint(args.checkpoint, model.cfg, model.state_dict(), info, command)
-            log(f"checkpoint written to {args.checkpoint}")
             print(json.dumps({k: v for k, v in info.items() if k != "history"}, indent=1))
             return 0
-    meta = finish(args, model, info, train_fleet, eval_fleet, desc_t, desc_e, command)
+        meta = finish(args, model, info, src, command, before)
     print_summary(meta, args.out)
     return 0
 
@@ -507,18 +712,28 @@ def main(argv: list[str] | None = None) -> int:
     add_train_flags(p_train)
     p_check = sub.add_parser("check", help="validate a model directory (model.json against model.onnx)")
     p_check.add_argument("model_dir")
+    p_bench = sub.add_parser("bench", help="rows per CPU-second of a model directory on ONNX Runtime (1 thread)")
+    p_bench.add_argument("model_dir")
+    p_bench.add_argument("--batch", type=int, default=448, help="rows per run (default 448 = 32 servers x 14 metrics)")
+    p_bench.add_argument("--seconds", type=float, default=3.0, help="CPU-seconds per round (3 rounds)")
     p_val = sub.add_parser("validate-data", help="report problems in a Parquet file")
     p_val.add_argument("file")
     p_val.add_argument("--bad-rows", default="drop", choices=["drop", "fail"])
     if not argv:
         argv = ["train"]
     args = parser.parse_args(argv)
+    if args.command == "train" and args.real_traces == "":
+        args.real_traces = None
     try:
         if args.command == "train":
             return cmd_train(args, argv)
         if args.command == "check":
             meta, _ = ex.load_model_dir(args.model_dir)
             print(f"{args.model_dir}: ok ({meta['name']} {meta['version']}, {meta['params']:,} params)")
+            return 0
+        if args.command == "bench":
+            _, onnx_path = ex.load_model_dir(args.model_dir)
+            print(json.dumps(ex.bench_rows_per_cpu_second(onnx_path, args.batch, args.seconds)))
             return 0
         if args.command == "validate-data":
             fleet = data_mod.load_fleet(args.file, args.bad_rows)

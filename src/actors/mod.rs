@@ -6,7 +6,10 @@
 
 pub mod alert_router;
 pub mod generator;
+pub mod node_exporter;
+pub mod node_series;
 pub mod predictor;
+pub mod remote_write;
 pub mod risk_scorer;
 pub mod stage;
 pub mod window_keeper;

@@ -86,6 +86,12 @@ enum Command {
         #[command(subcommand)]
         command: EvaluateCommand,
     },
+    /// Forecast from a history file (CSV or Parquet) with the model, no bus needed: p10/p50/p90
+    /// per server, metric, origin and step, written as CSV or Parquet.
+    Forecast(fleetcast::offline::forecast::ForecastArgs),
+    /// Score the model on a history file against persistence and seasonal naive, per lead-time
+    /// band (prints a table; --json writes it).
+    Backtest(fleetcast::offline::backtest::BacktestArgs),
     /// Check a settings file and print the settings in effect as JSON.
     Config,
     /// Manage the model the predictor workers serve.
@@ -130,6 +136,10 @@ enum ActorArg {
     RiskScorer,
     /// Alerts with hysteresis from risk scores and forecasts.
     AlertRouter,
+    /// Scrapes node_exporter targets into samples (`[node_exporter]`).
+    NodeExporter,
+    /// Receives Prometheus remote-write requests into samples (`[remote_write]`).
+    RemoteWrite,
 }
 
 impl From<ActorArg> for ActorKind {
@@ -140,6 +150,8 @@ impl From<ActorArg> for ActorKind {
             ActorArg::Predictor => ActorKind::Predictor,
             ActorArg::RiskScorer => ActorKind::RiskScorer,
             ActorArg::AlertRouter => ActorKind::AlertRouter,
+            ActorArg::NodeExporter => ActorKind::NodeExporter,
+            ActorArg::RemoteWrite => ActorKind::RemoteWrite,
         }
     }
 }
@@ -224,7 +236,11 @@ fn run(cli: Cli) -> Result<()> {
     let settings = load_settings(cli.config)?;
     let long_running = matches!(
         cli.command,
-        Command::Up | Command::Run { .. } | Command::Export(_)
+        Command::Up
+            | Command::Run { .. }
+            | Command::Export(_)
+            | Command::Forecast(_)
+            | Command::Backtest(_)
     );
     let level = match (long_running, cli.verbose) {
         (true, 0) => settings.log.level.as_str(),
@@ -242,7 +258,13 @@ fn run(cli: Cli) -> Result<()> {
             command: EvaluateCommand::Alerts(args),
         } => {
             let servers = args.servers as usize;
-            let mut detectors = fleetcast::evaluate::harness::baselines(servers);
+            let mut detectors = Vec::new();
+            if !args.baselines_only {
+                let pipeline = fleetcast::evaluate::PipelineDetector::build(&settings)
+                    .context("evaluate alerts: loading the model")?;
+                detectors.push(Box::new(pipeline) as Box<dyn fleetcast::evaluate::Detector>);
+            }
+            detectors.extend(fleetcast::evaluate::harness::baselines(servers));
             let report =
                 fleetcast::evaluate::evaluate(&args, &mut detectors).context("evaluate alerts")?;
             if args.json {
@@ -252,11 +274,40 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Forecast(args) => {
+            let summary = fleetcast::offline::forecast::run(&args, &settings.predictor.ort_library)
+                .context("forecast")?;
+            eprintln!(
+                "forecast: {} rows for {} origins of {} servers written to {}{}",
+                summary.rows,
+                summary.origins,
+                summary.servers,
+                args.out.display(),
+                if summary.skipped_origins > 0 {
+                    format!(
+                        " ({} origins skipped: no metric had enough history)",
+                        summary.skipped_origins
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        Command::Backtest(args) => {
+            let report = fleetcast::offline::backtest::run(&args, &settings.predictor.ort_library)
+                .context("backtest")?;
+            print!("{}", report.table());
+            Ok(())
+        }
         Command::Config => {
             println!("{}", serde_json::to_string_pretty(&settings)?);
             Ok(())
         }
-        Command::Up => serve(settings, ActorKind::ALL.to_vec(), Embed::WhenAbsent),
+        Command::Up => {
+            let actors = ActorKind::for_up(&settings);
+            serve(settings, actors, Embed::WhenAbsent)
+        }
         Command::Run { actor } => serve(settings, vec![actor.into()], Embed::Never),
         Command::Status(args) => client(async move {
             let bus = Bus::connect(&settings.nats).await?;

@@ -122,6 +122,10 @@ pub trait Detector {
     /// Whatever stops the detector.
     fn observe(&mut self, step: &StepView, out: &mut Vec<AlertChange>)
     -> Result<(), EvaluateError>;
+    /// What it did, in words, for the report.
+    fn summary(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Detector for RuleBaseline {
@@ -180,6 +184,9 @@ pub struct DetectorReport {
     pub scores: Scores,
     /// Alert changes it made (all subjects, all levels).
     pub changes: usize,
+    /// What it did, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
 }
 
 /// What `fleetcast evaluate alerts` found.
@@ -291,6 +298,7 @@ pub fn evaluate(
             detector: detector.name(),
             scores: score(&labels, changes, &params),
             changes: changes.len(),
+            summary: detector.summary(),
         })
         .collect();
     Ok(Report {
@@ -356,6 +364,11 @@ impl Report {
                 cell(s.resolve_median_min, 0),
                 s.unresolved,
             );
+        }
+        for row in &self.detectors {
+            if let Some(summary) = &row.summary {
+                let _ = writeln!(out, "\n{}: {summary}", row.detector);
+            }
         }
         out
     }

@@ -3,11 +3,12 @@
 //! services like the others) and copies their own counters into it once a second. It goes
 //! away when each actor builds its `Stage` in its own `spawn`.
 
-use crate::actors::predictor::{self, Predictor, model::ModelMetadata};
+use crate::actors::predictor::{self, Predictor};
 use crate::actors::stage::service::{FACT_MODEL, FACT_SERVERS_READY, FACT_WARMUP_PCT};
 use crate::actors::stage::{Counters, RunningStage, ServiceError, Stage, StageCounters, StageSpec};
 use crate::actors::window_keeper::{self, GetWarmup, WindowKeeper};
 use crate::bus::Bus;
+use crate::model::ModelMetadata;
 use crate::settings::Settings;
 use crate::subjects::StreamKind;
 use crate::wire::RejectKind;

@@ -2,7 +2,8 @@
 //! (`up`, `run`), the end-to-end tests and the benches all start the pipeline here.
 //!
 //! - **Start** ([`start`]): the streams are created, then the actors start last to first
-//!   (alert router, risk scorer, predictor workers, window keeper, generator), so every
+//!   (alert router, risk scorer, predictor workers, window keeper, generator, then the
+//!   enabled inputs: remote-write receiver, node_exporter scraper), so every
 //!   consumer listens before its producer publishes. Each actor's `spawn` fails before it
 //!   starts when something it needs is missing; the first failure stops the start-up.
 //! - **Stop** ([`Pipeline::drain`]): the stages drain in pipeline order (the generator
@@ -20,7 +21,9 @@ mod bridge;
 
 use crate::actors::alert_router::{self, AlertRouter, AlertRouterError};
 use crate::actors::generator::{self, Generator, GeneratorError};
+use crate::actors::node_exporter::{self, NodeExporter, NodeExporterError};
 use crate::actors::predictor::{self, Predictor, PredictorError};
+use crate::actors::remote_write::{self, RemoteWrite, RemoteWriteError};
 use crate::actors::risk_scorer::{self, RiskScorer, RiskScorerError};
 use crate::actors::stage::{Drain, RunningStage, ServiceError, StageHandle};
 use crate::actors::window_keeper::{self, WindowKeeper, WindowKeeperError};
@@ -33,9 +36,16 @@ use std::time::{Duration, Instant};
 /// for stopping the private nats-server.
 pub const DRAIN_WITHIN: Duration = Duration::from_secs(6);
 
+/// How long the last flush after the drain may wait for the bus.
+const FINAL_FLUSH_WITHIN: Duration = Duration::from_secs(2);
+
 /// The actors, in pipeline order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ActorKind {
+    /// The node_exporter scraper (`[node_exporter]`).
+    NodeExporter,
+    /// The Prometheus remote-write receiver (`[remote_write]`).
+    RemoteWrite,
     /// The synthetic fleet.
     Generator,
     /// Per-server windows and predict jobs.
@@ -58,9 +68,28 @@ impl ActorKind {
         ActorKind::AlertRouter,
     ];
 
+    /// The input actors `up` starts when their section says `enabled = true`.
+    pub const INPUTS: [ActorKind; 2] = [ActorKind::NodeExporter, ActorKind::RemoteWrite];
+
+    /// What `fleetcast up` runs: the enabled inputs and every actor of [`ActorKind::ALL`].
+    pub fn for_up(settings: &Settings) -> Vec<ActorKind> {
+        let mut actors: Vec<ActorKind> = ActorKind::INPUTS
+            .into_iter()
+            .filter(|input| match input {
+                ActorKind::NodeExporter => settings.node_exporter.enabled,
+                ActorKind::RemoteWrite => settings.remote_write.enabled,
+                _ => false,
+            })
+            .collect();
+        actors.extend(ActorKind::ALL);
+        actors
+    }
+
     /// The name on the command line (`window-keeper`).
     pub fn name(self) -> &'static str {
         match self {
+            ActorKind::NodeExporter => "node-exporter",
+            ActorKind::RemoteWrite => "remote-write",
             ActorKind::Generator => "generator",
             ActorKind::WindowKeeper => "window-keeper",
             ActorKind::Predictor => "predictor",
@@ -91,6 +120,12 @@ pub enum PipelineError {
     /// The alert router could not start.
     #[error("starting the alert router")]
     AlertRouter(#[from] AlertRouterError),
+    /// The node_exporter scraper could not start.
+    #[error("starting the node_exporter scraper")]
+    NodeExporter(#[from] NodeExporterError),
+    /// The remote-write receiver could not start.
+    #[error("starting the remote-write receiver")]
+    RemoteWrite(#[from] RemoteWriteError),
     /// A bridged actor's micro service could not start.
     #[error("starting a micro service")]
     Service(#[from] ServiceError),
@@ -98,6 +133,10 @@ pub enum PipelineError {
 
 /// The running actors.
 pub struct Pipeline {
+    /// The node_exporter scraper, when started.
+    pub node_exporter: Option<StageHandle<NodeExporter>>,
+    /// The remote-write receiver, when started.
+    pub remote_write: Option<StageHandle<RemoteWrite>>,
     /// The generator, when started.
     pub generator: Option<StageHandle<Generator>>,
     /// The window keeper, when started.
@@ -134,6 +173,8 @@ pub async fn start(
 ) -> Result<Pipeline, PipelineError> {
     bus.ensure_streams().await?;
     let mut pipeline = Pipeline {
+        node_exporter: None,
+        remote_write: None,
         generator: None,
         window_keeper: None,
         predictors: Vec::new(),
@@ -179,6 +220,18 @@ pub async fn start(
                 let handle = generator::spawn(settings, bus.clone()).await?;
                 let running = vec![handle.running()];
                 pipeline.generator = Some(handle);
+                running
+            }
+            ActorKind::NodeExporter => {
+                let handle = node_exporter::spawn(settings, bus.clone()).await?;
+                let running = vec![handle.running()];
+                pipeline.node_exporter = Some(handle);
+                running
+            }
+            ActorKind::RemoteWrite => {
+                let handle = remote_write::spawn(settings, bus.clone()).await?;
+                let running = vec![handle.running()];
+                pipeline.remote_write = Some(handle);
                 running
             }
         };
@@ -267,7 +320,14 @@ pub async fn run(
     let started = Instant::now();
     tracing::info!("draining");
     let report = pipeline.drain(DRAIN_WITHIN).await;
-    let _ = bus.client().flush().await;
+    // Bounded: with the bus gone, a flush waits for a reconnection that may never come, and
+    // the process would not exit.
+    if tokio::time::timeout(FINAL_FLUSH_WITHIN, bus.client().flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the bus did not take the last messages in time: exiting anyway");
+    }
     tracing::info!(
         drained = report.drained.len(),
         late = report.late.len(),

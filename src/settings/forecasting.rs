@@ -12,6 +12,10 @@ use std::path::PathBuf;
 pub struct WindowKeeperSettings {
     /// Steps kept per server (the model's context length).
     pub context_steps: u32,
+    /// Observed steps a metric needs before it is sent to be forecast (a new server's first
+    /// forecast comes this many steps after its first sample); at least the model's
+    /// `min_observed_steps`.
+    pub min_observed_steps: u32,
     /// Samples stamped more than this many seconds ahead of the later of the wall clock and
     /// the end of the newest step accepted from any server are rejected.
     pub max_future_seconds: u64,
@@ -27,6 +31,7 @@ impl Default for WindowKeeperSettings {
     fn default() -> Self {
         Self {
             context_steps: 288,
+            min_observed_steps: 24,
             max_future_seconds: 600,
             status_interval_seconds: 10,
             publish_jobs: true,
@@ -41,6 +46,16 @@ impl WindowKeeperSettings {
             (2..=10_000).contains(&self.context_steps),
             "window_keeper.context_steps",
             || format!("{} is outside 2–10000", self.context_steps),
+        );
+        problems.check(
+            (1..=self.context_steps).contains(&self.min_observed_steps),
+            "window_keeper.min_observed_steps",
+            || {
+                format!(
+                    "{} is outside 1–{} (the context)",
+                    self.min_observed_steps, self.context_steps
+                )
+            },
         );
         problems.check(
             self.status_interval_seconds >= 1,
@@ -80,7 +95,7 @@ pub struct PredictorSettings {
 impl Default for PredictorSettings {
     fn default() -> Self {
         Self {
-            model_dir: PathBuf::from("models/tft-v2"),
+            model_dir: PathBuf::from("models/tft-v3"),
             ort_library: String::new(),
             max_batch: 32,
             max_wait_ms: 50,

@@ -7,12 +7,13 @@
 //!
 //! One file per group of sections: [`nats`] (`[nats]`, `[time]`, `[log]`), [`generator`],
 //! [`forecasting`] (`[window_keeper]`, `[predictor]`), [`alerts`] (`[risk]`, `[alerts]`,
-//! `[summary]`). `fleetcast.toml` at the repository root is the commented example; a test
+//! `[summary]`), [`inputs`] (`[node_metrics]`, `[node_exporter]`, `[remote_write]`). `fleetcast.toml` at the repository root is the commented example; a test
 //! parses it.
 
 pub mod alerts;
 pub mod forecasting;
 pub mod generator;
+pub mod inputs;
 pub mod nats;
 
 pub use alerts::{
@@ -20,6 +21,10 @@ pub use alerts::{
 };
 pub use forecasting::{PredictorSettings, WindowKeeperSettings};
 pub use generator::{GeneratorSettings, RawGeneratorSettings};
+pub use inputs::{
+    NodeExporterSettings, NodeMetricsSettings, RawNodeMetricsSettings, RawRemoteWriteSettings,
+    RemoteWriteSettings,
+};
 pub use nats::{DEFAULT_NATS_URL, LogSettings, NatsSettings, TimeSettings};
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +52,12 @@ pub struct RawSettings {
     pub predictor: PredictorSettings,
     /// `[log]`.
     pub log: LogSettings,
+    /// `[node_metrics]`.
+    pub node_metrics: RawNodeMetricsSettings,
+    /// `[node_exporter]`.
+    pub node_exporter: NodeExporterSettings,
+    /// `[remote_write]`.
+    pub remote_write: RawRemoteWriteSettings,
 }
 
 /// Every setting, validated. Sections mirror the actors.
@@ -70,6 +81,12 @@ pub struct Settings {
     pub predictor: PredictorSettings,
     /// Logging.
     pub log: LogSettings,
+    /// How node_exporter series become metrics (scraper and remote-write receiver).
+    pub node_metrics: NodeMetricsSettings,
+    /// The node_exporter scraper.
+    pub node_exporter: NodeExporterSettings,
+    /// The Prometheus remote-write receiver.
+    pub remote_write: RemoteWriteSettings,
 }
 
 /// One bad value: its key and what is wrong with it.
@@ -147,7 +164,11 @@ impl RawSettings {
         self.summary.check(&mut problems);
         self.predictor.check(&mut problems);
         self.log.check(&mut problems);
+        self.node_exporter.check(&mut problems);
         let settings = Settings {
+            node_metrics: self.node_metrics.validate(&mut problems),
+            remote_write: self.remote_write.validate(&mut problems),
+            node_exporter: self.node_exporter,
             generator: self.generator.validate(&mut problems),
             alerts: self.alerts.validate(&mut problems),
             nats: self.nats,
@@ -310,6 +331,49 @@ mod tests {
         let overrides = setting_overrides(vars.into_iter());
         assert_eq!(overrides.len(), 1);
         assert_eq!(overrides["FLEETCAST_GENERATOR__SERVERS"], "5");
+    }
+
+    /// Bad input-stage values are refused with their keys; the example's are the defaults.
+    #[test]
+    fn bad_input_values_name_their_keys() {
+        let settings = Settings::from_toml(include_str!("../../fleetcast.toml")).unwrap();
+        assert_eq!(settings.node_metrics, NodeMetricsSettings::default());
+        assert_eq!(settings.node_exporter, NodeExporterSettings::default());
+        assert_eq!(settings.remote_write, RemoteWriteSettings::default());
+        let text = "[node_metrics]\nload = \"load2\"\nclose_wait_metric = \"cw\"\nmountpoint = \"data\"\n\
+                    [node_exporter]\ntargets = [\"http://a:1/x\"]\ntimeout_seconds = 20\n\
+                    [remote_write]\nlisten = \"nowhere\"\npath = \"write\"\n";
+        let message = Settings::from_toml(text).unwrap_err().to_string();
+        for key in [
+            "node_metrics.load",
+            "node_metrics.close_wait_metric",
+            "node_metrics.mountpoint",
+            "node_exporter.targets",
+            "node_exporter.timeout_seconds",
+            "remote_write.listen",
+            "remote_write.path",
+        ] {
+            assert!(message.contains(key), "{key}: {message}");
+        }
+    }
+
+    /// The input sections' names become types: the load window, the close-wait metric, the
+    /// listen address; they serialise back to the file's words.
+    #[test]
+    fn input_names_become_types() {
+        let text = "[node_metrics]\nload = \"load15\"\nclose_wait_metric = \"\"\n\
+                    [remote_write]\nlisten = \"0.0.0.0:9301\"\n";
+        let settings = Settings::from_toml(text).unwrap();
+        assert_eq!(
+            settings.node_metrics.load,
+            crate::actors::node_series::LoadWindow::Fifteen
+        );
+        assert_eq!(settings.node_metrics.close_wait_metric, None);
+        assert_eq!(settings.remote_write.listen.port(), 9301);
+        let json = serde_json::to_value(&settings).unwrap();
+        assert_eq!(json["node_metrics"]["load"], "load15");
+        assert_eq!(json["node_metrics"]["close_wait_metric"], "");
+        assert_eq!(json["remote_write"]["listen"], "0.0.0.0:9301");
     }
 
     /// A misspelt key is refused, naming the key.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod programs;
+
 use fleetcast::actors::stage::{Counters, StageCounters};
 use fleetcast::bus::{Bus, NatsServer, find_server_binary};
 use fleetcast::settings::Settings;

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import data
+from training import data, schema
 from training.tests.synth import make_frame
 
 
@@ -25,22 +25,38 @@ def test_clean_frame_passes(frame):
     assert len(clean) == len(frame) and report.issues == []
 
 
-def test_missing_column_fails(frame):
-    """A missing metric column fails with its name."""
-    with pytest.raises(data.DataError, match="mem_used_pct"):
-        data.validate_frame(frame.drop(columns=["mem_used_pct"]), "x")
+def test_missing_required_column_fails(frame):
+    """A missing timestamp/server column, or no metric column at all, fails with its name."""
+    with pytest.raises(data.DataError, match="server"):
+        data.validate_frame(frame.drop(columns=["server"]), "x")
+    with pytest.raises(data.DataError, match="no metric column"):
+        data.validate_frame(frame[["timestamp", "server", "profile"]], "x")
 
 
-def test_non_finite_values_dropped_with_count(frame):
-    """NaN and inf rows are dropped and counted per server; policy fail refuses them."""
+def test_partial_metrics_and_no_profile_are_fine(frame):
+    """Any subset of the metric columns works (the rest are missing = NaN), and a file without a
+    profile column is read as `generic`."""
+    part = frame[["timestamp", "server", "cpu_user_pct", "mem_used_pct"]]
+    clean, report = data.validate_frame(part, "partial")
+    assert len(clean) == len(frame) and report.issues == []
+    assert report.metric_columns == ["cpu_user_pct", "mem_used_pct"]
+    assert clean["net_in_mb_s"].isna().all() and (clean["profile"] == "generic").all()
+
+
+def test_nan_is_missing_not_a_reason_to_drop_the_row(frame):
+    """NaN in one metric keeps the row (the other metrics are good); inf and out-of-range values
+    become missing and are counted; policy fail refuses them; a row with no value at all goes."""
     bad = frame.copy()
     bad.loc[bad.index[:3], "cpu_user_pct"] = np.nan
     bad.loc[bad.index[3], "load_average"] = np.inf
+    bad.loc[bad.index[4], "cpu_idle_pct"] = 140.0
+    bad.loc[bad.index[5], list(schema.METRICS)] = np.nan
     clean, report = data.validate_frame(bad, "nan")
-    (issue,) = _issue(report, "non-finite")
-    assert issue.rows == 4 and len(clean) == len(frame) - 4
-    assert set(issue.servers) == set(bad.loc[bad.index[:4], "server"])
-    with pytest.raises(data.DataError, match="non-finite"):
+    assert len(clean) == len(frame) - 1 and report.empty_rows == 1
+    assert [i.rows for i in _issue(report, "load_average")] == [1] and [i.rows for i in _issue(report, "cpu_idle_pct")] == [1]
+    assert clean["load_average"].isna().sum() == 1 and clean["cpu_user_pct"].isna().sum() == 3
+    assert report.missing_values["cpu_user_pct"] == 3
+    with pytest.raises(data.DataError, match="physical range"):
         data.validate_frame(bad, "nan", policy="fail")
 
 
@@ -52,15 +68,16 @@ def test_duplicates_dropped_with_count(frame):
     assert issue.rows == 5 and len(clean) == len(frame)
 
 
-def test_out_of_range_values_dropped(frame):
-    """Percentages above 100, negative counts and uptime above 365 are out of range."""
+def test_out_of_range_values_become_missing(frame):
+    """Percentages above 100, negative counts and uptime above 365 are out of range: the value is
+    dropped (set missing), the row's other metrics stay."""
     bad = frame.copy()
     bad.loc[bad.index[0], "cpu_idle_pct"] = 140.0
     bad.loc[bad.index[1], "back_close_wait"] = -1.0
     bad.loc[bad.index[2], "uptime_days"] = 400.0
     clean, report = data.validate_frame(bad, "range")
-    (issue,) = _issue(report, "out of its physical range")
-    assert issue.rows == 3 and len(clean) == len(frame) - 3
+    assert sum(i.rows for i in _issue(report, "physical range")) == 3 and len(clean) == len(frame)
+    assert clean[["cpu_idle_pct", "back_close_wait", "uptime_days"]].isna().sum().sum() == 3
 
 
 def test_unknown_profile_and_off_grid_timestamps(frame):
@@ -76,7 +93,7 @@ def test_unknown_profile_and_off_grid_timestamps(frame):
 def test_nothing_left_fails(frame):
     """A file in which every row is bad fails instead of training on nothing."""
     bad = frame.copy()
-    bad["mem_used_pct"] = np.nan
+    bad["profile"] = "mainframe"
     with pytest.raises(data.DataError, match="no usable rows"):
         data.validate_frame(bad, "empty")
 
@@ -96,11 +113,7 @@ def test_gaps_stay_gaps_and_windows_avoid_them(frame, tmp_path):
     assert len(srv0) > 0
 
 
-def test_missing_file_and_column_in_parquet(frame, tmp_path):
-    """Reading checks the file and its columns before loading."""
+def test_missing_file_fails(tmp_path):
+    """Reading checks that the file exists."""
     with pytest.raises(data.DataError, match="does not exist"):
         data.load_fleet(tmp_path / "nope.parquet")
-    path = tmp_path / "cols.parquet"
-    frame.drop(columns=["uptime_days"]).to_parquet(path)
-    with pytest.raises(data.DataError, match="uptime_days"):
-        data.load_fleet(path)

@@ -1,38 +1,63 @@
-"""The command line end to end on a tiny synthetic fleet: train, evaluate, export, fixtures."""
+"""The command line end to end on tiny fleets: train, evaluate, export, fixture, fine-tune."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from training import export as ex
 from training.train import main
 from training.tests.synth import make_frame
 
+TINY_FLAGS = ["--context", "48", "--horizon", "8", "--step-seconds", "3600", "--patch", "4", "--epochs", "2",
+              "--windows-per-epoch", "64", "--batch-size", "32", "--eval-windows", "40", "--calib-windows", "40",
+              "--val-windows", "64", "--quiet", "--seed", "3", "--real-traces", "", "--bench-seconds", "0.05",
+              "--real-every", "8"]
+
 
 def test_train_command_end_to_end(tmp_path):
-    """`python -m training train` writes a loadable model dir, card and golden fixture; --init-from fine-tunes it."""
+    """`python -m training train` writes a loadable model dir, card and golden fixture."""
     train = tmp_path / "train.parquet"
     evald = tmp_path / "eval.parquet"
     make_frame(servers=3, steps=300, seed=1, step_seconds=3600).to_parquet(train)
     make_frame(servers=2, steps=120, seed=2, start="2026-03-01T00:00:00Z", step_seconds=3600).to_parquet(evald)
     out = tmp_path / "models" / "tiny"
     golden = tmp_path / "model_golden.json"
-    common = ["--data", str(train), "--eval-data", str(evald), "--context", "48", "--horizon", "8",
-              "--step-seconds", "3600", "--epochs", "2", "--windows-per-epoch", "32", "--batch-size", "16",
-              "--eval-windows", "40", "--calib-windows", "40", "--val-windows", "16", "--val-days", "2",
-              "--quiet", "--seed", "3"]
-    assert main(["train", *common, "--hidden", "8", "--var-hidden", "4", "--heads", "2",
-                 "--out", str(out), "--golden", str(golden)]) == 0
+    assert main(["train", "--data", str(train), "--eval-data", str(evald), *TINY_FLAGS, "--hidden", "8", "--heads", "2",
+                 "--out", str(out), "--golden", str(golden), "--data-dir", str(tmp_path)]) == 0
     meta, _ = ex.load_model_dir(out)
     assert meta["training"]["seed"] == 3 and meta["training"]["command"].startswith("python -m training train")
-    assert set(meta["evaluation"]["methods"]) == {"model", "persistence", "seasonal_naive", "heuristic"}
-    assert (out / "MODEL_CARD.md").read_text().count("| heuristic |") >= 1
+    assert set(meta["evaluation"]["simulator"]["methods"]) == {"model", "persistence", "seasonal_naive", "heuristic"}
+    subsets = meta["evaluation"]["simulator"]["subsets"]
+    assert all(r["max_abs_diff_vs_all_14"] == 0.0 for r in subsets.values())
+    assert meta["throughput"]["rows_per_cpu_second"] > 0
+    assert "## Evaluation" in (out / "MODEL_CARD.md").read_text()
     cases = json.loads(golden.read_text())["cases"]
-    assert len(cases) >= 2 and len(cases[0]["quantiles"]) == 8 * 14 * 3
+    assert len(cases) >= 5 and np.array(cases[0]["quantiles"]).shape == (8, 3)
 
-    tuned = tmp_path / "models" / "tuned"
-    assert main(["train", *common, "--epochs", "1", "--init-from", str(out), "--out", str(tuned), "--golden", ""]) == 0
-    assert ex.load_model_dir(tuned)[0]["training"]["init_from"] == str(out)
+
+def test_fine_tune_on_partial_metrics_holds_out_the_tail(tmp_path):
+    """A user's file with only some metrics (NaN allowed) and no --eval-data: the last 25 % of
+    every series is held out automatically, the model is scored before and after fine-tuning."""
+    base = tmp_path / "base"
+    frame = make_frame(servers=3, steps=300, seed=1, step_seconds=3600)
+    frame.to_parquet(tmp_path / "t.parquet")
+    make_frame(servers=2, steps=120, seed=2, step_seconds=3600).to_parquet(tmp_path / "e.parquet")
+    assert main(["train", "--data", str(tmp_path / "t.parquet"), "--eval-data", str(tmp_path / "e.parquet"), *TINY_FLAGS,
+                 "--hidden", "8", "--heads", "2", "--out", str(base), "--golden", "", "--data-dir", str(tmp_path)]) == 0
+    mine = make_frame(servers=2, steps=300, seed=5, step_seconds=3600)[["timestamp", "server", "cpu_user_pct", "mem_used_pct"]]
+    mine.loc[mine.index[::17], "cpu_user_pct"] = np.nan
+    mine.to_parquet(tmp_path / "mine.parquet")
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--data", str(tmp_path / "mine.parquet"), "--init-from", str(base), *TINY_FLAGS,
+                 "--epochs", "1", "--out", str(tuned), "--data-dir", str(tmp_path)]) == 0
+    meta, _ = ex.load_model_dir(tuned)
+    e = meta["evaluation"]
+    assert meta["training"]["init_from"] == str(base)
+    assert set(e["user"]["per_series"]) == set(e["user_before"]["per_series"]) == {
+        f"srv00{k}/{m}" for k in range(2) for m in ("cpu_user_pct", "mem_used_pct")}
+    assert not (tmp_path / "tests").exists()  # no golden fixture for a model outside models/tft-v3
 
 
 def test_default_data_comes_from_the_exporter(tmp_path):
@@ -55,7 +80,6 @@ def test_default_data_comes_from_the_exporter(tmp_path):
     fake.chmod(0o755)
     out = tmp_path / "data" / "x.parquet"
     assert tr.export_fleet(out, hours=5, servers=2, seed=7, start="2026-01-05T00:00:00Z", binary=str(fake)) == out
-    assert out.exists()
     tr.export_fleet(out, hours=5, servers=2, seed=7, start="2026-01-05T00:00:00Z", binary=str(fake))  # cached
     calls = log.read_text().splitlines()
     assert len(calls) == 1

@@ -7,15 +7,17 @@
 //! also listens (a plain subscription, so every worker hears it) on `control.model.load`
 //! (`ModelLoadRequest`) and answers each request with its own `ModelLoadReply`.
 //!
-//! **Publishes** one `Forecast` per job on `forecasts.<server>`, through JetStream (the
+//! **Publishes** one `Forecast` per job on `forecasts.<server>` (the metrics the job carried
+//! with enough observed steps; see [`crate::model::series`]), through JetStream (the
 //! `<PREFIX>_FORECASTS` stream acknowledges each), with the header
 //! `Nats-Msg-Id: <server>-<origin_s>`; bad jobs and unusable model outputs go to
 //! `rejected.predictor` as `Rejection`s with their reason.
 //!
 //! **Batching.** An intake task collects jobs until `predictor.max_batch` are waiting or the
 //! first has waited `predictor.max_wait_ms`, then hands the batch to the actor. The actor
-//! decodes and checks each job (on its thread: cheap), then runs the whole batch as one ONNX
-//! Runtime call on tokio's blocking pool, never on the async runtime's threads. At most two
+//! decodes and checks each job ([`job`]; on its thread: cheap), then runs the whole batch (one
+//! row per metric of each job) as one ONNX Runtime call on tokio's blocking pool, never on the
+//! async runtime's threads. At most two
 //! batches are in flight (one running, one ready), so a backlog waits in JetStream, not in
 //! memory, and ONNX Runtime's activations stay those of one `max_batch` chunk whatever the
 //! fleet size.
@@ -51,28 +53,25 @@
 //! ONNX Runtime error negatively acknowledges its batch (redelivered later, counted as
 //! errors), a refused model keeps the old one.
 
-pub mod model;
+mod batch;
+pub mod job;
 
 use crate::bus::{Bus, BusError, headers};
-use crate::catalog::{Metric, Profile, is_valid_server_name};
+use crate::model::{ModelError, ModelOptions, OnnxModel, error_chain};
 use crate::settings::Settings;
-use crate::subjects::{StreamKind, Subjects};
-use crate::wire::{
-    self, AttentionSummary, Driver, Forecast, ModelLoadReply, ModelLoadRequest, PredictJob,
-    QuantileSeries, RejectKind, Rejection, SCHEMA_VERSION,
-};
+use crate::subjects::StreamKind;
+use crate::wire::{self, ModelLoadReply, ModelLoadRequest, SCHEMA_VERSION};
 use actix::prelude::*;
-use async_nats::jetstream::{self, AckKind, consumer::pull};
+use async_nats::jetstream::{self, consumer::pull};
+use batch::{BatchOutcome, BatchWork, intake};
 use futures::StreamExt;
-use model::{
-    ModelBatch, ModelError, ModelMetadata, ModelOptions, ModelOutputs, OnnxModel, error_chain,
-};
+use job::{JobShape, decode_job};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Stage name in rejections and logs.
 pub const STAGE: &str = "predictor";
@@ -85,12 +84,6 @@ const MAX_DELIVER: i64 = 5;
 
 /// Batches handed to the actor and not finished: one running, one ready behind it.
 const BATCHES_IN_FLIGHT: usize = 2;
-
-/// Encoder variables named as drivers in a forecast.
-const TOP_DRIVERS: usize = 5;
-
-/// Past steps named in the attention summary.
-const TOP_ATTENTION_STEPS: usize = 3;
 
 /// Published (server, origin) keys a worker remembers, to skip redelivered jobs.
 const RECENT_KEYS: usize = 50_000;
@@ -161,260 +154,6 @@ struct ProcessBatch {
     messages: Vec<jetstream::Message>,
     /// Released when the batch is finished, letting the intake hand over the next one.
     _permit: OwnedSemaphorePermit,
-}
-
-/// The lengths a job must have: the model's (equal to the settings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct JobShape {
-    /// Steps in a window.
-    pub context_steps: u32,
-    /// Seconds per step.
-    pub step_seconds: u32,
-}
-
-/// A decoded job that passed every check.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ValidJob {
-    /// Server name.
-    pub server: String,
-    /// Its profile.
-    pub profile: Profile,
-    /// Start of the last step, unix seconds (the forecast origin).
-    pub last_step_s: i64,
-    /// `context × 14` values, step-major, oldest first.
-    pub values: Vec<f32>,
-}
-
-impl ValidJob {
-    /// The key of its forecast, also its `Nats-Msg-Id`: `<server>-<origin_s>`.
-    pub fn key(&self) -> String {
-        forecast_key(&self.server, self.last_step_s)
-    }
-}
-
-/// The `Nats-Msg-Id` of one server's forecast from one origin.
-pub fn forecast_key(server: &str, origin_s: i64) -> String {
-    format!("{server}-{origin_s}")
-}
-
-/// Why a job (or its forecast) was refused.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobRejection {
-    /// Machine-readable reason.
-    pub kind: RejectKind,
-    /// The reason in words.
-    pub reason: String,
-    /// The server, when known.
-    pub server: Option<String>,
-}
-
-impl JobRejection {
-    fn new(kind: RejectKind, reason: String, server: Option<&str>) -> Self {
-        Self {
-            kind,
-            reason,
-            server: server.map(str::to_string),
-        }
-    }
-}
-
-/// Decodes a job and checks it against the subject it came on and the model's shape.
-///
-/// # Errors
-/// A [`JobRejection`] naming the problem: undecodable payload, other schema version, a
-/// server name that is invalid or differs from the subject, an unknown profile, another step
-/// length or window length than the model's, a values array of the wrong length, or a
-/// non-finite value.
-pub fn decode_job(
-    subject: &str,
-    subjects: &Subjects,
-    payload: &[u8],
-    shape: JobShape,
-) -> Result<ValidJob, JobRejection> {
-    let job: PredictJob = wire::decode(payload)
-        .map_err(|error| JobRejection::new(error.kind(), error.to_string(), None))?;
-    let server = Some(job.server.as_str());
-    if !is_valid_server_name(&job.server) || subjects.predict_job(&job.server) != subject {
-        return Err(JobRejection::new(
-            RejectKind::BadServer,
-            format!(
-                "server `{}` is not a valid name or differs from the subject {subject}",
-                job.server
-            ),
-            server,
-        ));
-    }
-    let profile: Profile = job
-        .profile
-        .parse()
-        .map_err(|reason| JobRejection::new(RejectKind::UnknownProfile, reason, server))?;
-    if job.step_seconds != shape.step_seconds {
-        return Err(JobRejection::new(
-            RejectKind::BadContent,
-            format!(
-                "step_seconds {} differs from the model's {}",
-                job.step_seconds, shape.step_seconds
-            ),
-            server,
-        ));
-    }
-    if job.steps != shape.context_steps {
-        return Err(JobRejection::new(
-            RejectKind::BadContent,
-            format!(
-                "window of {} steps, the model reads {}",
-                job.steps, shape.context_steps
-            ),
-            server,
-        ));
-    }
-    let expected = shape.context_steps as usize * Metric::ALL.len();
-    if job.values.len() != expected {
-        return Err(JobRejection::new(
-            RejectKind::BadContent,
-            format!(
-                "values has {} entries, expected {} steps x {} metrics = {expected}",
-                job.values.len(),
-                shape.context_steps,
-                Metric::ALL.len()
-            ),
-            server,
-        ));
-    }
-    if let Some(index) = job.values.iter().position(|value| !value.is_finite()) {
-        let metrics = Metric::ALL.len();
-        return Err(JobRejection::new(
-            RejectKind::NonFinite,
-            format!(
-                "value {} at step {} of metric {} is not finite",
-                job.values[index],
-                index / metrics,
-                Metric::ALL[index % metrics]
-            ),
-            server,
-        ));
-    }
-    Ok(ValidJob {
-        server: job.server,
-        profile,
-        last_step_s: job.last_step_s,
-        values: job.values,
-    })
-}
-
-/// The `count` encoder variables with the largest weights, largest first.
-pub fn top_drivers(weights: &[f32], names: &[String], count: usize) -> Vec<Driver> {
-    let mut order: Vec<usize> = (0..weights.len().min(names.len())).collect();
-    order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]));
-    order
-        .into_iter()
-        .take(count)
-        .map(|index| Driver {
-            variable: names[index].clone(),
-            weight: weights[index],
-        })
-        .collect()
-}
-
-/// Where the attention over the past window (oldest step first) went: the share on the most
-/// recent and on the oldest quarter, and the most attended steps as hours before the origin
-/// (the start of the last step, which is 0 hours ago).
-pub fn summarise_attention(attention: &[f32], step_seconds: u32) -> AttentionSummary {
-    let steps = attention.len();
-    let total: f32 = attention.iter().sum();
-    let quarter = steps / 4;
-    let share = |values: &[f32]| {
-        if total > 0.0 {
-            values.iter().sum::<f32>() / total
-        } else {
-            0.0
-        }
-    };
-    let mut order: Vec<usize> = (0..steps).collect();
-    order.sort_by(|&a, &b| attention[b].total_cmp(&attention[a]));
-    AttentionSummary {
-        recent_share: share(&attention[steps - quarter..]),
-        oldest_share: share(&attention[..quarter]),
-        top_hours_ago: order
-            .into_iter()
-            .take(TOP_ATTENTION_STEPS)
-            .map(|index| ((steps - 1 - index) as f64 * f64::from(step_seconds) / 3600.0) as f32)
-            .collect(),
-    }
-}
-
-/// Turns row `row` of a run's outputs into the forecast for `job`.
-///
-/// # Errors
-/// A [`JobRejection`] (`non_finite`) when the model produced NaN or infinity for this server.
-pub fn build_forecast(
-    job: &ValidJob,
-    outputs: &ModelOutputs,
-    row: usize,
-    metadata: &ModelMetadata,
-    issued_ms: i64,
-) -> Result<Forecast, JobRejection> {
-    let quantiles = outputs.quantiles_of(row);
-    let weights = outputs.weights_of(row);
-    let attention = outputs.attention_of(row);
-    for (name, values) in [
-        ("quantiles", quantiles),
-        ("variable_weights", weights),
-        ("attention", attention),
-    ] {
-        if let Some(index) = values.iter().position(|value| !value.is_finite()) {
-            return Err(JobRejection::new(
-                RejectKind::NonFinite,
-                format!(
-                    "model {} output `{name}` is {} at index {index}",
-                    metadata.label(),
-                    values[index]
-                ),
-                Some(&job.server),
-            ));
-        }
-    }
-    let horizon = outputs.horizon;
-    let metric_count = Metric::ALL.len();
-    let quantile_count = model::QUANTILES.len();
-    let metrics: BTreeMap<String, QuantileSeries> = Metric::ALL
-        .iter()
-        .enumerate()
-        .map(|(metric_index, metric)| {
-            let series = |quantile: usize| -> Vec<f32> {
-                (0..horizon)
-                    .map(|step| {
-                        quantiles[(step * metric_count + metric_index) * quantile_count + quantile]
-                    })
-                    .collect()
-            };
-            (
-                metric.name().to_string(),
-                QuantileSeries {
-                    p10: series(0),
-                    p50: series(1),
-                    p90: series(2),
-                },
-            )
-        })
-        .collect();
-    let step = i64::from(metadata.step_seconds);
-    Ok(Forecast {
-        v: SCHEMA_VERSION,
-        server: job.server.clone(),
-        profile: job.profile.name().to_string(),
-        model: metadata.name.clone(),
-        model_version: metadata.version.clone(),
-        issued_ms,
-        origin_s: job.last_step_s,
-        step_seconds: metadata.step_seconds,
-        step_s: (1..=horizon as i64)
-            .map(|k| job.last_step_s + k * step)
-            .collect(),
-        metrics,
-        drivers: top_drivers(weights, &metadata.encoder_variables, TOP_DRIVERS),
-        attention: summarise_attention(attention, metadata.step_seconds),
-    })
 }
 
 /// A bounded memory of published forecast keys (oldest forgotten first).
@@ -488,23 +227,6 @@ pub struct Predictor {
 
 impl Actor for Predictor {
     type Context = Context<Self>;
-}
-
-/// What one batch did, for the counters and the logs.
-#[derive(Debug, Default)]
-struct BatchOutcome {
-    sent: u64,
-    errors: u64,
-    ran: bool,
-    published: Vec<String>,
-    rejections: Vec<JobRejection>,
-}
-
-/// One prepared forecast: subject, id and payload.
-struct Prepared {
-    key: String,
-    server: String,
-    payload: Vec<u8>,
 }
 
 impl Predictor {
@@ -592,180 +314,6 @@ impl Handler<ProcessBatch> for Predictor {
     }
 }
 
-/// What a batch needs off the actor: the bus and the model.
-struct BatchWork {
-    bus: Bus,
-    jetstream: jetstream::Context,
-    model: Arc<Mutex<OnnxModel>>,
-}
-
-impl BatchWork {
-    async fn run(
-        self,
-        accepted: Vec<(ValidJob, jetstream::Message)>,
-        rejected: Vec<(JobRejection, jetstream::Message)>,
-        duplicates: Vec<jetstream::Message>,
-    ) -> BatchOutcome {
-        let mut outcome = BatchOutcome::default();
-        for (rejection, message) in rejected {
-            self.reject(&message, rejection, &mut outcome).await;
-        }
-        for message in duplicates {
-            if let Err(error) = message.ack().await {
-                tracing::warn!(%error, "cannot acknowledge a duplicate job");
-            }
-        }
-        if !accepted.is_empty() {
-            self.forecast(accepted, &mut outcome).await;
-        }
-        if let Err(error) = self.bus.client().flush().await {
-            tracing::warn!(%error, "cannot flush acknowledgements");
-        }
-        outcome
-    }
-
-    /// Publishes the rejection and terminates the job (a bad job never comes back).
-    async fn reject(
-        &self,
-        message: &jetstream::Message,
-        rejection: JobRejection,
-        outcome: &mut BatchOutcome,
-    ) {
-        let subjects = self.bus.subjects();
-        let dead_letter = Rejection {
-            v: SCHEMA_VERSION,
-            stage: STAGE.into(),
-            subject: message.subject.to_string(),
-            server: rejection.server.clone(),
-            kind: rejection.kind,
-            reason: rejection.reason.clone(),
-            at_ms: wire::now_ms(),
-        };
-        if let Err(error) = self
-            .bus
-            .publish(subjects.rejected(STAGE), &dead_letter)
-            .await
-        {
-            tracing::warn!(%error, "cannot publish a rejection");
-        }
-        if let Err(error) = message.ack_with(AckKind::Term).await {
-            tracing::warn!(%error, "cannot terminate a rejected job");
-        }
-        outcome.rejections.push(rejection);
-    }
-
-    async fn forecast(
-        &self,
-        accepted: Vec<(ValidJob, jetstream::Message)>,
-        outcome: &mut BatchOutcome,
-    ) {
-        let (jobs, messages): (Vec<ValidJob>, Vec<jetstream::Message>) =
-            accepted.into_iter().unzip();
-        let model = Arc::clone(&self.model);
-        let ran = tokio::task::spawn_blocking(move || run_batch(&model, &jobs)).await;
-        let prepared = match ran {
-            Ok(Ok(prepared)) => prepared,
-            Ok(Err(error)) => {
-                let error = error_chain(&error);
-                tracing::error!(%error, jobs = messages.len(), "inference failed: jobs handed back");
-                return self.hand_back(&messages, outcome).await;
-            }
-            Err(error) => {
-                tracing::error!(%error, jobs = messages.len(), "inference task panicked: jobs handed back");
-                return self.hand_back(&messages, outcome).await;
-            }
-        };
-        outcome.ran = true;
-        let subjects = self.bus.subjects();
-        let mut pending = Vec::with_capacity(prepared.len());
-        for (result, message) in prepared.into_iter().zip(messages) {
-            match result {
-                Ok(forecast) => {
-                    let publish = jetstream::message::PublishMessage::build()
-                        .payload(forecast.payload.into())
-                        .headers(headers())
-                        .message_id(&forecast.key);
-                    match self
-                        .jetstream
-                        .send_publish(subjects.forecasts(&forecast.server), publish)
-                        .await
-                    {
-                        Ok(ack) => pending.push((forecast.key, ack, message)),
-                        Err(error) => {
-                            tracing::warn!(%error, server = %forecast.server, "cannot publish a forecast");
-                            self.hand_back(std::slice::from_ref(&message), outcome)
-                                .await;
-                        }
-                    }
-                }
-                Err(rejection) => self.reject(&message, rejection, outcome).await,
-            }
-        }
-        let (keys_and_messages, acks): (Vec<_>, Vec<_>) = pending
-            .into_iter()
-            .map(|(key, ack, message)| ((key, message), ack))
-            .unzip();
-        let stored =
-            futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future))
-                .await;
-        for ((key, message), stored) in keys_and_messages.into_iter().zip(stored) {
-            match stored {
-                Ok(_) => {
-                    if let Err(error) = message.ack().await {
-                        tracing::warn!(%error, "cannot acknowledge a job");
-                    }
-                    outcome.sent += 1;
-                    outcome.published.push(key);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, key = %key, "forecast not stored: job handed back");
-                    self.hand_back(std::slice::from_ref(&message), outcome)
-                        .await;
-                }
-            }
-        }
-    }
-
-    /// Negatively acknowledges jobs so JetStream redelivers them (to any worker) a second later.
-    async fn hand_back(&self, messages: &[jetstream::Message], outcome: &mut BatchOutcome) {
-        for message in messages {
-            if let Err(error) = message
-                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                .await
-            {
-                tracing::warn!(%error, "cannot hand a job back");
-            }
-            outcome.errors += 1;
-        }
-    }
-}
-
-/// Runs one batch on the model and encodes every forecast (blocking: CPU-bound).
-fn run_batch(
-    model: &Mutex<OnnxModel>,
-    jobs: &[ValidJob],
-) -> Result<Vec<Result<Prepared, JobRejection>>, ModelError> {
-    let mut batch = ModelBatch::default();
-    for job in jobs {
-        batch.push(&job.values, job.last_step_s, job.profile);
-    }
-    let mut model = lock(model);
-    let outputs = model.run(&batch)?;
-    let metadata = model.metadata();
-    let issued_ms = wire::now_ms();
-    Ok(jobs
-        .iter()
-        .enumerate()
-        .map(|(row, job)| {
-            build_forecast(job, &outputs, row, metadata, issued_ms).map(|forecast| Prepared {
-                key: job.key(),
-                server: job.server.clone(),
-                payload: wire::encode(&forecast),
-            })
-        })
-        .collect())
-}
-
 impl Handler<LoadModel> for Predictor {
     type Result = ResponseActFuture<Self, ModelLoadReply>;
 
@@ -849,47 +397,6 @@ async fn send_reply(
         tracing::warn!(%error, "cannot send a model load reply");
     }
     let _ = client.flush().await;
-}
-
-/// Collects jobs into batches (`max_batch` jobs, or what arrived within `max_wait` of the
-/// first) and hands them to the actor, at most [`BATCHES_IN_FLIGHT`] at a time.
-async fn intake(
-    mut messages: pull::Stream,
-    predictor: Addr<Predictor>,
-    max_batch: usize,
-    max_wait: Duration,
-) {
-    let permits = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    loop {
-        let first = match messages.next().await {
-            Some(Ok(message)) => message,
-            Some(Err(error)) => {
-                tracing::debug!(%error, "job stream");
-                continue;
-            }
-            None => break,
-        };
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + max_wait;
-        while batch.len() < max_batch {
-            match tokio::time::timeout_at(deadline, messages.next()).await {
-                Ok(Some(Ok(message))) => batch.push(message),
-                Ok(Some(Err(error))) => tracing::debug!(%error, "job stream"),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            break;
-        };
-        if !predictor.connected() {
-            break;
-        }
-        predictor.do_send(ProcessBatch {
-            messages: batch,
-            _permit: permit,
-        });
-    }
-    tracing::info!("job intake ended");
 }
 
 /// Loads the model, binds to the shared work-queue consumer, subscribes to model-load
@@ -1090,226 +597,6 @@ pub async fn request_model_load(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SHAPE: JobShape = JobShape {
-        context_steps: 288,
-        step_seconds: 300,
-    };
-
-    fn job(server: &str) -> PredictJob {
-        PredictJob {
-            v: SCHEMA_VERSION,
-            server: server.into(),
-            profile: "database".into(),
-            last_step_s: 1_767_571_200,
-            step_seconds: 300,
-            steps: 288,
-            values: vec![1.5; 288 * 14],
-            gap_steps: 0,
-        }
-    }
-
-    fn decode(job: &PredictJob) -> Result<ValidJob, JobRejection> {
-        let subjects = Subjects::new("fc");
-        decode_job(
-            &subjects.predict_job(&job.server),
-            &subjects,
-            &wire::encode(job),
-            SHAPE,
-        )
-    }
-
-    /// A good job decodes with its profile, origin and values.
-    #[test]
-    fn good_job_decodes() {
-        let valid = decode(&job("ppdb001")).unwrap();
-        assert_eq!(valid.profile, Profile::Database);
-        assert_eq!(valid.values.len(), 288 * 14);
-        assert_eq!(valid.key(), "ppdb001-1767571200");
-    }
-
-    /// Each kind of bad job is refused with its own kind and a reason naming the problem.
-    #[test]
-    fn bad_jobs_are_refused_with_reasons() {
-        let subjects = Subjects::new("fc");
-        let garbage = decode_job("fc.jobs.predict.x", &subjects, b"\xc1nope", SHAPE).unwrap_err();
-        assert_eq!(garbage.kind, RejectKind::Undecodable);
-
-        let mut old = job("a");
-        old.v = 7;
-        let rejection = decode(&old).unwrap_err();
-        assert_eq!(rejection.kind, RejectKind::SchemaVersion);
-        assert!(rejection.reason.contains('7'), "{}", rejection.reason);
-
-        let mut short = job("a");
-        short.values.pop();
-        let rejection = decode(&short).unwrap_err();
-        assert_eq!(rejection.kind, RejectKind::BadContent);
-        assert!(rejection.reason.contains("4031"), "{}", rejection.reason);
-
-        let mut nan = job("a");
-        nan.values[14 * 3 + 5] = f32::NAN;
-        let rejection = decode(&nan).unwrap_err();
-        assert_eq!(rejection.kind, RejectKind::NonFinite);
-        assert!(
-            rejection.reason.contains("step 3 of metric mem_used_pct"),
-            "{}",
-            rejection.reason
-        );
-
-        let mut profile = job("a");
-        profile.profile = "mainframe".into();
-        assert_eq!(
-            decode(&profile).unwrap_err().kind,
-            RejectKind::UnknownProfile
-        );
-
-        let mut steps = job("a");
-        steps.steps = 144;
-        assert!(decode(&steps).unwrap_err().reason.contains("144 steps"));
-
-        let mut step = job("a");
-        step.step_seconds = 60;
-        assert!(
-            decode(&step)
-                .unwrap_err()
-                .reason
-                .contains("step_seconds 60")
-        );
-
-        let other_subject = decode_job(
-            &subjects.predict_job("b"),
-            &subjects,
-            &wire::encode(&job("a")),
-            SHAPE,
-        )
-        .unwrap_err();
-        assert_eq!(other_subject.kind, RejectKind::BadServer);
-        assert_eq!(other_subject.server.as_deref(), Some("a"));
-    }
-
-    /// Drivers are the largest weights, largest first.
-    #[test]
-    fn drivers_are_the_top_weights() {
-        let names: Vec<String> = ["a", "b", "c", "d", "e", "f", "g"]
-            .map(String::from)
-            .to_vec();
-        let weights = [0.05, 0.3, 0.1, 0.2, 0.15, 0.12, 0.08];
-        let drivers = top_drivers(&weights, &names, 5);
-        let order: Vec<&str> = drivers.iter().map(|d| d.variable.as_str()).collect();
-        assert_eq!(order, ["b", "d", "e", "f", "c"]);
-        assert_eq!(drivers[0].weight, 0.3);
-    }
-
-    /// Attention shares and hours ago follow the window's layout (oldest first).
-    #[test]
-    fn attention_summary_reads_the_window() {
-        let mut attention = vec![0.0_f32; 288];
-        attention[287] = 0.5; // the last step: 0 h ago
-        attention[275] = 0.3; // 12 steps earlier: 1 h ago
-        attention[0] = 0.2; // the oldest: 287 steps = 23.9 h ago
-        let summary = summarise_attention(&attention, 300);
-        assert!((summary.recent_share - 0.8).abs() < 1e-6);
-        assert!((summary.oldest_share - 0.2).abs() < 1e-6);
-        assert_eq!(summary.top_hours_ago[0], 0.0);
-        assert_eq!(summary.top_hours_ago[1], 1.0);
-        assert!((summary.top_hours_ago[2] - 287.0 * 300.0 / 3600.0).abs() < 1e-4);
-    }
-
-    fn metadata() -> ModelMetadata {
-        let mut variables: Vec<String> = Metric::ALL.iter().map(|m| m.name().to_string()).collect();
-        variables.extend(["hour_sin", "hour_cos", "dow_sin", "dow_cos"].map(String::from));
-        ModelMetadata {
-            format_version: 1,
-            name: "tft-test".into(),
-            version: "1".into(),
-            created: String::new(),
-            onnx_file: "model.onnx".into(),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-            metrics: Vec::new(),
-            profiles: Vec::new(),
-            step_seconds: 300,
-            context_length: 288,
-            horizon: 96,
-            quantiles: model::QUANTILES.to_vec(),
-            normalisation: serde_json::Value::Null,
-            calendar_features: serde_json::Value::Null,
-            encoder_variables: variables,
-            params: 1,
-            flops_per_forecast: 1.0,
-            training: serde_json::Value::Null,
-            evaluation: serde_json::Value::Null,
-        }
-    }
-
-    /// Two rows of outputs where value = row·1e6 + step·1000 + metric·10 + quantile.
-    fn outputs() -> ModelOutputs {
-        let (rows, horizon) = (2, 96);
-        let mut quantiles = Vec::new();
-        for row in 0..rows {
-            for step in 0..horizon {
-                for metric in 0..14 {
-                    for quantile in 0..3 {
-                        quantiles
-                            .push((row * 1_000_000 + step * 1000 + metric * 10 + quantile) as f32);
-                    }
-                }
-            }
-        }
-        let mut weights = vec![0.0_f32; rows * 18];
-        weights[18 + 5] = 0.9;
-        weights[18 + 17] = 0.1;
-        let mut attention = vec![0.0_f32; rows * 288];
-        attention[288 + 287] = 1.0;
-        ModelOutputs {
-            rows,
-            horizon,
-            variables: 18,
-            context: 288,
-            quantiles,
-            variable_weights: weights,
-            attention,
-        }
-    }
-
-    /// A forecast takes its row's quantiles per metric and step, with step times after the
-    /// origin, the model's name and the row's drivers and attention.
-    #[test]
-    fn forecast_is_assembled_from_its_row() {
-        let valid = decode(&job("ppdb001")).unwrap();
-        let forecast = build_forecast(&valid, &outputs(), 1, &metadata(), 42).unwrap();
-        assert_eq!(forecast.model, "tft-test");
-        assert_eq!(forecast.origin_s, 1_767_571_200);
-        assert_eq!(forecast.step_s.len(), 96);
-        assert_eq!(forecast.step_s[0], 1_767_571_200 + 300);
-        assert_eq!(forecast.step_s[95], 1_767_571_200 + 96 * 300);
-        let memory = &forecast.metrics["mem_used_pct"];
-        assert_eq!(memory.p10[0], 1_000_000.0 + 50.0);
-        assert_eq!(memory.p50[2], 1_000_000.0 + 2000.0 + 51.0);
-        assert_eq!(memory.p90[95], 1_000_000.0 + 95_000.0 + 52.0);
-        assert_eq!(forecast.metrics.len(), 14);
-        assert_eq!(forecast.drivers[0].variable, "mem_used_pct");
-        assert_eq!(forecast.drivers[1].variable, "dow_cos");
-        assert_eq!(forecast.attention.top_hours_ago[0], 0.0);
-        assert_eq!(forecast.attention.recent_share, 1.0);
-    }
-
-    /// NaN in a row's outputs rejects that server's forecast only.
-    #[test]
-    fn nan_output_is_rejected_per_row() {
-        let valid = decode(&job("ppdb001")).unwrap();
-        let mut outputs = outputs();
-        outputs.quantiles[96 * 14 * 3 + 7] = f32::NAN;
-        let rejection = build_forecast(&valid, &outputs, 1, &metadata(), 0).unwrap_err();
-        assert_eq!(rejection.kind, RejectKind::NonFinite);
-        assert!(
-            rejection.reason.contains("quantiles"),
-            "{}",
-            rejection.reason
-        );
-        assert!(build_forecast(&valid, &outputs, 0, &metadata(), 0).is_ok());
-    }
 
     /// The memory of published keys forgets the oldest beyond its bound.
     #[test]

@@ -5,6 +5,7 @@
 //! | [`StageCounters`] ([`counters`]) | the same counters everywhere: received, accepted, rejected by kind, published, publish errors, outbox full, consumer lag, plus the actor's own extras; awaitable in tests |
 //! | [`Reject`] ([`reject`]) | the one rejection type: server, kind, reason |
 //! | [`Outbox`] ([`outbox`]) | the one publish path: bounded, in order, back-pressure, stream acknowledgements, flush |
+//! | [`AsyncStage`] | the same counters, outbox and rejection path for a stage's async tasks (a scrape loop, HTTP handlers) |
 //! | [`RateLimited`] | one log line per interval for repeated trouble |
 //! | [`StageService`] ([`service`]) | the instance as a NATS micro service (`$SRV.PING/INFO/STATS`) reporting its counters and [`Facts`] |
 //! | [`Intake`] ([`intake`]) | input subscriptions with a measured lag and a drain that loses nothing |
@@ -52,6 +53,7 @@ use crate::wire::{self, Rejection, SCHEMA_VERSION, WireMessage};
 use actix::prelude::*;
 use async_nats::service::endpoint::Endpoint;
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// Asks a stage to stop at once (its subscriptions end with it; nothing is drained).
 #[derive(Debug, Clone, Copy, Message)]
@@ -136,9 +138,112 @@ pub struct Stage {
     facts: Facts,
     outbox: Outbox,
     rejected_subject: String,
-    reject_log: RateLimited,
+    /// Shared with the stage's [`AsyncStage`] handles, so a burst of rejections logs one
+    /// line whichever side refused them.
+    reject_log: Arc<Mutex<RateLimited>>,
     service: StageService,
     endpoints: Vec<(String, Endpoint)>,
+}
+
+/// The parts of a [`Stage`] that async tasks use outside the actor's handlers (a scrape
+/// loop, HTTP request handlers): the same counters, outbox and rejection path, with
+/// back-pressure by awaiting instead of making the actor wait. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AsyncStage {
+    stage: &'static str,
+    counters: StageCounters,
+    outbox: Outbox,
+    rejected_subject: String,
+    reject_log: Arc<Mutex<RateLimited>>,
+}
+
+impl AsyncStage {
+    /// Its counters.
+    pub fn counters(&self) -> &StageCounters {
+        &self.counters
+    }
+
+    /// Its outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Queues `message` on `subject` as a core message, waiting while the outbox is full.
+    pub async fn publish<T: WireMessage>(&self, subject: String, message: &T) {
+        self.outbox.send(Envelope::core(subject, message)).await;
+    }
+
+    /// Queues `message` on `subject`, which a stream captures (acknowledged), waiting while
+    /// the outbox is full.
+    pub async fn publish_to_stream<T: WireMessage>(&self, subject: String, message: &T) {
+        self.outbox.send(Envelope::stream(subject, message)).await;
+    }
+
+    /// Refuses the input that arrived on `subject`: counts it by kind, logs it (warn at most
+    /// once per 10 s, debug otherwise) and publishes it on `rejected.<stage>`.
+    pub async fn reject(&self, subject: &str, reject: Reject) {
+        let envelope = rejection_envelope(
+            self.stage,
+            &self.counters,
+            &self.reject_log,
+            &self.rejected_subject,
+            subject,
+            reject,
+        );
+        self.outbox.send(envelope).await;
+    }
+}
+
+/// Counts and logs `reject` (see [`Stage::count_rejection`]).
+fn count_rejection(
+    stage: &'static str,
+    counters: &StageCounters,
+    reject_log: &Mutex<RateLimited>,
+    subject: &str,
+    reject: &Reject,
+) {
+    counters.rejected(reject.kind);
+    let kind = reject.kind.name();
+    let reason = reject.reason.as_str();
+    let due = reject_log.lock().expect("reject log lock").check();
+    match due {
+        Some(held_back) => tracing::warn!(
+            stage,
+            subject,
+            kind,
+            reason,
+            held_back,
+            "input rejected (further ones for 10 s at debug)"
+        ),
+        None => tracing::debug!(stage, subject, kind, reason, "input rejected"),
+    }
+}
+
+/// Counts and logs `reject`, and makes its dead letter.
+fn rejection_envelope(
+    stage: &'static str,
+    counters: &StageCounters,
+    reject_log: &Mutex<RateLimited>,
+    rejected_subject: &str,
+    subject: &str,
+    reject: Reject,
+) -> Envelope {
+    count_rejection(stage, counters, reject_log, subject, &reject);
+    let Reject {
+        server,
+        kind,
+        reason,
+    } = reject;
+    let rejection = Rejection {
+        v: SCHEMA_VERSION,
+        stage: stage.to_string(),
+        subject: subject.to_string(),
+        server,
+        kind,
+        reason,
+        at_ms: wire::now_ms(),
+    };
+    Envelope::core(rejected_subject.to_string(), &rejection)
 }
 
 impl Stage {
@@ -177,7 +282,7 @@ impl Stage {
             counters,
             facts,
             outbox,
-            reject_log: RateLimited::default(),
+            reject_log: Arc::default(),
             service,
             endpoints: spec
                 .endpoints
@@ -238,44 +343,37 @@ impl Stage {
     where
         A: Actor<Context = Context<A>>,
     {
-        self.count_rejection(subject, &reject);
-        let Reject {
-            server,
-            kind,
-            reason,
-        } = reject;
-        let rejection = Rejection {
-            v: SCHEMA_VERSION,
-            stage: self.identity.stage.to_string(),
-            subject: subject.to_string(),
-            server,
-            kind,
-            reason,
-            at_ms: wire::now_ms(),
-        };
-        self.outbox.push(
-            ctx,
-            Envelope::core(self.rejected_subject.clone(), &rejection),
+        let envelope = rejection_envelope(
+            self.identity.stage,
+            &self.counters,
+            &self.reject_log,
+            &self.rejected_subject,
+            subject,
+            reject,
         );
+        self.outbox.push(ctx, envelope);
     }
 
     /// Counts and logs a refusal without publishing it (input replayed at start-up, which
     /// was dead-lettered the first time).
     pub fn count_rejection(&mut self, subject: &str, reject: &Reject) {
-        self.counters.rejected(reject.kind);
-        let stage = self.identity.stage;
-        let kind = reject.kind.name();
-        let reason = reject.reason.as_str();
-        match self.reject_log.check() {
-            Some(held_back) => tracing::warn!(
-                stage,
-                subject,
-                kind,
-                reason,
-                held_back,
-                "input rejected (further ones for 10 s at debug)"
-            ),
-            None => tracing::debug!(stage, subject, kind, reason, "input rejected"),
+        count_rejection(
+            self.identity.stage,
+            &self.counters,
+            &self.reject_log,
+            subject,
+            reject,
+        );
+    }
+
+    /// The handle its async tasks publish and reject through.
+    pub fn async_side(&self) -> AsyncStage {
+        AsyncStage {
+            stage: self.identity.stage,
+            counters: self.counters.clone(),
+            outbox: self.outbox.clone(),
+            rejected_subject: self.rejected_subject.clone(),
+            reject_log: self.reject_log.clone(),
         }
     }
 

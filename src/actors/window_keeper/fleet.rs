@@ -13,8 +13,8 @@
 
 use super::sample::{self, Invalid, Problems};
 use super::window::{Added, ServerWindow, WindowShape};
-use crate::catalog::{METRIC_COUNT, Profile};
-use crate::wire::{PredictJob, RejectKind, SCHEMA_VERSION};
+use crate::catalog::{Metric, Profile};
+use crate::wire::{PREDICT_JOB_VERSION, PredictJob, RejectKind};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -27,8 +27,8 @@ pub enum Verdict {
         closed_step: bool,
         /// Gap steps it revealed (steps with no sample before it).
         gap_steps: u64,
-        /// The server's window is ready (full, every metric seen) after a step closed: time
-        /// for a predict job.
+        /// A step closed and some metric of the server has enough observed steps: time for a
+        /// predict job.
         job_ready: bool,
     },
     /// Refused.
@@ -49,6 +49,8 @@ pub struct IngestRules {
     pub shape: WindowShape,
     /// How far ahead of the fleet's clock a timestamp may be, ms.
     pub max_future_ms: i64,
+    /// Observed steps a metric needs to be forecast.
+    pub min_observed: usize,
 }
 
 /// Every server's window, keyed by name.
@@ -152,7 +154,7 @@ impl Fleet {
         Verdict::Accepted {
             closed_step,
             gap_steps,
-            job_ready: closed_step && window.is_ready(),
+            job_ready: closed_step && window.is_ready(self.rules.min_observed),
         }
     }
 
@@ -178,36 +180,51 @@ impl Fleet {
         self.servers.is_empty()
     }
 
-    /// Servers whose window is ready, and fleet warm-up 0–100 (mean of filled/needed).
+    /// Servers ready to forecast (some metric with enough observed steps), and fleet warm-up
+    /// 0–100: the mean over servers of their progress to their first forecast (observed steps
+    /// of their best metric over the steps needed, at most 1).
     pub fn warmup(&self) -> (usize, f64) {
         if self.servers.is_empty() {
             return (0, 0.0);
         }
+        let needed = self.rules.min_observed.max(1) as f64;
         let mut ready = 0;
         let mut progress = 0.0;
         for window in self.servers.values() {
-            ready += usize::from(window.is_ready());
-            progress += window.filled() as f64 / window.capacity() as f64;
+            ready += usize::from(window.is_ready(self.rules.min_observed));
+            progress += (window.observed_most() as f64 / needed).min(1.0);
         }
         (ready, 100.0 * progress / self.servers.len() as f64)
     }
 
-    /// The predict job for a server's current window, when it is ready.
+    /// The predict job for a server's current window: every metric with enough observed steps,
+    /// each over the full context (NaN where not observed); `None` when no metric has enough.
     pub fn job(&self, server: &str) -> Option<PredictJob> {
         let window = self.servers.get(server)?;
-        if !window.is_ready() {
+        let forecastable = window.forecastable(self.rules.min_observed);
+        if forecastable == 0 {
             return None;
         }
         let shape = self.rules.shape;
-        let mut values = Vec::with_capacity(window.capacity() * METRIC_COUNT);
-        window.values_into(&mut values);
+        let metrics: Vec<Metric> = Metric::ALL
+            .into_iter()
+            .filter(|metric| forecastable & (1 << metric.index()) != 0)
+            .collect();
+        let mut values = Vec::with_capacity(window.capacity() * metrics.len());
+        for &metric in &metrics {
+            window.series_into(metric, &mut values);
+        }
         Some(PredictJob {
-            v: SCHEMA_VERSION,
+            v: PREDICT_JOB_VERSION,
             server: server.to_string(),
             profile: window.profile.name().to_string(),
             last_step_s: shape.step_start_s(window.newest_closed_step()?),
             step_seconds: shape.step_seconds as u32,
             steps: window.capacity() as u32,
+            metrics: metrics
+                .iter()
+                .map(|metric| metric.name().to_string())
+                .collect(),
             values,
             gap_steps: window.gap_steps() as u32,
         })
@@ -254,7 +271,7 @@ impl Hasher for FnvHasher {
 mod tests {
     use super::*;
     use crate::catalog::Metric;
-    use crate::wire::{self, MetricSample};
+    use crate::wire::{self, MetricSample, SCHEMA_VERSION};
 
     const STEP_MS: i64 = 300_000;
     const T0: i64 = 1_700_000_100_000 / STEP_MS * STEP_MS;
@@ -266,20 +283,25 @@ mod tests {
                 step_seconds: 300,
             },
             max_future_ms: 600_000,
+            min_observed: 2,
         })
     }
 
-    fn payload(server: &str, ts_ms: i64, value: f64) -> Vec<u8> {
+    fn payload_of(server: &str, ts_ms: i64, value: f64, metrics: &[Metric]) -> Vec<u8> {
         wire::encode(&MetricSample {
             v: SCHEMA_VERSION,
             server: server.into(),
             ts_ms,
             profile: None,
-            metrics: Metric::ALL
-                .into_iter()
+            metrics: metrics
+                .iter()
                 .map(|metric| (metric.name().to_string(), value))
                 .collect(),
         })
+    }
+
+    fn payload(server: &str, ts_ms: i64, value: f64) -> Vec<u8> {
+        payload_of(server, ts_ms, value, &Metric::ALL)
     }
 
     fn kind(verdict: Verdict) -> RejectKind {
@@ -289,11 +311,12 @@ mod tests {
         }
     }
 
-    /// A job appears when a full window's step closes, with the window oldest first.
+    /// A job appears when a step closes and a metric has `min_observed` steps, each metric's
+    /// context oldest first, padded with NaN in front.
     #[test]
-    fn job_when_full() {
+    fn job_after_min_observed_steps() {
         let mut fleet = fleet(3);
-        for step in 0..3 {
+        for step in 0..2 {
             let verdict = fleet.ingest(
                 "ppdb001",
                 &payload("ppdb001", T0 + step * STEP_MS, step as f64),
@@ -307,7 +330,7 @@ mod tests {
                 }
             ));
         }
-        let verdict = fleet.ingest("ppdb001", &payload("ppdb001", T0 + 3 * STEP_MS, 3.0), T0);
+        let verdict = fleet.ingest("ppdb001", &payload("ppdb001", T0 + 2 * STEP_MS, 2.0), T0);
         assert!(matches!(
             verdict,
             Verdict::Accepted {
@@ -316,12 +339,29 @@ mod tests {
             }
         ));
         let job = fleet.job("ppdb001").unwrap();
-        assert_eq!(job.values.len(), 3 * METRIC_COUNT);
-        assert_eq!(job.values[0], 0.0);
-        assert_eq!(job.values[2 * METRIC_COUNT], 2.0);
-        assert_eq!(job.last_step_s, (T0 + 2 * STEP_MS) / 1000);
+        assert_eq!(job.metrics.len(), 14);
+        assert_eq!(job.steps, 3);
+        assert_eq!(job.values.len(), 3 * 14);
+        assert!(job.values[0].is_nan(), "before the first step");
+        assert_eq!(&job.values[1..3], &[0.0, 1.0]);
+        assert_eq!(job.last_step_s, (T0 + STEP_MS) / 1000);
         assert_eq!(job.profile, "database");
         assert_eq!(job.gap_steps, 0);
+    }
+
+    /// A server reporting only CPU and memory gets jobs for exactly those two metrics.
+    #[test]
+    fn job_carries_only_reported_metrics() {
+        let mut fleet = fleet(3);
+        let reported = [Metric::CpuUserPct, Metric::MemUsedPct];
+        for step in 0..3 {
+            let sample = payload_of("web001", T0 + step * STEP_MS, 40.0, &reported);
+            fleet.ingest("web001", &sample, T0);
+        }
+        let job = fleet.job("web001").unwrap();
+        assert_eq!(job.metrics, ["cpu_user_pct", "mem_used_pct"]);
+        assert_eq!(job.values.len(), 2 * 3);
+        assert_eq!(job.values[5], 40.0);
     }
 
     /// The fleet clock follows accepted steps, so a fast simulated clock is not refused, but a

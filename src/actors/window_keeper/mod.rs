@@ -10,16 +10,18 @@
 //! [`sample::decode`], which refuses exactly what [`wire::decode`] refuses.
 //!
 //! **Publishes**
-//! - `jobs.predict.<server>` ([`PredictJob`]): when a step closes and the server's window is
-//!   ready (full and every metric seen) and `window_keeper.publish_jobs` is on; the JetStream
-//!   work queue `PREDICT_JOBS` captures it.
+//! - `jobs.predict.<server>` ([`PredictJob`]): when a step closes and some metric of the
+//!   server has `window_keeper.min_observed_steps` observed steps (default 24: two hours), with
+//!   every such metric's full context (NaN where not observed), and
+//!   `window_keeper.publish_jobs` is on; the JetStream work queue `PREDICT_JOBS` captures it.
+//!   Metrics a server never reports are never in its jobs.
 //! - `rejected.window_keeper` ([`Rejection`]): every refused sample with its kind and a reason
 //!   naming the field and value (see [`fleet`] for the rules).
 //! - `status.window_keeper` ([`StageStatus`]): every `window_keeper.status_interval_seconds`,
 //!   with counters and warm-up; the same numbers go to the log as one info line.
 //!
-//! **State**: per server a [`ServerWindow`] of `context_steps × 14` `f32` step values with
-//! carried-forward marks, the open step's sums, and counters ([`Counters`]). Memory is
+//! **State**: per server a [`ServerWindow`] of `context_steps × 14` `f32` step values (NaN
+//! where not measured) with per-step measured marks and per-metric observed counts, the open step's sums, and counters ([`Counters`]). Memory is
 //! O(servers × context), allocated when a server first appears (about 17 KiB per server at
 //! 288 steps).
 //!
@@ -118,7 +120,7 @@ pub struct Counters {
     pub rejected_by_kind: BTreeMap<&'static str, u64>,
     /// Steps closed by a later sample.
     pub steps_closed: u64,
-    /// Gap steps (no sample at all) carried forward.
+    /// Gap steps (no sample at all), held as not observed.
     pub gap_steps: u64,
     /// Messages replayed from the `METRICS` stream at start.
     pub replayed: u64,
@@ -313,8 +315,9 @@ impl WindowKeeper {
                 .map(|(server, window)| ServerWarmup {
                     server: server.to_string(),
                     filled: window.filled() as u32,
-                    needed: window.capacity() as u32,
-                    ready: window.is_ready(),
+                    observed: window.observed_most() as u32,
+                    needed: fleet.rules().min_observed as u32,
+                    ready: window.is_ready(fleet.rules().min_observed),
                 })
                 .collect();
             servers.sort_by(|a, b| a.server.cmp(&b.server));
@@ -433,13 +436,14 @@ pub struct WindowSnapshot {
     /// Closed steps held.
     pub filled: u32,
     /// Closed steps a full window holds.
-    pub needed: u32,
-    /// Full and every metric seen: jobs are published for it.
+    pub capacity: u32,
+    /// Some metric has enough observed steps: jobs are published for it.
     pub ready: bool,
-    /// Closed steps' values, step-major (`[step * 14 + metric]`), oldest first.
+    /// Closed steps' values, step-major (`[step * 14 + metric]`), oldest first, NaN where
+    /// not measured.
     pub values: Vec<f32>,
-    /// Per closed step, oldest first: bit `m` set when metric `m` was carried forward.
-    pub carried: Vec<MetricMask>,
+    /// Per closed step, oldest first: bit `m` set when metric `m` was measured.
+    pub measured: Vec<MetricMask>,
     /// Closed steps held that were gaps (no sample at all).
     pub gap_steps: u32,
     /// Start of the newest closed step, unix seconds.
@@ -449,17 +453,17 @@ pub struct WindowSnapshot {
 }
 
 impl WindowSnapshot {
-    fn of(server: &str, window: &ServerWindow, shape: WindowShape) -> Self {
+    fn of(server: &str, window: &ServerWindow, shape: WindowShape, min_observed: usize) -> Self {
         let mut values = Vec::with_capacity(window.filled() * METRIC_COUNT);
         window.values_into(&mut values);
         Self {
             server: server.to_string(),
             profile: window.profile.name().to_string(),
             filled: window.filled() as u32,
-            needed: window.capacity() as u32,
-            ready: window.is_ready(),
+            capacity: window.capacity() as u32,
+            ready: window.is_ready(min_observed),
             values,
-            carried: window.carried_marks(),
+            measured: window.measured_marks(),
             gap_steps: window.gap_steps() as u32,
             last_step_s: window
                 .newest_closed_step()
@@ -482,11 +486,10 @@ impl Handler<GetWindow> for WindowKeeper {
 
     fn handle(&mut self, request: GetWindow, _: &mut Self::Context) -> Self::Result {
         let fleet = &self.ingest.fleet;
-        MessageResult(
-            fleet
-                .window(&request.server)
-                .map(|window| WindowSnapshot::of(&request.server, window, fleet.rules().shape)),
-        )
+        MessageResult(fleet.window(&request.server).map(|window| {
+            let rules = fleet.rules();
+            WindowSnapshot::of(&request.server, window, rules.shape, rules.min_observed)
+        }))
     }
 }
 
@@ -497,9 +500,11 @@ pub struct ServerWarmup {
     pub server: String,
     /// Closed steps held.
     pub filled: u32,
-    /// Closed steps needed for a full window.
+    /// Observed steps of its best-observed metric.
+    pub observed: u32,
+    /// Observed steps a metric needs to be forecast.
     pub needed: u32,
-    /// Full and every metric seen.
+    /// Some metric has enough observed steps.
     pub ready: bool,
 }
 
@@ -578,7 +583,8 @@ impl Handler<GetFullWindows> for WindowKeeper {
         let mut ready: Vec<&str> = fleet
             .windows()
             .filter(|(server, window)| {
-                window.is_ready() && request.after.as_deref().is_none_or(|after| *server > after)
+                window.is_ready(fleet.rules().min_observed)
+                    && request.after.as_deref().is_none_or(|after| *server > after)
             })
             .map(|(server, _)| server)
             .collect();
@@ -757,6 +763,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Addr<WindowKeeper>, 
         },
         max_future_ms: i64::try_from(keeper.max_future_seconds.saturating_mul(1000))
             .unwrap_or(i64::MAX),
+        min_observed: keeper.min_observed_steps as usize,
     };
     let client = connect_ingest(settings)
         .await

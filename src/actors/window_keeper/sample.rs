@@ -150,11 +150,15 @@ pub fn decode(payload: &[u8]) -> Result<SampleView<'_>, DecodeError> {
     }
     match rmp_serde::from_slice::<SampleView>(payload) {
         Ok(sample) if sample.v == wire::SCHEMA_VERSION => Ok(sample),
-        Ok(sample) => Err(DecodeError::WrongVersion { found: sample.v }),
+        Ok(sample) => Err(DecodeError::WrongVersion {
+            found: sample.v,
+            expected: wire::SCHEMA_VERSION,
+        }),
         Err(error) => match rmp_serde::from_slice::<VersionOnly>(payload) {
-            Ok(VersionOnly { v }) if v != wire::SCHEMA_VERSION => {
-                Err(DecodeError::WrongVersion { found: v })
-            }
+            Ok(VersionOnly { v }) if v != wire::SCHEMA_VERSION => Err(DecodeError::WrongVersion {
+                found: v,
+                expected: wire::SCHEMA_VERSION,
+            }),
             _ => Err(DecodeError::Malformed(error)),
         },
     }

@@ -1,20 +1,21 @@
-//! One server's bounded window: step aggregation, gap carry-forward and warm-up, with no I/O.
+//! One server's bounded window: step aggregation, gaps and warm-up, with no I/O.
 //!
 //! Samples are bucketed by step (`ts / step_seconds`). The newest bucket is the *open* step:
 //! its samples are summed per metric. When a sample for a later step arrives, the open step
-//! *closes*: each metric becomes the mean of its samples in that step, or, when it had none,
-//! the last known value carried forward (and marked). Steps with no sample at all between the
-//! closed step and the new one are *gap steps*: every metric carried forward, every mark set.
+//! *closes*: each metric becomes the mean of its samples in that step, or **NaN** when it had
+//! none. Steps with no sample at all between the closed step and the new one are *gap steps*:
+//! NaN for every metric. Nothing is ever carried forward or made up: the model reads NaN as
+//! "not observed" and forecasts from what was.
 //!
-//! A metric that has never been measured has no value to carry. Its slots hold the first value
-//! later measured (written back over the whole window when that value arrives), stay marked as
-//! carried, and the window is not [`ready`](ServerWindow::is_ready) until every metric has been
-//! measured at least once. So a ready window never holds a made-up number.
+//! A metric is *forecastable* once the window holds at least `min_observed` steps in which it
+//! was measured; the window keeps that count per metric as steps enter and leave the ring. A
+//! server is ready for its first forecast as soon as one metric is forecastable, with however
+//! many (at most `context`) steps it has; steps before its first sample read as NaN.
 //!
-//! Memory is fixed at creation: `context_steps × 14` `f32` values plus one `u16` mark word per
+//! Memory is fixed at creation: `context_steps × 14` `f32` values plus one `u16` mask word per
 //! step, so a server costs the same whether it has sent one sample or a million.
 
-use crate::catalog::{METRIC_COUNT, Profile};
+use crate::catalog::{METRIC_COUNT, Metric, Profile};
 
 /// Bit mask with one bit per metric, bit `m` for `Metric::ALL[m]`.
 pub type MetricMask = u16;
@@ -64,10 +65,13 @@ pub struct OutOfOrder {
 pub struct ServerWindow {
     /// The server's profile: the last one it sent, else inferred from its name.
     pub profile: Profile,
-    /// Closed steps' values, a ring of `context × 14`; slot `i` holds `values[i*14..][..14]`.
+    /// Closed steps' values, a ring of `context × 14`; slot `i` holds `values[i*14..][..14]`,
+    /// NaN where the metric was not measured in that step.
     values: Box<[f32]>,
-    /// Per ring slot, bit `m` set when metric `m` was carried forward rather than measured.
-    carried: Box<[MetricMask]>,
+    /// Per ring slot, bit `m` set when metric `m` was measured in that step.
+    measured: Box<[MetricMask]>,
+    /// Per metric, the closed steps held in which it was measured.
+    observed: [u16; METRIC_COUNT],
     /// Closed steps held, at most the context.
     filled: usize,
     /// Ring slot the next closed step is written to.
@@ -78,33 +82,29 @@ pub struct ServerWindow {
     open_sum: [f64; METRIC_COUNT],
     /// Per metric, number of the open step's samples.
     open_count: [u32; METRIC_COUNT],
-    /// Last measured (step-mean) value per metric: what a gap carries forward.
-    last: [f32; METRIC_COUNT],
-    /// Metrics measured at least once.
-    known: MetricMask,
 }
 
 impl ServerWindow {
-    /// An empty window; allocates its full capacity now.
+    /// An empty window; allocates its full capacity now. The context is at most 10,000 steps
+    /// (the settings' bound), so a per-metric count fits a `u16`.
     pub fn new(profile: Profile, context_steps: usize) -> Self {
-        let context = context_steps.max(1);
+        let context = context_steps.clamp(1, usize::from(u16::MAX));
         Self {
             profile,
-            values: vec![0.0; context * METRIC_COUNT].into_boxed_slice(),
-            carried: vec![0; context].into_boxed_slice(),
+            values: vec![f32::NAN; context * METRIC_COUNT].into_boxed_slice(),
+            measured: vec![0; context].into_boxed_slice(),
+            observed: [0; METRIC_COUNT],
             filled: 0,
             head: 0,
             open_step: None,
             open_sum: [0.0; METRIC_COUNT],
             open_count: [0; METRIC_COUNT],
-            last: [0.0; METRIC_COUNT],
-            known: 0,
         }
     }
 
     /// Closed steps the window holds when full.
     pub fn capacity(&self) -> usize {
-        self.carried.len()
+        self.measured.len()
     }
 
     /// Closed steps held now.
@@ -125,14 +125,28 @@ impl ServerWindow {
         }
     }
 
-    /// Metrics measured at least once.
-    pub fn known_metrics(&self) -> MetricMask {
-        self.known
+    /// Closed steps held in which `metric` was measured.
+    pub fn observed(&self, metric: Metric) -> usize {
+        usize::from(self.observed[metric.index()])
     }
 
-    /// Full (every slot a closed step) and every metric measured at least once.
-    pub fn is_ready(&self) -> bool {
-        self.filled == self.capacity() && self.known == ALL_METRICS
+    /// The most observed steps of any metric: the server's history length, gaps aside.
+    pub fn observed_most(&self) -> usize {
+        usize::from(self.observed.iter().copied().max().unwrap_or(0))
+    }
+
+    /// Metrics measured in at least `min_observed` of the closed steps held.
+    pub fn forecastable(&self, min_observed: usize) -> MetricMask {
+        self.observed
+            .iter()
+            .enumerate()
+            .filter(|&(_, &count)| count > 0 && usize::from(count) >= min_observed)
+            .fold(0, |mask, (metric, _)| mask | (1 << metric))
+    }
+
+    /// Whether some metric is forecastable: time for a predict job when a step closes.
+    pub fn is_ready(&self, min_observed: usize) -> bool {
+        self.forecastable(min_observed) != 0
     }
 
     /// Whether a sample of `step` may be added (it is not older than the open step).
@@ -166,7 +180,7 @@ impl ServerWindow {
                 // A gap longer than the window only needs to overwrite the window once.
                 let pushed = missing.min(self.capacity() as i64);
                 for _ in 0..pushed {
-                    self.push_step(self.last, ALL_METRICS);
+                    self.push_step([f32::NAN; METRIC_COUNT], 0);
                 }
                 added = Added {
                     closed_step: true,
@@ -187,41 +201,35 @@ impl ServerWindow {
         Ok(added)
     }
 
-    /// Closes the open step into the ring: means where measured, carried values elsewhere.
+    /// Closes the open step into the ring: means where measured, NaN elsewhere.
     fn close_open_step(&mut self) {
-        let mut step_values = self.last;
-        let mut carried = 0;
+        let mut step_values = [f32::NAN; METRIC_COUNT];
+        let mut measured = 0;
         for (metric, step_value) in step_values.iter_mut().enumerate() {
             let count = self.open_count[metric];
-            if count == 0 {
-                carried |= 1 << metric;
-                continue;
+            if count > 0 {
+                *step_value = (self.open_sum[metric] / f64::from(count)) as f32;
+                measured |= 1 << metric;
             }
-            let mean = (self.open_sum[metric] / f64::from(count)) as f32;
-            *step_value = mean;
-            if self.known & (1 << metric) == 0 {
-                self.backfill(metric, mean);
-                self.known |= 1 << metric;
-            }
-            self.last[metric] = mean;
         }
         self.open_sum = [0.0; METRIC_COUNT];
         self.open_count = [0; METRIC_COUNT];
-        self.push_step(step_values, carried);
+        self.push_step(step_values, measured);
     }
 
-    /// Writes a metric's first measured value over every closed step held so far (all of
-    /// them carried for that metric, which had no value yet).
-    fn backfill(&mut self, metric: usize, value: f32) {
-        for slot in 0..self.capacity() {
-            self.values[slot * METRIC_COUNT + metric] = value;
-        }
-    }
-
-    fn push_step(&mut self, step_values: [f32; METRIC_COUNT], carried: MetricMask) {
+    fn push_step(&mut self, step_values: [f32; METRIC_COUNT], measured: MetricMask) {
         let slot = self.head;
+        let leaving = if self.filled == self.capacity() {
+            self.measured[slot]
+        } else {
+            0
+        };
+        for (metric, count) in self.observed.iter_mut().enumerate() {
+            let bit = 1 << metric;
+            *count = *count - u16::from(leaving & bit != 0) + u16::from(measured & bit != 0);
+        }
         self.values[slot * METRIC_COUNT..(slot + 1) * METRIC_COUNT].copy_from_slice(&step_values);
-        self.carried[slot] = carried;
+        self.measured[slot] = measured;
         self.head = (self.head + 1) % self.capacity();
         self.filled = (self.filled + 1).min(self.capacity());
     }
@@ -234,7 +242,7 @@ impl ServerWindow {
     }
 
     /// Appends the closed steps' values to `out`, step-major (`[step * 14 + metric]`),
-    /// oldest first.
+    /// oldest first, NaN where not measured.
     pub fn values_into(&self, out: &mut Vec<f32>) {
         out.reserve(self.filled * METRIC_COUNT);
         for slot in self.slots_oldest_first() {
@@ -242,17 +250,29 @@ impl ServerWindow {
         }
     }
 
-    /// The closed steps' carried-forward marks, oldest first (bit `m`: metric `m` carried).
-    pub fn carried_marks(&self) -> Vec<MetricMask> {
+    /// Appends one metric's full context to `out`, oldest first: NaN for the steps before the
+    /// window's first closed step and for steps the metric was not measured in.
+    pub fn series_into(&self, metric: Metric, out: &mut Vec<f32>) {
+        let column = metric.index();
+        out.reserve(self.capacity());
+        out.extend(std::iter::repeat_n(f32::NAN, self.capacity() - self.filled));
+        out.extend(
+            self.slots_oldest_first()
+                .map(|slot| self.values[slot * METRIC_COUNT + column]),
+        );
+    }
+
+    /// The closed steps' measured marks, oldest first (bit `m`: metric `m` measured).
+    pub fn measured_marks(&self) -> Vec<MetricMask> {
         self.slots_oldest_first()
-            .map(|slot| self.carried[slot])
+            .map(|slot| self.measured[slot])
             .collect()
     }
 
     /// Closed steps held that were gaps (no sample at all in the step).
     pub fn gap_steps(&self) -> usize {
         self.slots_oldest_first()
-            .filter(|&slot| self.carried[slot] == ALL_METRICS)
+            .filter(|&slot| self.measured[slot] == 0)
             .count()
     }
 
@@ -260,7 +280,7 @@ impl ServerWindow {
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + std::mem::size_of_val(&*self.values)
-            + std::mem::size_of_val(&*self.carried)
+            + std::mem::size_of_val(&*self.measured)
     }
 }
 
@@ -295,7 +315,8 @@ mod tests {
             window.add(step, &all(step as f64), ALL_METRICS).unwrap();
             assert_eq!(window.filled(), (step as usize).min(4));
         }
-        assert!(window.is_ready());
+        assert!(window.is_ready(4));
+        assert_eq!(window.observed(Metric::CpuUserPct), 4);
         let values = values(&window);
         assert_eq!(values.len(), 4 * METRIC_COUNT);
         // Steps 5..=8 are closed (9 is open), oldest first.
@@ -315,13 +336,13 @@ mod tests {
         let values = values(&window);
         assert_eq!(values[0], 30.0);
         assert_eq!(values[1], 15.0);
-        assert_eq!(window.carried_marks(), vec![0]);
+        assert_eq!(window.measured_marks(), vec![ALL_METRICS]);
     }
 
-    /// Empty steps carry the last values forward and are marked; a metric missing in a step is
-    /// carried and marked alone.
+    /// Empty steps are NaN and counted as gaps; a metric missing in a step is NaN alone;
+    /// nothing is carried forward.
     #[test]
-    fn gaps_carry_forward_and_are_marked() {
+    fn gaps_are_not_observed() {
         let mut window = window();
         window.add(0, &all(7.0), ALL_METRICS).unwrap();
         let mut partial = all(9.0);
@@ -337,14 +358,22 @@ mod tests {
         );
         let values = values(&window);
         assert_eq!(values[0], 7.0);
-        assert_eq!(values[METRIC_COUNT], 7.0, "metric 0 carried into step 1");
+        assert!(
+            values[METRIC_COUNT].is_nan(),
+            "metric 0 not measured in step 1"
+        );
         assert_eq!(values[METRIC_COUNT + 1], 9.0);
-        assert_eq!(values[2 * METRIC_COUNT + 1], 9.0, "gap carries step 1");
-        assert_eq!(window.carried_marks(), vec![0, 1, ALL_METRICS, ALL_METRICS]);
+        assert!(values[2 * METRIC_COUNT + 1].is_nan(), "gap step");
+        assert_eq!(
+            window.measured_marks(),
+            vec![ALL_METRICS, ALL_METRICS & !1, 0, 0]
+        );
         assert_eq!(window.gap_steps(), 2);
+        assert_eq!(window.observed(Metric::CpuUserPct), 1);
+        assert_eq!(window.observed(Metric::CpuSysPct), 2);
     }
 
-    /// A gap longer than the window overwrites it once, and the step count stays right.
+    /// A gap longer than the window overwrites it once, leaving nothing observed.
     #[test]
     fn long_gap_fills_the_window_once() {
         let mut window = window();
@@ -353,27 +382,47 @@ mod tests {
         assert_eq!(added.gap_steps, 999);
         assert_eq!(window.filled(), 4);
         assert_eq!(window.gap_steps(), 4);
-        assert!(values(&window).iter().all(|&value| value == 3.0));
+        assert!(values(&window).iter().all(|value| value.is_nan()));
+        assert_eq!(window.observed_most(), 0);
+        assert!(!window.is_ready(1));
         assert_eq!(window.newest_closed_step(), Some(999));
     }
 
-    /// A metric first seen late is back-filled with its first value and the window is not ready
-    /// until every metric was seen.
+    /// Only the metrics a server reports become forecastable, once they have enough history;
+    /// counts follow steps leaving the ring.
     #[test]
-    fn unknown_metrics_block_readiness_and_backfill() {
+    fn forecastable_follows_observed_history() {
         let mut window = window();
-        for step in 0..6 {
-            window.add(step, &all(5.0), 0b10).unwrap();
+        let cpu_and_memory = (1 << Metric::CpuUserPct.index()) | (1 << Metric::MemUsedPct.index());
+        window.add(0, &all(5.0), cpu_and_memory).unwrap();
+        window.add(1, &all(5.0), cpu_and_memory).unwrap();
+        assert!(!window.is_ready(2), "one closed step");
+        window
+            .add(2, &all(5.0), 1 << Metric::CpuUserPct.index())
+            .unwrap();
+        assert_eq!(window.forecastable(2), cpu_and_memory);
+        for step in 3..8 {
+            window
+                .add(step, &all(5.0), 1 << Metric::CpuUserPct.index())
+                .unwrap();
         }
-        assert_eq!(window.filled(), 4);
-        assert!(!window.is_ready());
-        window.add(6, &all(8.0), ALL_METRICS).unwrap();
-        window.add(7, &all(8.0), ALL_METRICS).unwrap();
-        assert!(window.is_ready());
-        let values = values(&window);
-        assert_eq!(values[0], 8.0, "metric 0 back-filled with its first value");
-        assert_eq!(values[1], 5.0);
-        assert_eq!(window.carried_marks()[0], ALL_METRICS & !0b10);
+        // steps 3..=6 held: memory measured in none of them
+        assert_eq!(window.observed(Metric::MemUsedPct), 0);
+        assert_eq!(window.forecastable(2), 1 << Metric::CpuUserPct.index());
+    }
+
+    /// A metric's series is padded in front with NaN up to the context.
+    #[test]
+    fn series_is_padded_to_the_context() {
+        let mut window = window();
+        window.add(0, &all(1.0), ALL_METRICS).unwrap();
+        window.add(1, &all(2.0), ALL_METRICS).unwrap();
+        window.add(2, &all(3.0), ALL_METRICS).unwrap();
+        let mut series = Vec::new();
+        window.series_into(Metric::MemUsedPct, &mut series);
+        assert_eq!(series.len(), 4);
+        assert!(series[0].is_nan() && series[1].is_nan());
+        assert_eq!(&series[2..], &[1.0, 2.0]);
     }
 
     /// A sample older than the open step is refused and changes nothing.
@@ -390,7 +439,8 @@ mod tests {
         window.add(6, &all(3.0), ALL_METRICS).unwrap();
     }
 
-    /// Memory is allocated once and does not grow with samples.
+    /// Memory is allocated once and does not grow with samples; counts stay exact as the
+    /// ring turns over.
     #[test]
     fn memory_is_fixed() {
         let mut window = ServerWindow::new(Profile::Generic, 288);
@@ -399,6 +449,7 @@ mod tests {
             window.add(step, &all(1.0), ALL_METRICS).unwrap();
         }
         assert_eq!(window.memory_bytes(), before);
+        assert_eq!(window.observed_most(), 288);
         assert!(before < 20 * 1024, "{before} bytes");
     }
 
