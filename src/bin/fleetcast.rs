@@ -210,11 +210,16 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     exit::FAILURE
 }
 
-fn load_settings(path: Option<PathBuf>) -> Result<Settings> {
-    let path = path.or_else(|| {
+/// The settings file in use: `--config`, else `./fleetcast.toml` when present.
+fn settings_path(path: Option<PathBuf>) -> Option<PathBuf> {
+    path.or_else(|| {
         let default = PathBuf::from("fleetcast.toml");
         default.is_file().then_some(default)
-    });
+    })
+}
+
+fn load_settings(path: Option<PathBuf>) -> Result<Settings> {
+    let path = settings_path(path);
     Settings::load(path.as_deref()).with_context(|| match &path {
         Some(path) => format!("settings from {}", path.display()),
         None => "settings from the environment".to_string(),
@@ -232,7 +237,29 @@ fn init_tracing(level: &str) {
         .init();
 }
 
+/// `evaluate alerts --variant NAME:KEY=VALUE[,KEY=VALUE...]`: the settings with the
+/// variant's overrides.
+fn variant_settings(path: Option<&std::path::Path>, variant: &str) -> Result<(String, Settings)> {
+    let usage = || {
+        Usage(format!(
+            "--variant `{variant}`: expected NAME:KEY=VALUE[,KEY=VALUE...]"
+        ))
+    };
+    let (name, overrides) = variant.split_once(':').ok_or_else(usage)?;
+    let overrides = overrides
+        .split(',')
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').ok_or_else(usage)?;
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        })
+        .collect::<Result<Vec<_>, Usage>>()?;
+    let settings = Settings::load_with(path, &overrides)
+        .with_context(|| format!("settings of variant `{name}`"))?;
+    Ok((name.to_string(), settings))
+}
+
 fn run(cli: Cli) -> Result<()> {
+    let config_path = settings_path(cli.config.clone());
     let settings = load_settings(cli.config)?;
     let long_running = matches!(
         cli.command,
@@ -260,7 +287,12 @@ fn run(cli: Cli) -> Result<()> {
             let servers = args.servers as usize;
             let mut detectors = Vec::new();
             if !args.baselines_only {
-                let pipeline = fleetcast::evaluate::PipelineDetector::build(&settings)
+                let variants = args
+                    .variants
+                    .iter()
+                    .map(|variant| variant_settings(config_path.as_deref(), variant))
+                    .collect::<Result<Vec<_>>>()?;
+                let pipeline = fleetcast::evaluate::PipelineDetector::build(&settings, &variants)
                     .context("evaluate alerts: loading the model")?;
                 detectors.push(Box::new(pipeline) as Box<dyn fleetcast::evaluate::Detector>);
             }

@@ -48,9 +48,18 @@ pub struct EvaluateArgs {
     /// Score only the two baselines (no model, no pipeline).
     #[arg(long)]
     pub baselines_only: bool,
+    /// Also score fleetcast with these settings changed (the `[risk]` and `[alerts]` keys
+    /// matter), sharing the base run's forecasts: NAME:KEY=VALUE[,KEY=VALUE...], e.g.
+    /// `q90:alerts.predictive_quantile=p90`. Repeatable.
+    #[arg(long = "variant", value_name = "NAME:KEY=VALUE,...")]
+    pub variants: Vec<String>,
     /// Print the report as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write every detector's alert changes and the labels to this JSON file (for
+    /// looking into what raised what).
+    #[arg(long)]
+    pub dump: Option<std::path::PathBuf>,
 }
 
 impl EvaluateArgs {
@@ -66,7 +75,9 @@ impl EvaluateArgs {
             early_minutes: 30,
             late_minutes: 30,
             baselines_only: false,
+            variants: Vec::new(),
             json: false,
+            dump: None,
         }
     }
 }
@@ -112,16 +123,20 @@ pub struct StepView<'a> {
     pub rows: &'a [Row],
 }
 
-/// Something that raises alerts from the samples.
+/// Something that raises alerts from the samples: one or more rows of the table (fleetcast's
+/// pipeline has one per alerting variant, all sharing its forecasts).
 pub trait Detector {
-    /// Its name in the table.
-    fn name(&self) -> String;
-    /// Takes one step in, pushing the alert changes it causes.
+    /// The names of its rows.
+    fn names(&self) -> Vec<String>;
+    /// Takes one step in, pushing the alert changes of row `i` onto `outs[i]`.
     ///
     /// # Errors
     /// Whatever stops the detector.
-    fn observe(&mut self, step: &StepView, out: &mut Vec<AlertChange>)
-    -> Result<(), EvaluateError>;
+    fn observe(
+        &mut self,
+        step: &StepView,
+        outs: &mut [Vec<AlertChange>],
+    ) -> Result<(), EvaluateError>;
     /// What it did, in words, for the report.
     fn summary(&self) -> Option<String> {
         None
@@ -129,14 +144,14 @@ pub trait Detector {
 }
 
 impl Detector for RuleBaseline {
-    fn name(&self) -> String {
-        self.signal().name().to_string()
+    fn names(&self) -> Vec<String> {
+        vec![self.signal().name().to_string()]
     }
 
     fn observe(
         &mut self,
         step: &StepView,
-        out: &mut Vec<AlertChange>,
+        outs: &mut [Vec<AlertChange>],
     ) -> Result<(), EvaluateError> {
         for (index, (spec, row)) in step.specs.iter().zip(step.rows).enumerate() {
             RuleBaseline::observe(
@@ -145,7 +160,7 @@ impl Detector for RuleBaseline {
                 &spec.name,
                 step.ts_ms,
                 row.values.as_ref(),
-                out,
+                &mut outs[0],
             );
         }
         Ok(())
@@ -246,7 +261,11 @@ pub fn evaluate(
     let scored_steps = u64::from(args.days) * 86_400_000 / step_ms as u64;
     let layout = fleet.layout().clone();
     let specs = layout.servers();
-    let mut changes: Vec<Vec<AlertChange>> = vec![Vec::new(); detectors.len()];
+    let rows: Vec<usize> = detectors
+        .iter()
+        .map(|detector| detector.names().len())
+        .collect();
+    let mut changes: Vec<Vec<AlertChange>> = vec![Vec::new(); rows.iter().sum()];
 
     let progress = indicatif::ProgressBar::with_draw_target(
         Some(warmup_steps + scored_steps),
@@ -268,8 +287,11 @@ pub fn evaluate(
             specs,
             rows: step.rows,
         };
-        for (detector, out) in detectors.iter_mut().zip(&mut changes) {
-            detector.observe(&view, out)?;
+        let mut outs = changes.as_mut_slice();
+        for (detector, &count) in detectors.iter_mut().zip(&rows) {
+            let (mine, rest) = outs.split_at_mut(count);
+            detector.observe(&view, mine)?;
+            outs = rest;
         }
         progress.inc(1);
     }
@@ -291,16 +313,46 @@ pub fn evaluate(
         end_ms: fleet.step_start_ms(warmup_steps + scored_steps),
         server_days: f64::from(args.servers) * f64::from(args.days),
     };
-    let detectors = detectors
-        .iter()
-        .zip(&changes)
-        .map(|(detector, changes)| DetectorReport {
-            detector: detector.name(),
-            scores: score(&labels, changes, &params),
-            changes: changes.len(),
-            summary: detector.summary(),
-        })
-        .collect();
+    if let Some(path) = &args.dump {
+        let names: Vec<String> = detectors.iter().flat_map(|d| d.names()).collect();
+        let dump = serde_json::json!({
+            "labels": labels,
+            "changes": names
+                .iter()
+                .zip(&changes)
+                .map(|(name, changes)| {
+                    let rows: Vec<_> = changes
+                        .iter()
+                        .map(|c| (c.server.as_str(), c.subject.as_str(), c.at_ms, c.level.name()))
+                        .collect();
+                    (name.clone(), rows)
+                })
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        });
+        std::fs::write(path, serde_json::to_vec(&dump).expect("dump serializes")).map_err(
+            |error| EvaluateError::Args {
+                flag: "dump",
+                reason: format!("{}: {error}", path.display()),
+            },
+        )?;
+    }
+    let mut reports = Vec::new();
+    let mut changes = changes.iter();
+    for detector in detectors.iter() {
+        for name in detector.names() {
+            let changes = changes.next().expect("one list per row");
+            reports.push(DetectorReport {
+                detector: name,
+                scores: score(&labels, changes, &params),
+                changes: changes.len(),
+                summary: None,
+            });
+        }
+        if let (Some(summary), Some(last)) = (detector.summary(), reports.last_mut()) {
+            last.summary = Some(summary);
+        }
+    }
+    let detectors = reports;
     Ok(Report {
         seed: args.seed,
         servers: args.servers,

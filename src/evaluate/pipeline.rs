@@ -52,6 +52,16 @@ pub struct PipelineCounts {
     pub alert_events: u64,
 }
 
+/// An alert event as the scorer reads it.
+fn change(event: &AlertEvent) -> AlertChange {
+    AlertChange {
+        server: event.server.clone(),
+        subject: event.subject.clone(),
+        at_ms: event.at_ms,
+        level: event.severity.parse().unwrap_or(Level::Healthy),
+    }
+}
+
 /// The risk scorer's view of one server.
 #[derive(Debug, Default)]
 struct Scored {
@@ -61,27 +71,51 @@ struct Scored {
     forecast: Option<Forecast>,
 }
 
-/// fleetcast's window keeper → predictor → risk scorer → alert router, in-process.
+/// One alerting variant: a risk scorer's and an alert router's settings and the router's
+/// state, fed the shared samples and forecasts.
+struct Tail {
+    name: String,
+    risk: RiskConfig,
+    scale: Scale,
+    book: AlertBook,
+}
+
+impl Tail {
+    fn new(name: String, settings: &Settings) -> Tail {
+        Tail {
+            name,
+            risk: RiskConfig::from(&settings.risk),
+            scale: settings.alerts.scale(),
+            book: AlertBook::new(BookConfig::from_settings(&settings.alerts)),
+        }
+    }
+}
+
+/// fleetcast's window keeper → predictor → risk scorer → alert router, in-process, with one
+/// or more alerting variants after the shared window keeper and predictor.
 pub struct PipelineDetector {
     fleet: Fleet,
     subjects: Subjects,
     shape: JobShape,
     models: Vec<OnnxModel>,
     max_batch: usize,
-    risk: RiskConfig,
-    scale: Scale,
-    book: AlertBook,
+    tails: Vec<Tail>,
     servers: HashMap<String, Scored>,
     counts: PipelineCounts,
 }
 
 impl PipelineDetector {
     /// Builds the stages from `settings`: the window keeper's rules, `predictor.workers`
-    /// sessions of `predictor.model_dir`, the risk and alert settings.
+    /// sessions of `predictor.model_dir`, the risk and alert settings (row `fleetcast`),
+    /// plus one alerting row per `(name, settings)` of `variants` (their `[risk]` and
+    /// `[alerts]` sections; the window keeper and model are the base's).
     ///
     /// # Errors
     /// [`ModelError`] when ONNX Runtime or the model cannot be loaded or does not fit.
-    pub fn build(settings: &Settings) -> Result<PipelineDetector, ModelError> {
+    pub fn build(
+        settings: &Settings,
+        variants: &[(String, Settings)],
+    ) -> Result<PipelineDetector, ModelError> {
         let keeper = &settings.window_keeper;
         let rules = IngestRules {
             shape: WindowShape {
@@ -105,9 +139,13 @@ impl PipelineDetector {
             },
             models,
             max_batch: settings.predictor.max_batch.max(1),
-            risk: RiskConfig::from(&settings.risk),
-            scale: settings.alerts.scale(),
-            book: AlertBook::new(BookConfig::from_settings(&settings.alerts)),
+            tails: std::iter::once(Tail::new("fleetcast".into(), settings))
+                .chain(
+                    variants
+                        .iter()
+                        .map(|(name, settings)| Tail::new(format!("fleetcast {name}"), settings)),
+                )
+                .collect(),
             servers: HashMap::new(),
             counts: PipelineCounts::default(),
         })
@@ -118,54 +156,47 @@ impl PipelineDetector {
         &self.counts
     }
 
-    /// The risk scorer's score of `server`'s latest sample, fed to the alert book.
-    fn score(&mut self, server: &str, out: &mut Vec<AlertChange>) {
+    /// Every variant's risk score of `server`'s latest sample, fed to its alert book.
+    fn score(&mut self, server: &str, outs: &mut [Vec<AlertChange>]) {
         let Some(state) = self.servers.get(server) else {
             return;
         };
         let (Some(sample_ms), Some(profile)) = (state.sample_ms, state.profile) else {
             return;
         };
-        let assessment = assess(
-            &self.risk,
-            profile,
-            &state.current,
-            state.forecast.as_ref(),
-            sample_ms.div_euclid(1000),
-        );
-        let used = assessment.forecast_status == ForecastStatus::Used;
-        let risk = RiskScore {
-            v: SCHEMA_VERSION,
-            server: server.to_string(),
-            profile: profile.name().to_string(),
-            at_ms: sample_ms,
-            sample_ms,
-            forecast_origin_s: state
-                .forecast
-                .as_ref()
-                .filter(|_| used)
-                .map(|forecast| forecast.origin_s),
-            score: assessment.score,
-            current: assessment.current,
-            predicted: assessment.predicted,
-            level: self.scale.level_of(assessment.score).name().to_string(),
-            factors: assessment.factors,
-            forecast_status: assessment.forecast_status.name().to_string(),
-        };
-        self.counts.risk_scores += 1;
-        if let Ok(Some(event)) = self.book.on_risk(&risk) {
-            self.push(&event, out);
+        for (tail, out) in self.tails.iter_mut().zip(outs.iter_mut()) {
+            let assessment = assess(
+                &tail.risk,
+                profile,
+                &state.current,
+                state.forecast.as_ref(),
+                sample_ms.div_euclid(1000),
+            );
+            let used = assessment.forecast_status == ForecastStatus::Used;
+            let risk = RiskScore {
+                v: SCHEMA_VERSION,
+                server: server.to_string(),
+                profile: profile.name().to_string(),
+                at_ms: sample_ms,
+                sample_ms,
+                forecast_origin_s: state
+                    .forecast
+                    .as_ref()
+                    .filter(|_| used)
+                    .map(|forecast| forecast.origin_s),
+                score: assessment.score,
+                current: assessment.current,
+                predicted: assessment.predicted,
+                level: tail.scale.level_of(assessment.score).name().to_string(),
+                factors: assessment.factors,
+                forecast_status: assessment.forecast_status.name().to_string(),
+            };
+            self.counts.risk_scores += 1;
+            if let Ok(Some(event)) = tail.book.on_risk(&risk) {
+                self.counts.alert_events += 1;
+                out.push(change(&event));
+            }
         }
-    }
-
-    fn push(&mut self, event: &AlertEvent, out: &mut Vec<AlertChange>) {
-        self.counts.alert_events += 1;
-        out.push(AlertChange {
-            server: event.server.clone(),
-            subject: event.subject.clone(),
-            at_ms: event.at_ms,
-            level: event.severity.parse().unwrap_or(Level::Healthy),
-        });
     }
 
     /// Forecasts `jobs` on every session at once, in chunks of `max_batch`.
@@ -211,8 +242,8 @@ impl PipelineDetector {
 }
 
 impl Detector for PipelineDetector {
-    fn name(&self) -> String {
-        "fleetcast".to_string()
+    fn names(&self) -> Vec<String> {
+        self.tails.iter().map(|tail| tail.name.clone()).collect()
     }
 
     fn summary(&self) -> Option<String> {
@@ -232,7 +263,7 @@ impl Detector for PipelineDetector {
     fn observe(
         &mut self,
         step: &StepView,
-        out: &mut Vec<AlertChange>,
+        outs: &mut [Vec<AlertChange>],
     ) -> Result<(), EvaluateError> {
         let mut jobs = Vec::new();
         for (spec, row) in step.specs.iter().zip(step.rows) {
@@ -273,7 +304,7 @@ impl Detector for PipelineDetector {
             state.profile = Some(spec.profile);
             state.sample_ms = Some(step.ts_ms);
             state.current = sample.metrics;
-            self.score(&spec.name, out);
+            self.score(&spec.name, outs);
         }
         // Predictor.
         self.counts.jobs += jobs.len() as u64;
@@ -286,16 +317,17 @@ impl Detector for PipelineDetector {
         self.counts.forecasts += forecasts.len() as u64;
         for forecast in forecasts {
             // Alert router on the forecast, then the risk scorer re-scores.
-            if let Ok(events) = self.book.on_forecast(&forecast) {
-                for event in &events {
-                    self.push(event, out);
+            for (tail, out) in self.tails.iter_mut().zip(outs.iter_mut()) {
+                if let Ok(events) = tail.book.on_forecast(&forecast) {
+                    self.counts.alert_events += events.len() as u64;
+                    out.extend(events.iter().map(change));
                 }
             }
             let server = forecast.server.clone();
             if let Some(state) = self.servers.get_mut(&server) {
                 state.forecast = Some(forecast);
             }
-            self.score(&server, out);
+            self.score(&server, outs);
         }
         Ok(())
     }
