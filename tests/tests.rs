@@ -8,6 +8,7 @@ mod bus;
 mod cli;
 mod e2e;
 mod export;
+mod gateway;
 mod generator;
 mod inputs;
 mod offline;

@@ -5,6 +5,7 @@
 //! share lives in [`stage`], [`crate::checks`], [`crate::subjects`] or [`crate::wire`].
 
 pub mod alert_router;
+pub mod gateway;
 pub mod generator;
 pub mod node_exporter;
 pub mod node_series;

@@ -1,4 +1,4 @@
-//! The `fleetcast` command: run the pipeline (`up`) or one actor (`run`), see what runs
+//! The `fleetcast` command: run the pipeline and its dashboard (`up`) or one actor (`run`), see what runs
 //! (`status`), watch subjects (`tail`), steer the simulation (`scenario`), export training
 //! data (`export`) and switch the predictors' model (`model load`).
 //!
@@ -136,6 +136,8 @@ enum ActorArg {
     RiskScorer,
     /// Alerts with hysteresis from risk scores and forecasts.
     AlertRouter,
+    /// HTTP API, push updates, Prometheus /metrics and the dashboard (gateway.bind).
+    Gateway,
     /// Scrapes node_exporter targets into samples (`[node_exporter]`).
     NodeExporter,
     /// Receives Prometheus remote-write requests into samples (`[remote_write]`).
@@ -150,6 +152,7 @@ impl From<ActorArg> for ActorKind {
             ActorArg::Predictor => ActorKind::Predictor,
             ActorArg::RiskScorer => ActorKind::RiskScorer,
             ActorArg::AlertRouter => ActorKind::AlertRouter,
+            ActorArg::Gateway => ActorKind::Gateway,
             ActorArg::NodeExporter => ActorKind::NodeExporter,
             ActorArg::RemoteWrite => ActorKind::RemoteWrite,
         }
@@ -472,7 +475,15 @@ fn serve(settings: Settings, actors: Vec<ActorKind>, embed: Embed) -> Result<()>
                 std::process::exit(130);
             });
         };
-        pipeline::run(&settings, &actors, embed, shutdown).await?;
+        pipeline::run(&settings, &actors, embed, shutdown, |running| {
+            if let Some(gateway) = &running.gateway {
+                eprintln!(
+                    "fleetcast: dashboard at http://{}/ (API /api/v1/, metrics /metrics)",
+                    gateway.local_addr
+                );
+            }
+        })
+        .await?;
         anyhow::Ok(())
     })
 }

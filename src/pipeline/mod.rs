@@ -20,6 +20,7 @@
 mod bridge;
 
 use crate::actors::alert_router::{self, AlertRouter, AlertRouterError};
+use crate::actors::gateway::{self, Gateway, GatewayError};
 use crate::actors::generator::{self, Generator, GeneratorError};
 use crate::actors::node_exporter::{self, NodeExporter, NodeExporterError};
 use crate::actors::predictor::{self, Predictor, PredictorError};
@@ -56,6 +57,8 @@ pub enum ActorKind {
     RiskScorer,
     /// Alerts with hysteresis.
     AlertRouter,
+    /// The HTTP API, push updates, `/metrics` and the dashboard (`[gateway]`).
+    Gateway,
 }
 
 impl ActorKind {
@@ -71,7 +74,8 @@ impl ActorKind {
     /// The input actors `up` starts when their section says `enabled = true`.
     pub const INPUTS: [ActorKind; 2] = [ActorKind::NodeExporter, ActorKind::RemoteWrite];
 
-    /// What `fleetcast up` runs: the enabled inputs and every actor of [`ActorKind::ALL`].
+    /// What `fleetcast up` runs: the enabled inputs, every actor of [`ActorKind::ALL`] and
+    /// the gateway unless `gateway.enabled = false`.
     pub fn for_up(settings: &Settings) -> Vec<ActorKind> {
         let mut actors: Vec<ActorKind> = ActorKind::INPUTS
             .into_iter()
@@ -82,6 +86,9 @@ impl ActorKind {
             })
             .collect();
         actors.extend(ActorKind::ALL);
+        if settings.gateway.enabled {
+            actors.push(ActorKind::Gateway);
+        }
         actors
     }
 
@@ -95,6 +102,7 @@ impl ActorKind {
             ActorKind::Predictor => "predictor",
             ActorKind::RiskScorer => "risk-scorer",
             ActorKind::AlertRouter => "alert-router",
+            ActorKind::Gateway => "gateway",
         }
     }
 }
@@ -120,6 +128,9 @@ pub enum PipelineError {
     /// The alert router could not start.
     #[error("starting the alert router")]
     AlertRouter(#[from] AlertRouterError),
+    /// The gateway could not start.
+    #[error("starting the gateway")]
+    Gateway(#[from] GatewayError),
     /// The node_exporter scraper could not start.
     #[error("starting the node_exporter scraper")]
     NodeExporter(#[from] NodeExporterError),
@@ -147,6 +158,8 @@ pub struct Pipeline {
     pub risk_scorer: Option<StageHandle<RiskScorer>>,
     /// The alert router, when started.
     pub alert_router: Option<StageHandle<AlertRouter>>,
+    /// The gateway, when started (not on the stage toolkit yet: stopped after the drain).
+    pub gateway: Option<Gateway>,
     /// Every stage instance, in pipeline order.
     stages: Vec<RunningStage>,
 }
@@ -180,6 +193,7 @@ pub async fn start(
         predictors: Vec::new(),
         risk_scorer: None,
         alert_router: None,
+        gateway: None,
         stages: Vec::new(),
     };
     let mut started: Vec<(ActorKind, Vec<RunningStage>)> = Vec::new();
@@ -188,6 +202,10 @@ pub async fn start(
     order.dedup();
     for actor in order.into_iter().rev() {
         let stages = match actor {
+            ActorKind::Gateway => {
+                pipeline.gateway = Some(gateway::spawn(settings, bus.clone()).await?);
+                Vec::new()
+            }
             ActorKind::AlertRouter => {
                 let handle = alert_router::spawn(settings, bus.clone()).await?;
                 let running = vec![handle.running()];
@@ -282,6 +300,10 @@ impl Pipeline {
                 }
             }
         }
+        if let Some(gateway) = &self.gateway {
+            // Last in pipeline order: it serves what the others left until they are done.
+            let _ = gateway.addr.send(gateway::Stop).await;
+        }
         report
     }
 }
@@ -296,7 +318,8 @@ pub enum Embed {
 }
 
 /// Runs `actors` until `shutdown` resolves, then drains them: connects (or, with
-/// [`Embed::WhenAbsent`], starts a private nats-server), starts the pipeline, waits, drains
+/// [`Embed::WhenAbsent`], starts a private nats-server), starts the pipeline, calls `started`
+/// with it (the binary prints the dashboard's address), waits, drains
 /// within [`DRAIN_WITHIN`], and stops the private server. Must run inside an actix system.
 ///
 /// # Errors
@@ -306,12 +329,14 @@ pub async fn run(
     actors: &[ActorKind],
     embed: Embed,
     shutdown: impl Future<Output = ()>,
+    started: impl FnOnce(&Pipeline),
 ) -> Result<DrainReport, PipelineError> {
     let (bus, server): (Bus, Option<NatsServer>) = match embed {
         Embed::WhenAbsent => bus::connect_or_embed(&settings.nats).await?,
         Embed::Never => (Bus::connect(&settings.nats).await?, None),
     };
     let pipeline = start(settings, &bus, actors).await?;
+    started(&pipeline);
     tracing::info!(
         stages = pipeline.stages().len(),
         "pipeline running; SIGINT or SIGTERM drains it"

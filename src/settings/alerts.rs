@@ -66,6 +66,15 @@ impl Quantile {
     /// Every quantile a forecast carries.
     pub const ALL: [Quantile; 3] = [Quantile::P10, Quantile::P50, Quantile::P90];
 
+    /// This quantile's values in `series`.
+    pub fn of(self, series: &crate::wire::QuantileSeries) -> &[f32] {
+        match self {
+            Quantile::P10 => &series.p10,
+            Quantile::P50 => &series.p50,
+            Quantile::P90 => &series.p90,
+        }
+    }
+
     /// `p10`, `p50` or `p90`.
     pub fn name(self) -> &'static str {
         match self {

@@ -7,11 +7,12 @@
 //!
 //! One file per group of sections: [`nats`] (`[nats]`, `[time]`, `[log]`), [`generator`],
 //! [`forecasting`] (`[window_keeper]`, `[predictor]`), [`alerts`] (`[risk]`, `[alerts]`,
-//! `[summary]`), [`inputs`] (`[node_metrics]`, `[node_exporter]`, `[remote_write]`). `fleetcast.toml` at the repository root is the commented example; a test
+//! `[summary]`), [`gateway`], [`inputs`] (`[node_metrics]`, `[node_exporter]`, `[remote_write]`). `fleetcast.toml` at the repository root is the commented example; a test
 //! parses it.
 
 pub mod alerts;
 pub mod forecasting;
+pub mod gateway;
 pub mod generator;
 pub mod inputs;
 pub mod nats;
@@ -20,6 +21,7 @@ pub use alerts::{
     AlertSettings, MetricThresholds, Quantile, RawAlertSettings, RiskSettings, SummarySettings,
 };
 pub use forecasting::{PredictorSettings, WindowKeeperSettings};
+pub use gateway::{GatewaySettings, RawGatewaySettings};
 pub use generator::{GeneratorSettings, RawGeneratorSettings};
 pub use inputs::{
     NodeExporterSettings, NodeMetricsSettings, RawNodeMetricsSettings, RawRemoteWriteSettings,
@@ -50,6 +52,8 @@ pub struct RawSettings {
     pub summary: SummarySettings,
     /// `[predictor]`.
     pub predictor: PredictorSettings,
+    /// `[gateway]`.
+    pub gateway: RawGatewaySettings,
     /// `[log]`.
     pub log: LogSettings,
     /// `[node_metrics]`.
@@ -79,6 +83,8 @@ pub struct Settings {
     pub summary: SummarySettings,
     /// The predictor workers.
     pub predictor: PredictorSettings,
+    /// The HTTP gateway: API, push updates, `/metrics`, dashboard.
+    pub gateway: GatewaySettings,
     /// Logging.
     pub log: LogSettings,
     /// How node_exporter series become metrics (scraper and remote-write receiver).
@@ -168,6 +174,7 @@ impl RawSettings {
         let settings = Settings {
             node_metrics: self.node_metrics.validate(&mut problems),
             remote_write: self.remote_write.validate(&mut problems),
+            gateway: self.gateway.validate(&mut problems),
             node_exporter: self.node_exporter,
             generator: self.generator.validate(&mut problems),
             alerts: self.alerts.validate(&mut problems),
@@ -270,6 +277,24 @@ mod tests {
         assert_eq!(settings.time.step_seconds, 300);
         assert_eq!(settings.generator.servers, 90);
         assert_eq!(settings.predictor, PredictorSettings::default());
+        assert_eq!(settings.gateway, GatewaySettings::default());
+    }
+
+    /// Bad gateway values are reported with their keys; the address becomes a type.
+    #[test]
+    fn bad_gateway_values_name_their_keys() {
+        let text = "[gateway]\nbind = \"localhost\"\napi_key = \"short\"\ncors_origins = [\"example.com\"]\nworkers = 0\n";
+        let message = Settings::from_toml(text).unwrap_err().to_string();
+        for key in [
+            "gateway.bind",
+            "gateway.api_key",
+            "gateway.cors_origins",
+            "gateway.workers",
+        ] {
+            assert!(message.contains(key), "{key}: {message}");
+        }
+        let settings = Settings::from_toml("[gateway]\nbind = \"0.0.0.0:8001\"\n").unwrap();
+        assert_eq!(settings.gateway.bind.port(), 8001);
     }
 
     /// Every bad value is reported at once, each with its key.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod programs;
 
 use fleetcast::actors::stage::{Counters, StageCounters};

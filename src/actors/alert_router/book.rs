@@ -328,12 +328,12 @@ impl AlertBook {
             let Some(series) = forecast.metrics.get(rule.metric.name()) else {
                 continue;
             };
-            let values = match quantile {
-                Quantile::P10 => &series.p10,
-                Quantile::P50 => &series.p50,
-                Quantile::P90 => &series.p90,
-            };
-            let values: Vec<f64> = values.iter().take(steps).map(|&v| f64::from(v)).collect();
+            let values: Vec<f64> = quantile
+                .of(series)
+                .iter()
+                .take(steps)
+                .map(|&v| f64::from(v))
+                .collect();
             if values.is_empty() {
                 continue;
             }

@@ -90,45 +90,31 @@ impl Fleet {
                 };
             }
         };
-        let mut problems = Problems::default();
-        let given_profile = sample::check_content(&sample, subject_server, &mut problems);
-        let shape = self.rules.shape;
-        let step = shape.step_of(sample.ts_ms);
-        let reference_ms = now_ms.max(self.newest_step_end_ms);
-        if sample.ts_ms > reference_ms.saturating_add(self.rules.max_future_ms) {
-            problems.push(
-                RejectKind::FutureTimestamp,
-                format_args!(
-                    "ts_ms = {} is {} s ahead of the fleet clock {reference_ms} (limit {} s)",
-                    sample.ts_ms,
-                    (sample.ts_ms - reference_ms) / 1000,
-                    self.rules.max_future_ms / 1000
-                ),
-            );
-        }
         let known = self.servers.get(sample.server);
-        if let Some(window) = known
-            && let Err(out_of_order) = window.check_order(step)
-        {
-            problems.push(
-                RejectKind::OutOfOrder,
-                format_args!(
-                    "ts_ms = {} falls in the step starting {} s, older than the open step starting {} s",
-                    sample.ts_ms,
-                    shape.step_start_s(step),
-                    shape.step_start_s(out_of_order.open_step)
-                ),
-            );
-        }
         let is_new = known.is_none();
-        if let Err(Invalid { kind, reason }) = problems.into_result() {
-            let server = (!sample.server.is_empty()).then(|| sample.server.to_string());
-            return Verdict::Rejected {
-                server,
-                kind,
-                reason,
-            };
-        }
+        let open_step = known.and_then(ServerWindow::open_step);
+        let checked = match validate(
+            &self.rules,
+            &sample,
+            subject_server,
+            now_ms.max(self.newest_step_end_ms),
+            open_step,
+        ) {
+            Ok(checked) => checked,
+            Err(Invalid { kind, reason }) => {
+                let server = (!sample.server.is_empty()).then(|| sample.server.to_string());
+                return Verdict::Rejected {
+                    server,
+                    kind,
+                    reason,
+                };
+            }
+        };
+        let Checked {
+            step,
+            profile: given_profile,
+        } = checked;
+        let shape = self.rules.shape;
         if is_new {
             let profile = given_profile.unwrap_or_else(|| Profile::infer(sample.server));
             self.servers.insert(
@@ -241,6 +227,60 @@ impl Fleet {
                 .map(|(server, window)| server.len() + window.memory_bytes())
                 .sum::<usize>()
     }
+}
+
+/// A sample that passed [`validate`]: its step and the profile it names, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked {
+    /// The step the sample falls in.
+    pub step: i64,
+    /// The profile the sample gives (`None`: keep or infer the server's).
+    pub profile: Option<Profile>,
+}
+
+/// The ingest rule without the windows: checks a decoded sample's content (server against the
+/// subject's last token, profile, every metric's name, finiteness and range), its timestamp
+/// against the fleet clock `reference_ms` (the later of the wall clock and the end of the newest
+/// accepted step) and against its server's `open_step` (`None` for a server not seen yet).
+/// [`Fleet::ingest`] decides with it, and so can anything that must refuse exactly what the
+/// window keeper refuses before publishing (the gateway's `POST /feed/data`).
+///
+/// # Errors
+/// [`Invalid`] with the first problem's kind and every problem in words.
+pub fn validate(
+    rules: &IngestRules,
+    sample: &sample::SampleView<'_>,
+    subject_server: &str,
+    reference_ms: i64,
+    open_step: Option<i64>,
+) -> Result<Checked, Invalid> {
+    let mut problems = Problems::default();
+    let profile = sample::check_content(sample, subject_server, &mut problems);
+    let shape = rules.shape;
+    let step = shape.step_of(sample.ts_ms);
+    if sample.ts_ms > reference_ms.saturating_add(rules.max_future_ms) {
+        problems.push(
+            RejectKind::FutureTimestamp,
+            format_args!(
+                "ts_ms = {} is {} s ahead of the fleet clock {reference_ms} (limit {} s)",
+                sample.ts_ms,
+                (sample.ts_ms - reference_ms) / 1000,
+                rules.max_future_ms / 1000
+            ),
+        );
+    }
+    if let Some(open_step) = open_step.filter(|&open_step| step < open_step) {
+        problems.push(
+            RejectKind::OutOfOrder,
+            format_args!(
+                "ts_ms = {} falls in the step starting {} s, older than the open step starting {} s",
+                sample.ts_ms,
+                shape.step_start_s(step),
+                shape.step_start_s(open_step)
+            ),
+        );
+    }
+    problems.into_result().map(|()| Checked { step, profile })
 }
 
 /// FNV-1a: server names are short, and SipHash's flood resistance buys nothing here that a
