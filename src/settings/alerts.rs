@@ -16,17 +16,7 @@ pub struct RiskSettings {
     pub current_weight: f64,
     /// Weight of the predicted points (the original's 0.3).
     pub predicted_weight: f64,
-    /// Profile-aware baselines: profile name → scored input (`cpu`, `cpu_iowait_pct`,
-    /// `swap_used_pct`, `load_average`) → the level that is still normal for the profile.
-    /// The input's lowest tier (current and predicted) moves up to that level and the
-    /// others keep their spacing above it, so what is ordinary for a database's iowait or a
-    /// risk_analytics server's CPU scores nothing. Memory follows the profile's limit
-    /// already.
-    pub normal: BTreeMap<String, BTreeMap<String, f64>>,
 }
-
-/// The inputs `[risk.normal]` may name.
-pub const NORMAL_INPUTS: [&str; 4] = ["cpu", "cpu_iowait_pct", "swap_used_pct", "load_average"];
 
 impl Default for RiskSettings {
     fn default() -> Self {
@@ -34,7 +24,6 @@ impl Default for RiskSettings {
             predicted_window_minutes: 30,
             current_weight: 0.7,
             predicted_weight: 0.3,
-            normal: BTreeMap::new(),
         }
     }
 }
@@ -53,21 +42,6 @@ impl RiskSettings {
             problems.check((0.0..=1.0).contains(&weight), key, || {
                 format!("{weight} is outside 0–1")
             });
-        }
-        for (profile, inputs) in &self.normal {
-            let key = format!("risk.normal.{profile}");
-            problems.check(
-                profile.parse::<crate::catalog::Profile>().is_ok(),
-                &key,
-                || format!("`{profile}` is not a profile"),
-            );
-            for (input, level) in inputs {
-                problems.check(
-                    NORMAL_INPUTS.contains(&input.as_str()) && level.is_finite() && *level >= 0.0,
-                    &format!("{key}.{input}"),
-                    || format!("`{input}` = {level}: inputs are {NORMAL_INPUTS:?}, levels >= 0"),
-                );
-            }
         }
         let sum = self.current_weight + self.predicted_weight;
         problems.check((sum - 1.0).abs() < 1e-9, "risk.predicted_weight", || {
@@ -154,8 +128,6 @@ pub struct RawAlertSettings {
     pub predictive_quantile: String,
     /// See [`AlertSettings::metrics`].
     pub metrics: BTreeMap<String, MetricThresholds>,
-    /// See [`AlertSettings::profiles`].
-    pub profiles: BTreeMap<String, BTreeMap<String, MetricThresholds>>,
 }
 
 impl Default for RawAlertSettings {
@@ -171,7 +143,6 @@ impl Default for RawAlertSettings {
             predictive_steps: defaults.predictive_steps,
             predictive_quantile: defaults.predictive_quantile.name().into(),
             metrics: defaults.metrics,
-            profiles: defaults.profiles,
         }
     }
 }
@@ -201,10 +172,6 @@ pub struct AlertSettings {
     /// Predictive metric thresholds: metric name (one of the 14) → warning and critical
     /// values. Giving this table replaces the whole default set.
     pub metrics: BTreeMap<String, MetricThresholds>,
-    /// Profile-aware predictive thresholds: profile name → metric → warning and critical
-    /// values for that profile's servers, replacing `metrics`' entry (a metric must be in
-    /// `metrics` to be alerted on at all).
-    pub profiles: BTreeMap<String, BTreeMap<String, MetricThresholds>>,
 }
 
 impl Default for AlertSettings {
@@ -227,7 +194,6 @@ impl Default for AlertSettings {
                 ("swap_used_pct".to_string(), thresholds(25.0, 50.0)),
                 ("disk_usage_pct".to_string(), thresholds(85.0, 95.0)),
             ]),
-            profiles: BTreeMap::new(),
         }
     }
 }
@@ -290,26 +256,8 @@ impl RawAlertSettings {
             );
             Quantile::P50
         });
-        let mut tables: Vec<(String, &MetricThresholds, &String)> = self
-            .metrics
-            .iter()
-            .map(|(metric, thresholds)| (format!("alerts.metrics.{metric}"), thresholds, metric))
-            .collect();
-        for (profile, metrics) in &self.profiles {
-            problems.check(
-                profile.parse::<crate::catalog::Profile>().is_ok(),
-                &format!("alerts.profiles.{profile}"),
-                || format!("`{profile}` is not a profile"),
-            );
-            tables.extend(metrics.iter().map(|(metric, thresholds)| {
-                (
-                    format!("alerts.profiles.{profile}.{metric}"),
-                    thresholds,
-                    metric,
-                )
-            }));
-        }
-        for (key, thresholds, metric) in tables {
+        for (metric, thresholds) in &self.metrics {
+            let key = format!("alerts.metrics.{metric}");
             problems.check(
                 crate::catalog::Metric::from_name(metric).is_some(),
                 &key,
@@ -338,7 +286,6 @@ impl RawAlertSettings {
             predictive_steps: self.predictive_steps,
             predictive_quantile: quantile,
             metrics: self.metrics,
-            profiles: self.profiles,
         }
     }
 }

@@ -280,28 +280,6 @@ mod tests {
         assert_eq!(settings.gateway, GatewaySettings::default());
     }
 
-    /// Profile-aware baselines and thresholds parse; unknown profiles, inputs and bad
-    /// thresholds are reported with their keys.
-    #[test]
-    fn profile_tables_are_checked() {
-        let good = "[risk.normal.database]\ncpu_iowait_pct = 25\n[alerts.profiles.database]\ncpu_iowait_pct = { warning = 28, critical = 35 }\n";
-        let settings = Settings::from_toml(good).unwrap();
-        assert_eq!(settings.risk.normal["database"]["cpu_iowait_pct"], 25.0);
-        assert_eq!(
-            settings.alerts.profiles["database"]["cpu_iowait_pct"].warning,
-            28.0
-        );
-        let bad = "[risk.normal.dbase]\ncpu_iowait_pct = 25\n[risk.normal.database]\ndisk = 3\n[alerts.profiles.database]\ncpu_iowait_pct = { warning = 40, critical = 35 }\n";
-        let message = Settings::from_toml(bad).unwrap_err().to_string();
-        for key in [
-            "risk.normal.dbase",
-            "risk.normal.database.disk",
-            "alerts.profiles.database.cpu_iowait_pct",
-        ] {
-            assert!(message.contains(key), "{key}: {message}");
-        }
-    }
-
     /// Bad gateway values are reported with their keys; the address becomes a type.
     #[test]
     fn bad_gateway_values_name_their_keys() {

@@ -14,7 +14,7 @@
 //! An alert's id is `<server>-<subject>-<opened_ms>`, the same on every event of its life.
 
 use super::ladder::{Ladder, LadderConfig, OutOfOrder, Transition};
-use crate::catalog::{Metric, MetricKind, Profile};
+use crate::catalog::{Metric, MetricKind};
 use crate::levels::{Level, Scale};
 use crate::settings::{AlertSettings, Quantile};
 use crate::wire::{AlertAction, AlertEvent, FactorSource, Forecast, RiskScore, SCHEMA_VERSION};
@@ -53,9 +53,6 @@ pub struct BookConfig {
     pub quantile: Quantile,
     /// Metric rules.
     pub rules: Vec<MetricRule>,
-    /// Per profile, the metric rules with `[alerts.profiles]` applied (profiles without
-    /// overrides use `rules`).
-    pub profile_rules: BTreeMap<Profile, Vec<MetricRule>>,
 }
 
 impl BookConfig {
@@ -68,36 +65,6 @@ impl BookConfig {
         let raise_after_ms = i64::try_from(settings.raise_after_seconds)
             .unwrap_or(i64::MAX)
             .saturating_mul(1000);
-        let rules: Vec<MetricRule> = settings
-            .metrics
-            .iter()
-            .filter_map(|(name, thresholds)| {
-                Some(MetricRule {
-                    metric: Metric::from_name(name)?,
-                    warning: thresholds.warning,
-                    critical: thresholds.critical,
-                })
-            })
-            .collect();
-        let profile_rules = settings
-            .profiles
-            .iter()
-            .filter_map(|(profile, overrides)| {
-                let profile: Profile = profile.parse().ok()?;
-                let rules = rules
-                    .iter()
-                    .map(|rule| match overrides.get(rule.metric.name()) {
-                        Some(thresholds) => MetricRule {
-                            warning: thresholds.warning,
-                            critical: thresholds.critical,
-                            ..*rule
-                        },
-                        None => *rule,
-                    })
-                    .collect();
-                Some((profile, rules))
-            })
-            .collect();
         BookConfig {
             scale,
             risk: LadderConfig {
@@ -111,8 +78,17 @@ impl BookConfig {
             raise_after_ms,
             predictive_steps: settings.predictive_steps as usize,
             quantile: settings.predictive_quantile,
-            rules,
-            profile_rules,
+            rules: settings
+                .metrics
+                .iter()
+                .filter_map(|(name, thresholds)| {
+                    Some(MetricRule {
+                        metric: Metric::from_name(name)?,
+                        warning: thresholds.warning,
+                        critical: thresholds.critical,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -348,13 +324,7 @@ impl AlertBook {
         }
         alerts.forecast_ms = Some(at_ms);
         let mut events = Vec::new();
-        let rules = forecast
-            .profile
-            .parse::<Profile>()
-            .ok()
-            .and_then(|profile| config.profile_rules.get(&profile))
-            .unwrap_or(&config.rules);
-        for rule in rules {
+        for rule in &config.rules {
             let Some(series) = forecast.metrics.get(rule.metric.name()) else {
                 continue;
             };
@@ -528,41 +498,6 @@ mod tests {
         assert_eq!(book.open_alerts(), 0);
         // A score older than the latest is refused.
         assert!(book.on_risk(&risk(90.0, 0)).is_err());
-    }
-
-    /// `[alerts.profiles]`: a database's forecast iowait of 25 % is normal for it under its
-    /// own thresholds (28/35) and raises nothing, while the same forecast on a web server
-    /// raises a warning under the catalog's 20/30.
-    #[test]
-    fn predictive_thresholds_follow_the_profile() {
-        let mut settings = AlertSettings::default();
-        settings.profiles.insert(
-            "database".into(),
-            BTreeMap::from([(
-                "cpu_iowait_pct".to_string(),
-                crate::settings::MetricThresholds {
-                    warning: 28.0,
-                    critical: 35.0,
-                },
-            )]),
-        );
-        let mut book = AlertBook::new(BookConfig::from_settings(&settings));
-        let mut events = Vec::new();
-        for (server, profile) in [("ppdb001", "database"), ("ppweb001", "web_api")] {
-            for i in 0..3 {
-                let mut f = forecast(96, &[("cpu_iowait_pct", vec![25.0; 96])]);
-                f.server = server.into();
-                f.profile = profile.into();
-                f.origin_s += i * 300;
-                f.step_s.iter_mut().for_each(|s| *s += i * 300);
-                events.extend(book.on_forecast(&f).unwrap());
-            }
-        }
-        let raised: Vec<(&str, &str)> = events
-            .iter()
-            .map(|e| (e.server.as_str(), e.severity.as_str()))
-            .collect();
-        assert_eq!(raised, [("ppweb001", "warning")]);
     }
 
     /// Forecast after forecast exceeding mem at many steps opens ONE alert for the metric,

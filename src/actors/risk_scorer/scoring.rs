@@ -102,7 +102,7 @@ pub fn memory_tiers(profile: Profile, generic: &Tiers) -> Vec<(f64, f64)> {
 }
 
 /// How the risk scorer weighs the present against the forecast.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RiskConfig {
     /// Length of the predicted window in seconds.
     pub predicted_window_seconds: i64,
@@ -110,9 +110,6 @@ pub struct RiskConfig {
     pub current_weight: f64,
     /// Weight of predicted points.
     pub predicted_weight: f64,
-    /// Profile-aware baselines (`[risk.normal]`): (profile, input) → the level still normal
-    /// for the profile; the input's tiers start there ([`at_normal`]).
-    pub normal: BTreeMap<(Profile, String), f64>,
 }
 
 impl Default for RiskConfig {
@@ -121,7 +118,6 @@ impl Default for RiskConfig {
             predicted_window_seconds: 30 * 60,
             current_weight: 0.7,
             predicted_weight: 0.3,
-            normal: BTreeMap::new(),
         }
     }
 }
@@ -132,39 +128,8 @@ impl From<&crate::settings::RiskSettings> for RiskConfig {
             predicted_window_seconds: i64::from(settings.predicted_window_minutes) * 60,
             current_weight: settings.current_weight,
             predicted_weight: settings.predicted_weight,
-            normal: settings
-                .normal
-                .iter()
-                .filter_map(|(profile, inputs)| Some((profile.parse::<Profile>().ok()?, inputs)))
-                .flat_map(|(profile, inputs)| {
-                    inputs
-                        .iter()
-                        .map(move |(input, level)| ((profile, input.clone()), *level))
-                })
-                .collect(),
         }
     }
-}
-
-impl RiskConfig {
-    /// `tiers` of `input` for `profile`, moved to the profile's normal level.
-    fn tiers(&self, profile: Profile, input: &str, tiers: &Tiers) -> Vec<(f64, f64)> {
-        at_normal(
-            tiers,
-            self.normal.get(&(profile, input.to_string())).copied(),
-        )
-    }
-}
-
-/// `tiers` whose lowest row starts no lower than `normal`: when `normal` is above the lowest
-/// threshold, every threshold moves up by the difference (the spacing between tiers stays).
-pub fn at_normal(tiers: &Tiers, normal: Option<f64>) -> Vec<(f64, f64)> {
-    let lowest = tiers.last().map_or(0.0, |&(lowest, _)| lowest);
-    let shift = normal.map_or(0.0, |normal| (normal - lowest).max(0.0));
-    tiers
-        .iter()
-        .map(|&(threshold, points)| (threshold + shift, points))
-        .collect()
 }
 
 /// Whether a forecast fed the predicted points.
@@ -255,26 +220,19 @@ pub fn assess(
     let value = |metric: Metric| current.get(metric.name()).copied();
     let memory_current = memory_tiers(profile, &MEMORY_CURRENT_GENERIC);
     let memory_predicted = memory_tiers(profile, &MEMORY_PREDICTED_GENERIC);
-    let cpu_current = config.tiers(profile, CPU_FACTOR, &CPU_CURRENT);
-    let cpu_predicted = config.tiers(profile, CPU_FACTOR, &CPU_PREDICTED);
-    let iowait = Metric::CpuIowaitPct.name();
-    let iowait_current = config.tiers(profile, iowait, &IOWAIT_CURRENT);
-    let iowait_predicted = config.tiers(profile, iowait, &IOWAIT_PREDICTED);
-    let swap_current = config.tiers(profile, Metric::SwapUsedPct.name(), &SWAP_CURRENT);
-    let load_current = config.tiers(profile, Metric::LoadAverage.name(), &LOAD_CURRENT);
 
     let mut current_points = 0.0;
     let cpu = value(Metric::CpuIdlePct)
         .map(|idle| 100.0 - idle)
         .or_else(|| value(Metric::CpuUserPct));
     if let Some(cpu) = cpu {
-        current_points += add(CPU_FACTOR, FactorSource::Current, cpu, &cpu_current);
+        current_points += add(CPU_FACTOR, FactorSource::Current, cpu, &CPU_CURRENT);
     }
     let current_rows: [(Metric, &Tiers); 4] = [
         (Metric::MemUsedPct, &memory_current),
-        (Metric::CpuIowaitPct, &iowait_current),
-        (Metric::SwapUsedPct, &swap_current),
-        (Metric::LoadAverage, &load_current),
+        (Metric::CpuIowaitPct, &IOWAIT_CURRENT),
+        (Metric::SwapUsedPct, &SWAP_CURRENT),
+        (Metric::LoadAverage, &LOAD_CURRENT),
     ];
     for (metric, tiers) in current_rows {
         if let Some(observed) = value(metric) {
@@ -300,11 +258,11 @@ pub fn assess(
                     });
                 if let Some(cpu) = cpu {
                     predicted_points +=
-                        add(CPU_FACTOR, FactorSource::Predicted, cpu, &cpu_predicted);
+                        add(CPU_FACTOR, FactorSource::Predicted, cpu, &CPU_PREDICTED);
                 }
                 let predicted_rows: [(Metric, &Tiers); 2] = [
                     (Metric::MemUsedPct, &memory_predicted),
-                    (Metric::CpuIowaitPct, &iowait_predicted),
+                    (Metric::CpuIowaitPct, &IOWAIT_PREDICTED),
                 ];
                 for (metric, tiers) in predicted_rows {
                     if let Some(mean) = series(metric).and_then(|q| mean_of(&q.p90, &steps)) {
@@ -360,33 +318,6 @@ mod tests {
         assert_eq!(points(&CPU_CURRENT, 80.0), 15.0);
         assert_eq!(points(&CPU_CURRENT, 79.99), 0.0);
         assert_eq!(points(&LOAD_CURRENT, 8.0), 10.0);
-    }
-
-    /// `[risk.normal]`: tiers move up to the profile's normal level, spacing kept; a level
-    /// at or below the lowest tier changes nothing.
-    #[test]
-    fn tiers_start_at_the_profiles_normal_level() {
-        assert_eq!(
-            at_normal(&IOWAIT_CURRENT, Some(25.0)),
-            [(45.0, 40.0), (35.0, 25.0), (25.0, 15.0)]
-        );
-        assert_eq!(at_normal(&IOWAIT_CURRENT, Some(5.0)), IOWAIT_CURRENT);
-        assert_eq!(at_normal(&CPU_CURRENT, None), CPU_CURRENT);
-        // A database at 22 % iowait: 25 points on the catalog's table, none at its normal.
-        let mut config = RiskConfig::default();
-        let now = sample(&[("cpu_iowait_pct", 22.0)]);
-        let plain = assess(&config, Profile::Database, &now, None, NOW);
-        assert_eq!(plain.current, 25.0);
-        config
-            .normal
-            .insert((Profile::Database, "cpu_iowait_pct".into()), 25.0);
-        let aware = assess(&config, Profile::Database, &now, None, NOW);
-        assert_eq!(aware.current, 0.0);
-        // Other profiles keep the catalog's table.
-        assert_eq!(
-            assess(&config, Profile::WebApi, &now, None, NOW).current,
-            25.0
-        );
     }
 
     /// The per-profile memory tables are the ones in the module doc.
