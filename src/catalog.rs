@@ -230,6 +230,31 @@ impl Profile {
             .map_or(Profile::Generic, |&(_, profile)| profile)
     }
 
+    /// This profile's baseline mean and standard deviation of every metric (catalog §2).
+    pub fn baseline(self) -> &'static Baseline {
+        baseline_of(self)
+    }
+
+    /// The top of what is normal for this profile: the baseline mean plus `sigmas` standard
+    /// deviations of `metric`, in the metric's own unit (percent for percentages).
+    pub fn normal_top(self, metric: Metric, sigmas: f64) -> f64 {
+        let baseline = self.baseline();
+        let index = metric.index();
+        let top = baseline.mean[index] + sigmas * baseline.std[index];
+        match metric.kind() {
+            MetricKind::Percent => 100.0 * top,
+            _ => top,
+        }
+    }
+
+    /// The top of this profile's normal CPU busy percent (`100 − cpu_idle_pct`): idle's mean
+    /// minus `sigmas` of its standard deviations, turned into busy.
+    pub fn normal_busy_top(self, sigmas: f64) -> f64 {
+        let baseline = self.baseline();
+        let idle = Metric::CpuIdlePct.index();
+        100.0 * (1.0 - baseline.mean[idle] + sigmas * baseline.std[idle])
+    }
+
     /// Memory-used limit (percent) above which this profile is in trouble: the per-profile
     /// limits the original documented but never implemented (catalog §2).
     pub fn memory_limit_pct(self) -> f64 {
@@ -242,6 +267,85 @@ impl Profile {
             Profile::RiskAnalytics => 95.0,
             Profile::Generic => 90.0,
         }
+    }
+}
+
+/// Mean and standard deviation of every metric for one profile.
+pub struct Baseline {
+    /// Means, percent metrics as fractions (0–1).
+    pub mean: [f64; METRIC_COUNT],
+    /// Standard deviations, in the same units.
+    pub std: [f64; METRIC_COUNT],
+}
+
+/// Per-profile baselines, catalog §2 (`metrics_config.py:92-212`), in model order:
+/// user, sys, iowait, idle, java, mem, swap, disk, net_in, net_out, back_cw, front_cw, load,
+/// uptime.
+fn baseline_of(profile: Profile) -> &'static Baseline {
+    const ML: Baseline = Baseline {
+        mean: [
+            0.45, 0.08, 0.02, 0.45, 0.50, 0.72, 0.05, 0.55, 8.5, 5.2, 2.0, 2.0, 6.5, 25.0,
+        ],
+        std: [
+            0.12, 0.03, 0.01, 0.15, 0.15, 0.10, 0.03, 0.08, 3.0, 2.0, 1.0, 1.0, 2.0, 2.0,
+        ],
+    };
+    const DB: Baseline = Baseline {
+        mean: [
+            0.25, 0.12, 0.15, 0.48, 0.10, 0.68, 0.03, 0.70, 35.0, 28.0, 8.0, 6.0, 4.2, 25.0,
+        ],
+        std: [
+            0.08, 0.04, 0.05, 0.12, 0.05, 0.10, 0.02, 0.10, 12.0, 10.0, 3.0, 2.0, 1.5, 2.0,
+        ],
+    };
+    const WEB: Baseline = Baseline {
+        mean: [
+            0.18, 0.05, 0.03, 0.74, 0.25, 0.45, 0.02, 0.35, 85.0, 120.0, 15.0, 12.0, 2.8, 25.0,
+        ],
+        std: [
+            0.06, 0.02, 0.02, 0.10, 0.08, 0.10, 0.01, 0.08, 25.0, 35.0, 5.0, 4.0, 1.0, 2.0,
+        ],
+    };
+    const CONDUCTOR: Baseline = Baseline {
+        mean: [
+            0.15, 0.06, 0.02, 0.77, 0.20, 0.42, 0.02, 0.40, 22.0, 18.0, 5.0, 4.0, 3.2, 25.0,
+        ],
+        std: [
+            0.06, 0.02, 0.01, 0.08, 0.06, 0.08, 0.01, 0.08, 8.0, 6.0, 2.0, 2.0, 1.2, 2.0,
+        ],
+    };
+    const INGEST: Baseline = Baseline {
+        mean: [
+            0.35, 0.10, 0.08, 0.47, 0.45, 0.62, 0.04, 0.65, 150.0, 95.0, 10.0, 8.0, 5.5, 25.0,
+        ],
+        std: [
+            0.10, 0.03, 0.03, 0.12, 0.12, 0.12, 0.02, 0.12, 45.0, 30.0, 4.0, 3.0, 2.0, 2.0,
+        ],
+    };
+    const RISK: Baseline = Baseline {
+        mean: [
+            0.55, 0.08, 0.02, 0.35, 0.60, 0.70, 0.05, 0.50, 12.0, 8.0, 3.0, 2.0, 8.2, 25.0,
+        ],
+        std: [
+            0.15, 0.03, 0.01, 0.15, 0.15, 0.10, 0.03, 0.10, 4.0, 3.0, 1.0, 1.0, 2.5, 2.0,
+        ],
+    };
+    const GENERIC: Baseline = Baseline {
+        mean: [
+            0.12, 0.04, 0.01, 0.83, 0.08, 0.35, 0.01, 0.30, 15.0, 12.0, 2.0, 2.0, 1.5, 25.0,
+        ],
+        std: [
+            0.05, 0.02, 0.01, 0.08, 0.03, 0.08, 0.01, 0.08, 8.0, 6.0, 1.0, 1.0, 0.8, 2.0,
+        ],
+    };
+    match profile {
+        Profile::MlCompute => &ML,
+        Profile::Database => &DB,
+        Profile::WebApi => &WEB,
+        Profile::ConductorMgmt => &CONDUCTOR,
+        Profile::DataIngest => &INGEST,
+        Profile::RiskAnalytics => &RISK,
+        Profile::Generic => &GENERIC,
     }
 }
 
@@ -262,6 +366,46 @@ impl FromStr for Profile {
     }
 }
 
+/// The metrics whose alert thresholds move above a profile's normal ([`lift_above_normal`]).
+/// Not CPU: on a high-CPU profile its incidents overlap its normal (the critical scenario
+/// takes cpu_user to 90 %, inside a risk_analytics server's 55 ± 15 %), so a lift would hide
+/// them. Not memory: the risk score already follows each profile's documented memory limit.
+pub const PROFILE_LIFTED: [Metric; 4] = [
+    Metric::CpuIowaitPct,
+    Metric::SwapUsedPct,
+    Metric::DiskUsagePct,
+    Metric::LoadAverage,
+];
+
+/// Highest normal top a percentage's thresholds are lifted to: a profile whose normal reaches
+/// 100 % still alerts in its last percent.
+const HIGHEST_PERCENT_TOP: f64 = 99.0;
+
+/// An alert threshold lifted above a profile's normal (profile-aware baselines).
+///
+/// `anchor` is where the metric starts to alert for a fleet whose normal is below it (the
+/// lowest tier or the warning value), `top` the profile's normal top ([`Profile::normal_top`]).
+/// When `top ≤ anchor` nothing moves. Otherwise the anchor moves to `top` and every threshold
+/// above it keeps its share of the room above: for a percentage the headroom to 100 (with
+/// `top` at most 99), `t' = 100 − (100 − t) · (100 − top) / (100 − anchor)`; for an unbounded
+/// metric (load) the thresholds shift by `top − anchor`. Rounded to 0.01.
+pub fn lift_above_normal(threshold: f64, anchor: f64, top: f64, kind: MetricKind) -> f64 {
+    if top <= anchor {
+        return threshold;
+    }
+    let lifted = match kind {
+        MetricKind::Percent => {
+            let top = top.min(HIGHEST_PERCENT_TOP);
+            if top <= anchor || anchor >= 100.0 {
+                return threshold;
+            }
+            100.0 - (100.0 - threshold) * (100.0 - top) / (100.0 - anchor)
+        }
+        _ => threshold + (top - anchor),
+    };
+    (lifted * 100.0).round() / 100.0
+}
+
 /// Whether `name` can be a server name: it becomes a NATS subject token, so it must be
 /// non-empty, at most 128 bytes, and only ASCII letters, digits, `-` and `_`.
 pub fn is_valid_server_name(name: &str) -> bool {
@@ -275,6 +419,37 @@ pub fn is_valid_server_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A threshold moves only when the profile's normal top is above the anchor; then the
+    /// anchor lands on the top, higher thresholds keep their order and share of the headroom
+    /// (a percentage's top at most 99), and load shifts.
+    #[test]
+    fn thresholds_lift_above_a_profile_normal() {
+        let percent = MetricKind::Percent;
+        assert_eq!(lift_above_normal(20.0, 10.0, 9.0, percent), 20.0);
+        assert_eq!(lift_above_normal(10.0, 10.0, 27.5, percent), 27.5);
+        // 100 − 80 · 72.5 / 90 = 35.555…
+        assert_eq!(lift_above_normal(20.0, 10.0, 27.5, percent), 35.56);
+        assert_eq!(lift_above_normal(80.0, 80.0, 102.5, percent), 99.0);
+        assert_eq!(lift_above_normal(98.0, 80.0, 102.5, percent), 99.9);
+        assert_eq!(lift_above_normal(12.0, 8.0, 14.45, MetricKind::Load), 18.45);
+        let lifted: Vec<f64> = [10.0, 20.0, 30.0]
+            .map(|t| lift_above_normal(t, 10.0, 27.5, percent))
+            .to_vec();
+        assert!(lifted.windows(2).all(|w| w[0] < w[1]), "{lifted:?}");
+    }
+
+    /// Normal tops from the catalog's baselines: a database's iowait 15 ± 5 %, a
+    /// risk_analytics server busy 65 ± 15 %.
+    #[test]
+    fn normal_tops_come_from_the_baselines() {
+        let db = Profile::Database.normal_top(Metric::CpuIowaitPct, 2.5);
+        assert!((db - 27.5).abs() < 1e-9, "{db}");
+        let busy = Profile::RiskAnalytics.normal_busy_top(2.5);
+        assert!((busy - 102.5).abs() < 1e-9, "{busy}");
+        let load = Profile::Generic.normal_top(Metric::LoadAverage, 2.5);
+        assert!((load - 3.5).abs() < 1e-9, "{load}");
+    }
 
     /// Metric order and names round-trip, and indices follow `ALL`.
     #[test]

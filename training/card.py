@@ -22,6 +22,33 @@ def _real_section(title: str, result: dict, note: str = "") -> str:
     return "\n".join(lines)
 
 
+def _gain_text(pooled: dict) -> str:
+    p = pooled["persistence"]
+    return " / ".join(f"{100 * (pooled['model'][b]['scaled_mae'] / p[b]['scaled_mae'] - 1):+.0f}%"
+                      for b in ("0-1h", "1-4h", "4-8h") if b in p)
+
+
+def _leaveout_section(lo: dict) -> str:
+    t = lo.get("targets_cpu") or lo["targets"]
+    met = t["target_1_4h_and_4_8h_10pct_below_persistence"] and t["target_0_1h_not_worse"]
+    cov = t["coverage_mean"]
+    lines = ["### Real series never seen in training (leave-series-out; the hidden test's situation)", "",
+             "The held-out tails above come from series whose first 75% was trained on. Here every real series is "
+             "scored by a model trained with this configuration's flags but without that series: "
+             f"{lo['protocol']}. These numbers judge the training configuration (the shipped weights saw every "
+             "series' first 75%, and trained longer); they are what the configuration was selected on.", "",
+             f"CPU-like series ({lo['pooled_cpu']['series']}), never seen:", "", ev.real_table(lo["pooled_cpu"]), "",
+             f"p50 MAE vs persistence, 0-1h / 1-4h / 4-8h: **{_gain_text(lo['pooled_cpu'])}**; mean coverage "
+             f"{100 * cov:.1f}% (target: >= 10% below persistence at 1-4 h and 4-8 h, not worse at 0-1 h, coverage "
+             f"75-85%: {'met' if met and 0.75 <= cov <= 0.85 else 'NOT met'}).", "",
+             f"All real series ({lo['pooled']['series']}), never seen:", "", ev.real_table(lo["pooled"]), "",
+             f"p50 MAE vs persistence: {_gain_text(lo['pooled'])}.", "",
+             "Per series:", "", ev.per_series_table(lo), "",
+             f"Folds: " + "; ".join(f"{f['fold']} ({len(f['series'])} series, {f['training']['rows_seen']:,} rows in "
+                                    f"{f['training']['wall_seconds'] / 60:.0f} min)" for f in lo["folds"]) + ".", ""]
+    return "\n".join(lines)
+
+
 def _subset_table(subsets: dict) -> str:
     lines = ["| rows present | metric | max abs diff vs all-14 forecast | mean pinball (raw) | persistence |", "|---|---|---|---|---|"]
     for name, r in subsets.items():
@@ -36,11 +63,17 @@ def _subset_table(subsets: dict) -> str:
 def _variants(variants: list[dict]) -> str:
     if not variants:
         return "Only this configuration was trained."
-    keys = ["name", "what", "real_mae_0_1h", "real_mae_1_4h", "real_mae_4_8h", "real_coverage", "sim_vs_best", "sim_coverage"]
+    head = ("Scores as in the tables above (real: pooled p50 scaled MAE per band, in brackets vs persistence; "
+            "real_cpu_mae: the 4 CPU series; leaveout_cpu / leaveout_all: p50 MAE vs persistence per band on real "
+            "series the configuration never saw (CPU-like / all; section above; empty where not measured); sim: "
+            "scaled pinball below the best baseline). best_val is the validation pinball (z units) on the training "
+            "parts that picked each run's epoch (not comparable across normalisation locations).\n\n")
+    keys = ["name", "what", "rows_trained", "best_val", "real_mae_0_1h", "real_mae_1_4h", "real_mae_4_8h", "real_coverage",
+            "real_cpu_mae", "leaveout_cpu", "leaveout_all", "sim_vs_best", "sim_coverage"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     for v in variants:
         lines.append("| " + " | ".join(str(v.get(k, "")) for k in keys) + " |")
-    return "\n".join(lines)
+    return head + "\n".join(lines)
 
 
 def write_model_card(path: Path, meta: dict) -> None:
@@ -53,7 +86,9 @@ def write_model_card(path: Path, meta: dict) -> None:
     if e.get("real"):
         sections.append(_real_section("Real traces, held-out tails", e["real"],
                                       "Never trained on: the fit saw only the first 75% of every series, and validation "
-                                      "(model selection) used the end of that part."))
+                                      "(epoch selection) used the end of that part. The variants below were chosen on "
+                                      "validation too, but their held-out scores were looked at, so the tails are not a "
+                                      "pristine test of those choices; the hidden test (other real servers) is."))
     if e.get("user_before"):
         sections.append(_real_section("Your data, held-out tails, before fine-tuning", e["user_before"]))
     if e.get("user"):
@@ -78,6 +113,24 @@ def write_model_card(path: Path, meta: dict) -> None:
             _subset_table(sim["subsets"]), "",
             "#### Per metric and horizon band (mean pinball over p10/p50/p90, raw units)", "",
             ev.per_metric_table(sim), ""]))
+    if e.get("leaveout"):
+        sections.append(_leaveout_section(e["leaveout"]))
+    if e.get("unseen_cpu_check"):
+        u = e["unseen_cpu_check"]
+        rows = "\n".join(f"| {n} | " + " / ".join(f"{v:.2f}" for v in r["model"]) + " | "
+                         + " / ".join(f"{v:.2f}" for v in r["persistence"]) + " |" for n, r in u["per_series"].items())
+        pooled = u["pooled"]
+        gain = " / ".join(f"{100 * (m / p - 1):+.0f}%" for m, p in zip(pooled["model"], pooled["persistence"]))
+        sections.append("\n".join([
+            "### Real CPU servers never seen in training (the hidden test's situation)", "",
+            f"{u['what']}. The held-out tails above come from series whose first 75% was trained on; a server the "
+            "model never saw is harder:", "",
+            "| series | model MAE 0-1h / 1-4h / 4-8h | persistence |", "|---|---|---|", rows,
+            "| pooled | " + " / ".join(f"{v:.2f}" for v in pooled["model"]) + " | "
+            + " / ".join(f"{v:.2f}" for v in pooled["persistence"]) + " |", "",
+            f"Pooled vs persistence: {gain}. The smooth data-centre aggregates gain 15-30% at 1-8 h; the two "
+            "single-instance ASG series (an incident, an anomaly) stay within a few percent of persistence, "
+            "slightly worse in the first hour. Expect real single servers to land between these and the table above.", ""]))
     probes = meta.get("behaviour_probes", [])
     probe_table = ("| row | metric | last observed | p10 / p50 / p90 next step | p10 / p50 / p90 at +96 steps |\n|---|---|---|---|---|\n"
                    + "\n".join(f"| {p['case']} | {p['metric']} | {p['last_value']} | "
@@ -155,8 +208,9 @@ The earlier models (tft-v1, tft-v2: all 14 metrics in one row, 288 steps without
 ## Evaluation
 
 Scaled errors divide by the series' in-sample (training part) MAE of the seasonal-naive (lag one day) forecast.
-Baselines: persistence (last observed value), seasonal naive (the value one day earlier), linear trend (the
-original heuristic's line: 0.7 x slope of the last 24 observed values + 0.3 x slope of the last 5); their p10/p90
+Baselines: persistence (last observed value), median_1h / median_2h (the median of the last 12 / 24 observed
+values: a robust level that isolated spikes do not move), seasonal naive (the value one day earlier), linear trend
+(the original heuristic's line: 0.7 x slope of the last 24 observed values + 0.3 x slope of the last 5); their p10/p90
 are calibrated per series from their own residual quantiles on in-sample origins (split-conformal), so pinball
 and coverage compare fairly.
 
@@ -184,8 +238,35 @@ and coverage compare fairly.
 - Outputs are clamped to each metric's physical range; integer metrics (close_wait, uptime) are forecast as reals.
 - Each metric is forecast on its own: cross-metric effects (CPU rising because memory swaps) are not modelled.
   That is the price of working with any subset of metrics.
+- A jump at the very last step is read as a level shift (see "single spike to 95 at the last step": p50 ~82
+  from a flat 20); recurring spikes are discounted. The location is the last observed value; the median of
+  the last three (variant B) was not better on validation.
+- On real CPU servers it never saw, the gain over persistence is small (section above); the pooled real
+  numbers include what the model learned from each series' own first 75%.
 """
     path.write_text(text)
 
 
 
+
+
+def variant_summary(meta: dict, name: str, what: str) -> dict:
+    """One row of the card's variants table from a trained model's metadata."""
+    e, tr = meta["evaluation"], meta["training"]
+    row = {"name": name, "what": what, "rows_trained": tr["rows_seen"], "best_val": tr["best_val_loss"]}
+    if e.get("real"):
+        p = e["real"]["pooled"]["model"]
+        pers = e["real"]["pooled"]["persistence"]
+        for band, key in (("0-1h", "real_mae_0_1h"), ("1-4h", "real_mae_1_4h"), ("4-8h", "real_mae_4_8h")):
+            row[key] = f"{p[band]['scaled_mae']:.3f} ({100 * (p[band]['scaled_mae'] / pers[band]['scaled_mae'] - 1):+.0f}%)"
+        row["real_coverage"] = f"{100 * e['real']['targets']['coverage_mean']:.1f}%"
+        cpu = e["real"]["pooled_cpu"]["model"]
+        row["real_cpu_mae"] = " / ".join(f"{cpu[b]['scaled_mae']:.2f}" for b in ("0-1h", "1-4h", "4-8h"))
+    if e.get("leaveout"):
+        row["leaveout_cpu"] = _gain_text(e["leaveout"]["pooled_cpu"])
+        row["leaveout_all"] = _gain_text(e["leaveout"]["pooled"])
+    if e.get("simulator"):
+        s = e["simulator"]["summary"]
+        row["sim_vs_best"] = f"{100 * s['improvement_vs_best_baseline']:.1f}%"
+        row["sim_coverage"] = f"{100 * s['model_coverage_p10_p90']:.1f}%"
+    return row

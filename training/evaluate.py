@@ -1,6 +1,7 @@
-"""Scores for the model and the three baselines on the same held-out windows.
+"""Scores for the model and the baselines on the same held-out windows, in two settings.
 
-Baselines (all return quantiles [N, H, M, 3] in raw units):
+1. Simulator windows (all 14 metrics of a server, complete): `evaluate_all` and the tables of
+   the tft-v1/v2 cards. Baselines (all return quantiles [N, H, M, 3] in raw units):
 
 * persistence: the last context value for every step;
 * seasonal naive: the value at the same step one day (86,400 s) earlier;
@@ -16,6 +17,9 @@ Scores per metric and horizon band: pinball loss per quantile, mean pinball, p50
 units), and p10-p90 coverage. The summary "scaled pinball" divides each metric's pinball by the
 mean per-window robust scale of that metric on the evaluation windows (the same divisor for every
 method), so metrics in MB/s and in % weigh alike.
+
+2. Single series with a held-out tail (real traces, a user's data): `evaluate_series`, errors
+   scaled per series by its in-sample seasonal-naive MAE, pooled as a mean over series (see there).
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ import numpy as np
 
 from . import schema
 
-METHODS = ("model", "persistence", "seasonal_naive", "heuristic")
+METHODS = ("model", "persistence", "median_1h", "median_2h", "seasonal_naive", "heuristic")
+#: robust-level baselines: the median of the last k observed steps, for every horizon step
+MEDIAN_BASELINES = {"median_1h": 12, "median_2h": 24}
 
 
 def robust_scale(past: np.ndarray) -> np.ndarray:
-    """Per-window robust scale max(IQR/1.349, std/4, floor) [N, M]: the numpy twin of the "iqr"
-    normalisation (tft-v1). It stays the evaluation's fixed yardstick (and the augmentation's spike
-    unit) whatever spread a model normalises with, so scores of different models are comparable."""
+    """Per-window robust scale max(IQR/1.349, std/4, floor) [N, M], tft-v1's normalisation spread.
+    It stays the simulator evaluation's fixed yardstick whatever a model normalises with, so the
+    scores of tft-v1, v2 and v3 are comparable."""
     t = past.shape[1]
     ordered = np.sort(past, axis=1)
     q1 = ordered[:, (t - 1) // 4]
@@ -47,6 +53,11 @@ def _clip_ranges(x: np.ndarray) -> np.ndarray:
 
 def persistence_point(past: np.ndarray, horizon: int) -> np.ndarray:
     return np.repeat(past[:, -1:, :], horizon, axis=1)
+
+
+def median_point(past: np.ndarray, horizon: int, k: int) -> np.ndarray:
+    """The median of the last k context steps [N, T, M] -> [N, H, M] (complete simulator windows)."""
+    return np.repeat(np.median(past[:, -k:, :], axis=1, keepdims=True), horizon, axis=1)
 
 
 def seasonal_point(past: np.ndarray, horizon: int, step_seconds: int) -> np.ndarray:
@@ -152,11 +163,13 @@ def evaluate_all(model_quantiles: np.ndarray, past: np.ndarray, future: np.ndarr
     methods = {
         "model": model_quantiles,
         "persistence": with_intervals(persistence_point(past, horizon), past, offsets["persistence"]),
+        **{name: with_intervals(median_point(past, horizon, k), past, offsets[name])
+           for name, k in MEDIAN_BASELINES.items() if name in offsets},
         "seasonal_naive": with_intervals(seasonal_point(past, horizon, step_seconds), past, offsets["seasonal_naive"]),
         "heuristic": heuristic(past, horizon),
     }
     scores = {name: score(q, future, divisor, step_seconds) for name, q in methods.items()}
-    baselines = [m for m in METHODS if m != "model"]
+    baselines = [m for m in METHODS if m != "model" and m in scores]
     best = min(baselines, key=lambda m: scores[m]["scaled_pinball"])
     model_loss = scores["model"]["scaled_pinball"]
     improvement = 1.0 - model_loss / scores[best]["scaled_pinball"]
@@ -204,7 +217,7 @@ def per_metric_table(evaluation: dict) -> str:
 
 # -- real (and user) series: scaled errors per series, pooled ------------------------------------
 
-REAL_METHODS = ("model", "persistence", "seasonal_naive", "linear_trend")
+REAL_METHODS = ("model", "persistence", "median_1h", "median_2h", "seasonal_naive", "linear_trend")
 
 
 def seasonal_naive_mae(values: np.ndarray, period: int) -> float:
@@ -235,9 +248,19 @@ def _last_observed(past: np.ndarray) -> np.ndarray:
     return past[np.arange(len(past)), np.maximum(idx, 0)]
 
 
+def median_of_last_observed(past: np.ndarray, k: int) -> np.ndarray:
+    """Median of the last k observed values of every row of [N, T] (NaN = not observed)."""
+    obs = np.isfinite(past)
+    # rank of every observed step counted from the end: 1 = the last observed
+    rank = np.cumsum(obs[:, ::-1], axis=1)[:, ::-1]
+    with np.errstate(all="ignore"):
+        return np.nanmedian(np.where(obs & (rank <= k), past, np.nan), axis=1)
+
+
 def real_points(past: np.ndarray, horizon: int, period: int) -> dict[str, np.ndarray]:
-    """Point forecasts [N, H] of the three baselines from NaN-holed contexts [N, T]:
-    persistence = the last observed value; seasonal naive = the value one period earlier
+    """Point forecasts [N, H] of the baselines from NaN-holed contexts [N, T]:
+    persistence = the last observed value; median_1h / median_2h = the median of the last 12 / 24
+    observed values (a robust level: isolated spikes do not move it); seasonal naive = the value one period earlier
     (persistence where that step is missing); linear trend = the original heuristic's line
     (0.7 x least-squares slope over the last 24 observed values + 0.3 x over the last 5, from the
     last observed value)."""
@@ -260,7 +283,9 @@ def real_points(past: np.ndarray, horizon: int, period: int) -> dict[str, np.nda
 
         slopes[k] = 0.7 * slope(obs[-24:]) + 0.3 * slope(obs[-5:])
     trend = last[:, None] + slopes[:, None] * np.arange(1, horizon + 1)[None, :]
-    return {"persistence": persistence, "seasonal_naive": seasonal, "linear_trend": trend}
+    medians = {name: np.repeat(median_of_last_observed(past, k)[:, None], horizon, axis=1)
+               for name, k in MEDIAN_BASELINES.items()}
+    return {"persistence": persistence, **medians, "seasonal_naive": seasonal, "linear_trend": trend}
 
 
 def calibrated_offsets(points: np.ndarray, future: np.ndarray, divisor: float) -> np.ndarray:
@@ -343,7 +368,8 @@ def pool(per_series: dict, names: list[str] | None = None) -> dict:
     for m in REAL_METHODS:
         out[m] = {}
         for band in ("0-1h", "1-4h", "4-8h"):
-            vals = [per_series[n]["methods"][m][band] for n in names if band in per_series[n]["methods"][m]]
+            vals = [per_series[n]["methods"][m][band] for n in names
+                    if m in per_series[n]["methods"] and band in per_series[n]["methods"][m]]
             if vals:
                 out[m][band] = {k: round(float(np.mean([v[k] for v in vals])), 4) for k in vals[0]}
     out["series"] = len(names)
@@ -366,10 +392,12 @@ def real_targets(pooled: dict) -> dict:
 
 def real_table(pooled: dict) -> str:
     """Markdown: methods x bands (scaled p50 MAE, scaled pinball, coverage)."""
-    bands = ("0-1h", "1-4h", "4-8h")
+    bands = tuple(b for b in ("0-1h", "1-4h", "4-8h") if b in pooled["model"])
     lines = ["| method | " + " | ".join(f"MAE {b}" for b in bands) + " | " + " | ".join(f"pinball {b}" for b in bands)
-             + " | " + " | ".join(f"cov {b}" for b in bands) + " |", "|" + "---|" * 10]
+             + " | " + " | ".join(f"cov {b}" for b in bands) + " |", "|" + "---|" * (1 + 3 * len(bands))]
     for m in REAL_METHODS:
+        if m not in pooled or not pooled[m]:
+            continue
         r = pooled[m]
         lines.append(f"| {m} | " + " | ".join(f"{r[b]['scaled_mae']:.3f}" for b in bands) + " | "
                      + " | ".join(f"{r[b]['scaled_pinball']:.3f}" for b in bands) + " | "
@@ -379,12 +407,13 @@ def real_table(pooled: dict) -> str:
 
 def per_series_table(result: dict) -> str:
     """Markdown: per series, p50 scaled MAE per band of the model vs persistence, and model coverage."""
-    lines = ["| series | metric | origins | model MAE 0-1h / 1-4h / 4-8h | persistence | seasonal naive | model coverage |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| series | metric | origins | model MAE 0-1h / 1-4h / 4-8h | persistence | median 1h | median 2h | seasonal naive "
+             "| model coverage |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["per_series"].items():
         def cell(m):
             return " / ".join(f"{r['methods'][m][b]['scaled_mae']:.2f}" for b in ("0-1h", "1-4h", "4-8h") if b in r["methods"][m])
         cov = np.mean([v["coverage"] for v in r["methods"]["model"].values()])
         lines.append(f"| {name} | {r['metric']} | {r['origins']} | {cell('model')} | {cell('persistence')} | "
-                     f"{cell('seasonal_naive')} | {100 * cov:.0f}% |")
+                     f"{cell('median_1h') if 'median_1h' in r['methods'] else ''} | "
+                     f"{cell('median_2h') if 'median_2h' in r['methods'] else ''} | {cell('seasonal_naive')} | {100 * cov:.0f}% |")
     return "\n".join(lines)

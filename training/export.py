@@ -286,21 +286,33 @@ def behaviour_probes(session, cfg: TFTConfig) -> list[dict]:
     return out
 
 
+LOC_TEXT = {
+    "last": "the last observed value (0 if none)",
+    "median3": ("the median of the last three observed values, max(min(a, b), min(max(a, b), c)) with a, b, c the "
+                "third-last, second-last and last observed (with fewer than three observed, the missing ones are the "
+                "last observed; 0 if none)"),
+    "median12": ("the median of the last twelve observed values (one hour; the mean of the 6th and 7th smallest; "
+                 "with fewer than twelve observed, the missing ones are the last observed; 0 if none)"),
+}
+LOC_NAME = {"last": "last_observed", "median3": "median_of_last_3_observed", "median12": "median_of_last_12_observed"}
+LOC_SHORT = {"last": "persistence", "median3": "the median of the last three values", "median12": "the median of the last hour"}
+
+
 def normalisation_doc(cfg: TFTConfig) -> dict:
     t = cfg.context_length
     return {
         "where": "inside the graph; callers pass raw values (NaN = not observed) and get raw values back",
         "description": (
             f"per row, over the observed steps only (observed = not NaN and not +-inf): n = number observed; "
-            f"mean = their mean; mad = mean |x - mean|; loc = the last observed value (0 if none); "
+            f"mean = their mean; mad = mean |x - mean|; loc = {LOC_TEXT[cfg.loc_method]}; "
             f"scale = max(1.2533*mad, {cfg.rel_floor:g}*max(|loc|, |mean|) + {cfg.abs_floor:g}) (a tiny relative floor: "
             f"near-idle series keep their own spread, a constant series gets a tiny scale and a constant forecast); "
             f"model input z = c*tanh(((x - loc)/scale)/c) with c = {cfg.input_clip:g} on observed steps and z = 0 "
             f"(= the location) on unobserved ones, plus the observed mask; "
             f"output = clamp(loc + scale*z_out, range_low[metric], range_high[metric]). The network predicts the change "
-            f"over persistence (its head starts at zero)"
+            f"over {LOC_SHORT[cfg.loc_method]} (its head starts at zero)"
         ),
-        "location": "last_observed",
+        "location": LOC_NAME[cfg.loc_method],
         "scale": f"max(1.2533*masked_mad, {cfg.rel_floor:g}*max(|loc|,|mean|) + {cfg.abs_floor:g})",
         "context_steps": t,
         "input_soft_clip": cfg.input_clip,

@@ -10,11 +10,12 @@ metric's forecast, because no row ever sees another row.
 * masking: NaN (or +-inf) = not observed. The mask is built first, then the gaps are filled with
   the location (z = 0), so nothing non-finite reaches the network; an all-NaN row gives finite
   outputs (location 0, a tiny scale).
-* normalisation, over observed steps only: loc = the last observed value (so a head that outputs
-  zero is persistence, and the network learns the change over it); scale = max(1.2533 * mean
-  absolute deviation around the observed mean, rel_floor * max(|loc|, |mean|) + abs_floor). The
-  floor is relative and tiny, so a near-idle series (0.1 % CPU) keeps its own spread, and a
-  constant series has a tiny scale and is forecast constant.
+* normalisation, over observed steps only: loc = the last observed value, or the median of the
+  last three (`loc_method`), so a head that outputs zero is (robust) persistence and the network
+  learns the change over it; scale = max(1.2533 * mean absolute deviation around the observed
+  mean, rel_floor * max(|loc|, |mean|) + abs_floor). The floor is relative and tiny, so a
+  near-idle series (0.1 % CPU) keeps its own spread, and a constant series has a tiny scale and
+  is forecast constant.
 * patching: the 288-step context becomes 24 tokens of 12 steps (1 h); the 96-step horizon is 8
   decoder tokens each emitting 12 steps x 3 quantiles. This keeps the TFT's structure at ~1/12
   of the per-step cost.
@@ -53,6 +54,8 @@ from . import schema
 ENCODER_VARIABLES: tuple[str, ...] = ("value", "observed", *schema.CALENDAR_FEATURES)
 #: real-valued static inputs, in order
 STATIC_REALS: tuple[str, ...] = ("observed_fraction", "last_observation_age", "z_range_low", "z_range_high")
+#: normalisation locations (TFTConfig.loc_method)
+LOC_METHODS: tuple[str, ...] = ("last", "median3", "median12")
 
 
 @dataclass
@@ -72,6 +75,12 @@ class TFTConfig:
     heads: int = 4
     dropout: float = 0.1
     input_clip: float = 10.0
+    #: location of the normalisation: "last" = the last observed value (the zero-output head is
+    #: persistence); "median3" = the median of the last three observed values (a single spike at
+    #: the end does not move it; the zero-output head is a robust persistence); "median12" = the
+    #: median of the last twelve observed values (one hour: the zero-output head is the robust
+    #: level "median of the last hour", which isolated spikes and short bursts do not move)
+    loc_method: str = "last"
     rel_floor: float = 1e-3
     abs_floor: float = 1e-6
     #: physical range per metric slot; a negative high means "unbounded above"
@@ -81,6 +90,8 @@ class TFTConfig:
                                  for i in range(schema.N_SLOTS)])
 
     def __post_init__(self):
+        if self.loc_method not in LOC_METHODS:
+            raise ValueError(f"unknown loc_method {self.loc_method!r} ({', '.join(LOC_METHODS)})")
         if self.context_length % self.patch or self.horizon % self.patch:
             raise ValueError(f"context {self.context_length} and horizon {self.horizon} must be multiples of patch {self.patch}")
 
@@ -104,6 +115,14 @@ class TFTConfig:
         return cls(**data)
 
 
+def linear_2d(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)` with the leading axes flattened: exported, a 2-D input becomes one Gemm with the
+    bias fused, a 3-D one a MatMul plus a separate Add; ~20 % more rows per second under ONNX
+    Runtime for the whole graph, identical numbers."""
+    shape = x.shape
+    return layer(x.reshape(-1, shape[-1])).reshape(*shape[:-1], layer.out_features)
+
+
 class GRN(nn.Module):
     """Gated residual network: LayerNorm(skip(a) + GLU(W2 ELU(W1 a + Wc c)))."""
 
@@ -118,12 +137,12 @@ class GRN(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, a: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.fc1(a)
+        h = linear_2d(self.fc1, a)
         if self.ctx is not None and c is not None:
             h = h + self.ctx(c)
-        h = self.fc2(F.elu(h))
-        h = F.glu(self.gate(self.dropout(h)), dim=-1)
-        skip = a if self.skip is None else self.skip(a)
+        h = linear_2d(self.fc2, F.elu(h))
+        h = F.glu(linear_2d(self.gate, self.dropout(h)), dim=-1)
+        skip = a if self.skip is None else linear_2d(self.skip, a)
         return self.norm(skip + h)
 
 
@@ -137,7 +156,7 @@ class GateAddNorm(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.norm(skip + F.glu(self.gate(self.dropout(x)), dim=-1))
+        return self.norm(skip + F.glu(linear_2d(self.gate, self.dropout(x)), dim=-1))
 
 
 class VariableSelection(nn.Module):
@@ -184,7 +203,7 @@ class TemporalFusionTransformer(nn.Module):
         self.register_buffer("range_low", torch.tensor(cfg.range_low, dtype=torch.float32))
         high = torch.tensor(cfg.range_high, dtype=torch.float32)
         self.register_buffer("range_high", torch.where(high < 0, torch.full_like(high, 3.0e38), high))
-        self.register_buffer("step_index", torch.arange(1, cfg.context_length + 1, dtype=torch.float32))
+        self.register_buffer("step_index", torch.arange(cfg.context_length, dtype=torch.float32))
         # calendar at the last step of every patch: k = -(n_past-1)..n_fut patches from the last context step
         offsets = torch.arange(-(n_past - 1), n_fut + 1, dtype=torch.int64) * (p * cfg.step_seconds)
         self.register_buffer("token_offsets", offsets)
@@ -225,9 +244,23 @@ class TemporalFusionTransformer(nn.Module):
         n_safe = torch.clamp(n, min=1.0)
         mean = filled.sum(dim=1, keepdim=True) / n_safe
         mad = ((filled - mean).abs() * mask).sum(dim=1, keepdim=True) / n_safe
-        # last observed step: the largest (index+1) among observed steps; 0 (-> step 0) when none
-        last_idx = torch.argmax(mask * self.step_index, dim=1, keepdim=True)
-        loc = torch.gather(filled, 1, last_idx)
+        # k-th last observed step: where an observed step has exactly k observed steps at or after it
+        # (cumulative counts, no sort or argmax); a row with fewer than k observed steps has none
+        count_after = n - torch.cumsum(mask, dim=1) + mask
+        last = mask * (count_after == 1).to(past.dtype)
+        v1 = (filled * last).sum(dim=1, keepdim=True)
+        last_idx = (last * self.step_index).sum(dim=1, keepdim=True)
+        if cfg.loc_method == "median3":
+            picked = []
+            for k in (2.0, 3.0):
+                sel = mask * (count_after == k).to(past.dtype)
+                picked.append(torch.where(sel.sum(dim=1, keepdim=True) > 0, (filled * sel).sum(dim=1, keepdim=True), v1))
+            v2, v3 = picked
+            loc = torch.maximum(torch.minimum(v1, v2), torch.minimum(torch.maximum(v1, v2), v3))
+        elif cfg.loc_method == "median12":
+            loc = self._median_of_last(filled, mask, count_after, v1, 12)
+        else:
+            loc = v1
         floor = cfg.rel_floor * torch.maximum(loc.abs(), mean.abs()) + cfg.abs_floor
         scale = torch.maximum(mad * 1.2533, floor)
         c = cfg.input_clip
@@ -236,11 +269,27 @@ class TemporalFusionTransformer(nn.Module):
         high = self.range_high[metric].unsqueeze(1)
         statics = torch.cat([
             n / t,
-            (t - 1 - last_idx).to(past.dtype) / t,
+            (t - 1 - last_idx) / t,
             torch.tanh(((low - loc) / scale) / c),
             torch.tanh(((high - loc) / scale) / c),
         ], dim=1)
         return z, mask, loc, scale, statics
+
+    @staticmethod
+    def _median_of_last(filled, mask, count_after, v1, k: int) -> torch.Tensor:
+        """Median of the last k observed values [B,1]: the j-th last observed value is picked with
+        a one-hot over steps (count_after == j, a [B,T,k] product, no gather), slots a short row
+        lacks take the last observed value, and the median of k (even) is the mean of the two
+        middle values of a TopK (exported as ONNX TopK, exact in ORT)."""
+        ranks = torch.arange(1, k + 1, dtype=filled.dtype, device=filled.device)
+        sel = mask.unsqueeze(-1) * (count_after.unsqueeze(-1) == ranks).to(filled.dtype)  # [B,T,k]
+        vals = torch.matmul(filled.unsqueeze(1), sel).squeeze(1)  # [B,k]
+        have = sel.sum(dim=1)  # [B,k]: 1 where the row has a j-th last observed value
+        vals = torch.where(have > 0, vals, v1.expand(-1, k))
+        low = torch.topk(vals, k // 2 + 1, dim=1, largest=False, sorted=True).values
+        if k % 2:
+            return low[:, k // 2 : k // 2 + 1]
+        return 0.5 * (low[:, k // 2 - 1 : k // 2] + low[:, k // 2 : k // 2 + 1])
 
     def calendar(self, last_timestamp: torch.Tensor) -> torch.Tensor:
         """Calendar features [B, n_past + n_fut, 4] at the last step of every patch token.
@@ -282,17 +331,17 @@ class TemporalFusionTransformer(nn.Module):
         enc_e, dec_e = enriched[:, :n_past], enriched[:, n_past:]
 
         heads, dh = cfg.heads, self.d_head
-        q = self.query(dec_e).reshape(b, n_fut, heads, dh).transpose(1, 2)  # [B, nh, F, dh]
-        k = self.key(enc_e).reshape(b, n_past, heads, dh).permute(0, 2, 3, 1)  # [B, nh, dh, P]
+        q = linear_2d(self.query, dec_e).reshape(b, n_fut, heads, dh).transpose(1, 2)  # [B, nh, F, dh]
+        k = linear_2d(self.key, enc_e).reshape(b, n_past, heads, dh).permute(0, 2, 3, 1)  # [B, nh, dh, P]
         # a patch with no observed step gets a large negative bias (not -inf: an all-NaN row
         # then attends uniformly instead of producing NaN)
         empty = (mp.sum(dim=-1) == 0).to(z.dtype) * -1.0e4  # [B, P]
         scores = torch.matmul(q, k) * (1.0 / math.sqrt(dh)) + empty[:, None, None, :]
         attn = torch.softmax(scores, dim=-1).mean(dim=1)  # [B, F, P]: heads share V, so average first
-        ctx = torch.matmul(attn, self.value(enc_e))
-        attended = self.attn_gate(self.attn_out(ctx), dec_e)
+        ctx = torch.matmul(attn, linear_2d(self.value, enc_e))
+        attended = self.attn_gate(linear_2d(self.attn_out, ctx), dec_e)
         feat = self.out_gate(self.positionwise(attended), temporal[:, n_past:])
-        raw = self.head(feat).reshape(b, cfg.horizon, 3)
+        raw = linear_2d(self.head, feat).reshape(b, cfg.horizon, 3)
 
         median = raw[..., 1]
         low = median - F.softplus(raw[..., 0]) - 1e-4

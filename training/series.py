@@ -44,9 +44,6 @@ class Series:
     values: np.ndarray  # float32, NaN = not observed
     source: str  # "simulator", "real", "user"
 
-    def observed(self) -> int:
-        return int(np.isfinite(self.values).sum())
-
 
 def split_point(series: Series, heldout: float = HELDOUT_FRACTION) -> int:
     """First held-out step: the last `heldout` fraction of the series' steps is never trained on."""
@@ -328,8 +325,9 @@ def augment(past: np.ndarray, future: np.ndarray, metric: np.ndarray, rng: np.ra
 
 def synthetic_windows(n: int, context: int, horizon: int, step_seconds: int, rng: np.random.Generator):
     """Random series that cover behaviour the simulator lacks: a level, daily (sometimes weekly)
-    seasonality of random amplitude and shape, AR(1) noise of random persistence and size, a
-    random walk, a slow trend, on a random metric slot and a random date. The daily cycle is
+    seasonality of random amplitude and shape, AR(1) noise of random persistence and size
+    (heavy-tailed on a third of the rows), a random walk, a slow trend, periodic job bursts,
+    flicker between two levels, on a random metric slot and a random date. The daily cycle is
     aligned with the clock at a random phase, so the context, not the calendar alone, has to tell
     the model where the peak is. Augmentation (scales, spikes, shifts, gaps) comes on top."""
     total = context + horizon
@@ -344,13 +342,31 @@ def synthetic_windows(n: int, context: int, horizon: int, step_seconds: int, rng
     season = amp * (np.sin(phase + shift) + rng.uniform(0, 0.6, (n, 1)) * np.sin(2 * phase + 2 * shift + rng.uniform(0, 6, (n, 1))))
     season *= np.where(rng.random((n, 1)) < 0.2, 1 + 0.5 * np.sin(week), 1.0)  # weekday/weekend modulation
     phi = rng.uniform(0.0, 0.98, size=(n, 1))
-    eps = rng.normal(0, 1, size=(n, total)) * rng.exponential(0.5, size=(n, 1))
+    # heavy-tailed innovations on a third of the rows (Student t, 2-5 degrees of freedom, tamed)
+    heavy = rng.random((n, 1)) < 0.3
+    t_noise = np.clip(rng.standard_t(rng.uniform(2, 5, size=(n, 1)), size=(n, total)), -15, 15)
+    eps = np.where(heavy, t_noise, rng.normal(0, 1, size=(n, total))) * rng.exponential(0.5, size=(n, 1))
     ar = np.zeros((n, total))
     for k in range(1, total):  # 384 cheap vector steps
         ar[:, k] = phi[:, 0] * ar[:, k - 1] + eps[:, k]
     walk = np.cumsum(rng.normal(0, 1, size=(n, total)), axis=1) * np.where(rng.random((n, 1)) < 0.25, rng.exponential(0.05, (n, 1)), 0.0)
     trend = np.arange(total)[None, :] / total * np.where(rng.random((n, 1)) < 0.2, rng.normal(0, 2, (n, 1)), 0.0)
     x = season + ar * np.sqrt(1 - phi**2) + walk + trend
+    # patterns real hosts show and the simulator does not: periodic jobs (a burst of 1-3 steps
+    # every 30 min to 24 h, as from cron) and flicker between two levels (a two-state Markov
+    # chain, e.g. a worker pool toggling)
+    cron = rng.random(n) < 0.15
+    if cron.any():
+        period = rng.choice([6, 12, 24, 36, 72, 144, 288], size=int(cron.sum()))[:, None]
+        width = rng.integers(1, 4, size=(int(cron.sum()), 1))
+        phase = (np.arange(total)[None, :] + rng.integers(0, 288, size=(int(cron.sum()), 1))) % period
+        x[cron] += np.where(phase < width, rng.uniform(2, 10, size=(int(cron.sum()), 1)), 0.0)
+    flicker = rng.random(n) < 0.1
+    if flicker.any():
+        k = int(flicker.sum())
+        switch = rng.random((k, total)) < rng.uniform(0.01, 0.3, size=(k, 1))
+        state = np.cumsum(switch, axis=1) % 2
+        x[flicker] += state * rng.uniform(2, 10, size=(k, 1))
     metric = rng.integers(0, len(schema.METRICS), size=n)
     # onto the metric's range: percent series at a random level and spread inside 0-100, the
     # others positive at a random magnitude
@@ -361,3 +377,142 @@ def synthetic_windows(n: int, context: int, horizon: int, step_seconds: int, rng
     x = np.clip(x, SLOT_LOW[metric][:, None], SLOT_HIGH[metric][:, None]).astype(np.float32)
     profile = np.full(n, schema.PROFILES.index(schema.DEFAULT_PROFILE), dtype=np.int64)
     return x[:, :context], x[:, context:], metric.astype(np.int64), profile, last_ts.astype(np.int64)
+
+
+# -- synthetic "cloud CPU" series --------------------------------------------------------------
+
+#: percent metrics the cloud-CPU generator writes (cpu_user_pct most often: a CloudWatch
+#: CPUUtilization series arrives as cpu_user_pct)
+CLOUD_METRICS = ("cpu_user_pct", "cpu_user_pct", "cpu_user_pct", "cpu_user_pct", "cpu_user_pct",
+                 "cpu_sys_pct", "java_cpu_pct", "cpu_iowait_pct")
+
+
+def cloud_cpu_windows(n: int, context: int, horizon: int, step_seconds: int, rng: np.random.Generator):
+    """Random series shaped like single cloud instances' CPU (CloudWatch CPUUtilization at 5 min),
+    which are mostly NOT seasonal and whose short-term future is best described by a robust level:
+
+    * a level (near-idle 0.1-2 % on a third of the rows, moderate 2-60 %, busy 60-98 %) with noise
+      around it whose size is a random fraction of the level, heavy-tailed (Student t, 1.5-6
+      degrees of freedom) and of random persistence (mostly white, sometimes AR up to 0.95);
+    * isolated spikes (one or two steps, often to near saturation) that revert at once;
+    * bursts (a few steps to two hours above the level, then back);
+    * periodic jobs: a short ramp-shaped burst every 30 min to 24 h (often every hour) at a fixed
+      phase, its height varying per occurrence, sometimes skipped;
+    * sustained level shifts (one or two, anywhere, context or horizon; sometimes to idle),
+      a slow drift on some rows, a weak daily cycle on some (absent on most);
+    * near-idle rows quantised to a coarse grid (a counter that reports 0, 0.3, 0.7 ...);
+    * everything clamped to 0-100 (saturation at 100).
+    Returns what `synthetic_windows` does."""
+    total = context + horizon
+    steps_per_day = 86400 // step_seconds
+    day0 = _unix("2020-01-06T00:00:00Z") // 86400
+    last_ts = ((day0 + rng.integers(0, 2000, size=n)) * 86400 + rng.integers(0, steps_per_day, size=n) * step_seconds)
+    ts = last_ts[:, None] + (np.arange(total)[None, :] - (context - 1)) * step_seconds
+    col = np.arange(total)[None, :]
+
+    kind = rng.random(n)
+    level0 = np.where(kind < 0.3, 10.0 ** rng.uniform(-1, 0.3, n),
+                      np.where(kind < 0.85, rng.uniform(2, 60, n), rng.uniform(60, 98, n)))[:, None]
+    # sustained level shifts: the level is multiplied at one or two random steps
+    level = np.repeat(level0, total, axis=1)
+    for _ in range(2):
+        shift = rng.random(n) < 0.2
+        if shift.any():
+            k = int(shift.sum())
+            at = rng.integers(context // 3, total, size=k)
+            f = np.where(rng.random(k) < 0.2, 10.0 ** rng.uniform(-2, -1, k), 10.0 ** rng.uniform(-0.7, 0.7, k))
+            level[shift] *= np.where(col >= at[:, None], f[:, None], 1.0)
+    level = np.clip(level, 0.05, 99.0)
+    # slow drift
+    drift = rng.random(n) < 0.2
+    if drift.any():
+        k = int(drift.sum())
+        walk = np.cumsum(rng.normal(0, 1, (k, total)), axis=1) * rng.uniform(0.002, 0.02, (k, 1))
+        level[drift] *= np.exp(walk - walk[:, context - 1 : context])
+    # weak daily cycle on some rows
+    daily = rng.random(n) < 0.3
+    if daily.any():
+        k = int(daily.sum())
+        phase = 2 * np.pi * (ts[daily] % 86400) / 86400.0 + rng.uniform(0, 2 * np.pi, (k, 1))
+        level[daily] *= 1.0 + rng.uniform(0.05, 0.5, (k, 1)) * np.sin(phase)
+
+    # noise around the level: heavy-tailed, mostly white, size a fraction of the level
+    rel = 10.0 ** rng.uniform(-1.7, -0.4, (n, 1))
+    df = rng.uniform(1.5, 6, (n, 1))
+    eps = np.clip(rng.standard_t(df, size=(n, total)), -12, 12)
+    eps = np.where(rng.random((n, 1)) < 0.5, eps, rng.normal(0, 1, (n, total)))
+    phi = np.where(rng.random((n, 1)) < 0.6, rng.uniform(0, 0.3, (n, 1)), rng.uniform(0.3, 0.95, (n, 1)))
+    ar = np.zeros((n, total))
+    ar[:, 0] = eps[:, 0]
+    for k in range(1, total):
+        ar[:, k] = phi[:, 0] * ar[:, k - 1] + eps[:, k]
+    noise = ar * np.sqrt(1 - phi**2)
+    sigma = rel * level
+    x = level + sigma * noise
+
+    # isolated spikes (one or two steps) that revert
+    spiky = rng.random(n) < 0.5
+    if spiky.any():
+        k = int(spiky.sum())
+        hits = rng.random((k, total)) < rng.uniform(0.002, 0.03, (k, 1))
+        hits |= np.roll(hits, 1, axis=1) & (rng.random((k, 1)) < 0.3)
+        top = np.where(rng.random((k, 1)) < 0.4, 100.0, level0[spiky] + rng.uniform(5, 60, (k, 1)))
+        height = rng.uniform(0.3, 1.0, (k, total)) * (top - x[spiky])
+        x[spiky] += np.where(hits, np.maximum(height, 0.0), 0.0)
+    # bursts: a run of 2-24 steps above the level
+    burst = rng.random(n) < 0.3
+    if burst.any():
+        k = int(burst.sum())
+        onset = rng.random((k, total)) < rng.uniform(0.002, 0.012, (k, 1))
+        dur = rng.integers(2, 25, size=(k, 1))
+        c = np.cumsum(onset, axis=1)
+        before = np.take_along_axis(np.concatenate([np.zeros((k, 1)), c], axis=1), np.clip(col - dur + 1, 0, total), axis=1)
+        active = (c - before) > 0
+        amp = level0[burst] * rng.uniform(0.3, 3.0, (k, 1)) + rng.uniform(2, 30, (k, 1))
+        x[burst] += np.where(active, amp * rng.uniform(0.7, 1.3, (k, total)), 0.0)
+    # periodic jobs: a ramp-shaped burst of 1-4 steps every `period` steps at a fixed phase
+    cron = rng.random(n) < 0.25
+    if cron.any():
+        k = int(cron.sum())
+        period = rng.choice([6, 12, 12, 12, 24, 36, 48, 72, 144, 288], size=(k, 1))
+        width = rng.integers(1, 5, size=(k, 1))
+        shape = rng.uniform(0.1, 0.8, (k, 4))
+        shape[np.arange(k), rng.integers(0, 4, k) % width[:, 0]] = 1.0
+        pos = (col + rng.integers(0, 288, size=(k, 1))) % period
+        occ = (col + rng.integers(0, 288, size=(k, 1))) // period
+        jitter = rng.lognormal(0.0, rng.uniform(0.05, 0.5, (k, 1)), size=(k, total // 6 + 50))
+        jitter *= rng.random((k, total // 6 + 50)) >= rng.uniform(0, 0.2, (k, 1))  # skipped runs
+        amp = np.where(rng.random((k, 1)) < 0.3, 100.0 - level0[cron], level0[cron] * rng.uniform(0.5, 3.0, (k, 1)) + rng.uniform(3, 40, (k, 1)))
+        bump = np.take_along_axis(shape, np.minimum(pos, 3), axis=1) * (pos < width)
+        x[cron] += amp * bump * np.take_along_axis(jitter, np.minimum(occ, jitter.shape[1] - 1), axis=1)
+    x = np.clip(x, 0.0, 100.0)
+    # near-idle counters report on a coarse grid
+    idle = (level0[:, 0] < 3) & (rng.random(n) < 0.7)
+    if idle.any():
+        q = 10.0 ** rng.uniform(-1.7, -0.4, (int(idle.sum()), 1))
+        x[idle] = np.clip(np.round(x[idle] / q) * q, 0.0, 100.0)
+    metric = np.array([schema.METRICS.index(m) for m in CLOUD_METRICS])[rng.integers(0, len(CLOUD_METRICS), n)]
+    x = x.astype(np.float32)
+    profile = np.full(n, schema.PROFILES.index(schema.DEFAULT_PROFILE), dtype=np.int64)
+    return x[:, :context], x[:, context:], metric.astype(np.int64), profile, last_ts.astype(np.int64)
+
+
+def real_group(series: list[Series], token: str) -> list[str]:
+    """Names of the real series a group token selects: "cpu" = the CPU-like series (mapped to
+    cpu_user_pct), "noncpu" = the others, "nab" / "datacenter" by origin, "all", or one series'
+    name (several separated by '+')."""
+    cpu = schema.METRICS.index("cpu_user_pct")
+    if token == "cpu":
+        return [s.name for s in series if s.metric == cpu]
+    if token == "noncpu":
+        return [s.name for s in series if s.metric != cpu]
+    if token == "all":
+        return [s.name for s in series]
+    if token in ("nab", "datacenter"):
+        dc = tuple(Path(f).stem for f in ASSUMED_STARTS)
+        return [s.name for s in series if (s.name.split(":")[0] in dc) == (token == "datacenter")]
+    names = token.split("+")
+    unknown = [x for x in names if x not in {s.name for s in series}]
+    if unknown:
+        raise ValueError(f"unknown real series or group {unknown} (cpu, noncpu, nab, datacenter, all, or a series name)")
+    return names

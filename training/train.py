@@ -38,7 +38,7 @@ from . import evaluate as ev
 from . import export as ex
 from . import schema
 from . import series as sr
-from .model import TemporalFusionTransformer, TFTConfig, count_flops, count_params, pinball_loss
+from .model import LOC_METHODS, TemporalFusionTransformer, TFTConfig, count_flops, count_params, pinball_loss
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = "models/tft-v3"
@@ -49,6 +49,10 @@ DEFAULT_EVAL = dict(hours=168, servers=45, seed=2, start="2026-02-09T00:00:00Z")
 #: size, so this only keeps one wild target (a jump on a near-constant series) from dominating
 #: the reported loss
 TARGET_CLIP = 20.0
+#: rows per batch from each source: the simulator export, the real traces' training parts, the
+#: generic synthetic series and the synthetic cloud-CPU series
+DEFAULT_MIX = "data=0.2,real=0.3,synthetic=0.2,cloud=0.3"
+DEFAULT_FT_MIX = "data=0.6,real=0.15,synthetic=0.1,cloud=0.15"
 
 
 def log(msg: str) -> None:
@@ -131,6 +135,7 @@ class Sources:
         self.train_fleet: data_mod.FleetData | None = None
         self.eval_fleet: data_mod.FleetData | None = None
         self.eval_series: list[sr.Series] = []
+        self.excluded_real: list[str] = []  # real series left out of the fit (--exclude-real)
 
 
 def _split_pools(series: list[sr.Series], cfg: TFTConfig, val_fraction: float, rng, val_windows: int):
@@ -194,10 +199,18 @@ def load_sources(args, cfg: TFTConfig) -> Sources:
 
     if args.real_traces:
         src.real_series = sr.load_real_traces(args.real_traces, cfg.step_seconds)
-        parts = [sr.train_part(s) for s in src.real_series]
-        src.fit["real"], src.val["real"] = _split_pools(parts, cfg, args.val_fraction, rng, args.val_windows)
-        src.desc["real"] = (f"{len(src.real_series)} real series from {args.real_traces} (first "
+        excluded = set()
+        for token in (args.exclude_real or "").split(","):
+            if token.strip():
+                excluded |= set(sr.real_group(src.real_series, token.strip()))
+        src.excluded_real = sorted(excluded)
+        parts = [sr.train_part(s) for s in src.real_series if s.name not in excluded]
+        if parts:
+            src.fit["real"], src.val["real"] = _split_pools(parts, cfg, args.val_fraction, rng, args.val_windows)
+        src.desc["real"] = (f"{len(parts)} real series from {args.real_traces} (first "
                             f"{100 * (1 - sr.HELDOUT_FRACTION):.0f}% of each; the rest is held out)")
+        if excluded:
+            src.desc["real"] += f"; left out of the fit entirely (scored only): {', '.join(sorted(excluded))}"
     log(f"fit series: " + ", ".join(f"{k} {len(p)}" for k, p in src.fit.items())
         + "; validation windows: " + ", ".join(f"{k} {len(v[0])}" for k, v in src.val.items()))
     return src
@@ -217,14 +230,18 @@ def parse_mix(text: str, available: set[str]) -> dict[str, float]:
         if part.strip():
             name, value = part.split("=")
             mix[name.strip()] = float(value)
-    unknown = set(mix) - {"data", "real", "synthetic"}
+    unknown = set(mix) - {"data", "real", "synthetic", "cloud"}
     if unknown:
-        raise SystemExit(f"--mix: unknown source(s) {sorted(unknown)} (data, real, synthetic)")
-    mix = {k: v for k, v in mix.items() if v > 0 and (k in available or k == "synthetic")}
+        raise SystemExit(f"--mix: unknown source(s) {sorted(unknown)} (data, real, synthetic, cloud)")
+    mix = {k: v for k, v in mix.items() if v > 0 and (k in available or k in GENERATED)}
     total = sum(mix.values())
     if total <= 0:
         raise SystemExit("--mix leaves no source to train on")
     return {k: v / total for k, v in mix.items()}
+
+
+#: sources generated per batch (no pool): name -> generator
+GENERATED = {"synthetic": sr.synthetic_windows, "cloud": sr.cloud_cpu_windows}
 
 
 def draw_batch(src: Sources, mix: dict[str, float], n: int, cfg: TFTConfig, rng, augment: float):
@@ -233,8 +250,8 @@ def draw_batch(src: Sources, mix: dict[str, float], n: int, cfg: TFTConfig, rng,
     for name, c in zip(mix, counts):
         if c == 0:
             continue
-        if name == "synthetic":
-            parts.append(sr.synthetic_windows(int(c), cfg.context_length, cfg.horizon, cfg.step_seconds, rng))
+        if name in GENERATED:
+            parts.append(GENERATED[name](int(c), cfg.context_length, cfg.horizon, cfg.step_seconds, rng))
         else:
             parts.append(src.fit[name].sample(rng, int(c)))
     past, future, metric, profile, ts = (np.concatenate(x) for x in zip(*parts))
@@ -281,7 +298,7 @@ def build_model(args) -> tuple[TemporalFusionTransformer, dict | None]:
         model, base_meta = ex.load_torch_model(args.init_from)
         log(f"fine-tuning from {args.init_from} ({base_meta['name']} {base_meta['version']})")
         return model, base_meta
-    cfg = TFTConfig(hidden=args.hidden, heads=args.heads, dropout=args.dropout, patch=args.patch,
+    cfg = TFTConfig(hidden=args.hidden, heads=args.heads, dropout=args.dropout, patch=args.patch, loc_method=args.loc,
                     context_length=args.context, horizon=args.horizon, step_seconds=args.step_seconds)
     return TemporalFusionTransformer(cfg), None
 
@@ -313,9 +330,14 @@ def fit(args, model: TemporalFusionTransformer, src: Sources) -> tuple[TemporalF
             "git_commit": git_commit(),
         }
 
+    def criterion(vals: dict[str, float]) -> float:
+        # from scratch every source counts alike, whatever its size; fine-tuning is judged on the
+        # user's own data (the other sources stay in the mix only so that nothing is forgotten)
+        return vals["data"] if args.init_from and "data" in vals else float(np.mean(list(vals.values())))
+
     if args.init_from:  # the starting point is a candidate too: fine-tuning must not make validation worse
         start_val = validation_losses(model, src, device)
-        best = (float(np.mean(list(start_val.values()))), copy.deepcopy(model.state_dict()))
+        best = (criterion(start_val), copy.deepcopy(model.state_dict()))
         log(f"validation before fine-tuning: " + ", ".join(f"{k} {v:.4f}" for k, v in start_val.items()))
     for epoch in range(args.epochs):
         model.train()
@@ -345,7 +367,7 @@ def fit(args, model: TemporalFusionTransformer, src: Sources) -> tuple[TemporalF
                 break
         epochs_done = epoch + 1
         vals = validation_losses(model, src, device)
-        val = float(np.mean(list(vals.values())))  # every source counts alike, whatever its size
+        val = criterion(vals)
         elapsed = time.monotonic() - t0
         history.append({"epoch": epoch + 1, "train_loss": round(running, 5), "val_loss": round(val, 5),
                         "val_per_source": {k: round(v, 5) for k, v in vals.items()},
@@ -425,6 +447,8 @@ def simulator_evaluation(args, model, src: Sources) -> tuple[dict | None, tuple 
     offsets = {
         "persistence": ev.calibrate(ev.persistence_point(c_past, cfg.horizon), c_past, c_future),
         "seasonal_naive": ev.calibrate(ev.seasonal_point(c_past, cfg.horizon, cfg.step_seconds), c_past, c_future),
+        **{name: ev.calibrate(ev.median_point(c_past, cfg.horizon, k), c_past, c_future)
+           for name, k in ev.MEDIAN_BASELINES.items()},
     }
     t0 = time.monotonic()
     q = fleet_quantiles(model, past, ts, prof)
@@ -553,6 +577,8 @@ def finish(args, model: TemporalFusionTransformer, info: dict, src: Sources, com
         if before is not None:
             evaluation["user_before"] = before
     evaluation["variants"] = args.variants
+    if getattr(args, "leaveout", None):
+        evaluation["leaveout"] = json.loads(Path(args.leaveout).read_text())
 
     log("exporting ONNX ...")
     onnx_path = out_dir / "model.onnx"
@@ -630,8 +656,8 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=".data", help="where the exporter's files are cached (default .data)")
     p.add_argument("--real-traces", default=sr.DEFAULT_REAL_TRACES,
                    help=f"folder of the real traces, relative to the repository root (default {sr.DEFAULT_REAL_TRACES}; '' = none)")
-    p.add_argument("--mix", default=None, help="batch mix of the sources, e.g. data=0.4,real=0.25,synthetic=0.35 "
-                   "(default that; with --init-from data=0.6,real=0.2,synthetic=0.2)")
+    p.add_argument("--mix", default=None, help=f"batch mix of the sources (data, real, synthetic, cloud), default "
+                   f"{DEFAULT_MIX} (with --init-from {DEFAULT_FT_MIX})")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"model directory to write (default {DEFAULT_OUT})")
     p.add_argument("--version", default="3.0.0")
     p.add_argument("--golden", default=None, help=f"golden fixture file ('' = none; default {DEFAULT_GOLDEN} when --out is "
@@ -644,14 +670,20 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--patch", type=int, default=12, help="steps per encoder/decoder token")
     p.add_argument("--dropout", type=float, default=0.05)
+    p.add_argument("--loc", default="median12", choices=list(LOC_METHODS),
+                   help="normalisation location: the median of the last twelve observed values (default), the last "
+                   "observed value, or the median of the last three")
     p.add_argument("--context", type=int, default=schema.CONTEXT_LENGTH)
     p.add_argument("--horizon", type=int, default=schema.HORIZON)
     p.add_argument("--step-seconds", type=int, default=schema.STEP_SECONDS)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1: on a shared 2-core machine "
+                   "two threads fighting another job ran ~10x slower; use 2 on an idle machine)")
     p.add_argument("--max-minutes", type=float, default=20.0, help="wall-time budget for the training loop")
     p.add_argument("--init-from", help="model directory to fine-tune (e.g. models/tft-v3)")
+    p.add_argument("--exclude-real", default="", help="real series to leave out of the fit entirely (scored only): "
+                   "comma-separated groups (cpu, noncpu, nab, datacenter, all) or series names")
     p.add_argument("--augment", type=float, default=1.0, help="augmentation strength (probabilities x this; 0 = off)")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="validation windows have their targets in the last fraction of every training series")
@@ -667,6 +699,8 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--notes", default="", help="free text on how this model was made, kept in model.json and the card")
     p.add_argument("--variants", default=None, help="JSON file of earlier variants' scores to list in the card")
+    p.add_argument("--leaveout", default=None, help="JSON written by `python -m training leaveout` (this configuration's "
+                   "leave-series-out scores) to put in model.json and the card")
 
 
 def cmd_train(args, argv: list[str]) -> int:
@@ -674,7 +708,7 @@ def cmd_train(args, argv: list[str]) -> int:
     command = "python -m training " + " ".join(shlex.quote(a) for a in argv)
     args.command_line = command
     if args.mix is None:
-        args.mix = "data=0.6,real=0.2,synthetic=0.2" if args.init_from else "data=0.4,real=0.25,synthetic=0.35"
+        args.mix = DEFAULT_FT_MIX if args.init_from else DEFAULT_MIX
     args.variants = json.loads(Path(args.variants).read_text()) if args.variants else []
     if args.from_checkpoint:
         ckpt = torch.load(args.from_checkpoint, map_location="cpu", weights_only=False)
@@ -693,7 +727,7 @@ def cmd_train(args, argv: list[str]) -> int:
             before = real_evaluation(args, model, src.user_series or src.eval_series, args.real_every)
         model, info = fit(args, model, src)
         # always keep the fitted weights: a failure while evaluating or exporting must not cost the fit
-        checkpoint = args.checkpoint or str(REPO_ROOT / args.data_dir / "last-fit.pt")
+        checkpoint = args.checkpoint or str(REPO_ROOT / args.data_dir / f"last-fit-{Path(args.out).name}.pt")
         save_checkpoint(checkpoint, model.cfg, model.state_dict(), info, command)
         log(f"checkpoint written to {checkpoint}")
         if args.checkpoint:
@@ -710,23 +744,35 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     p_train = sub.add_parser("train", help="data -> train -> evaluate -> export (the default)")
     add_train_flags(p_train)
+    p_leave = sub.add_parser("leaveout", help="leave-series-out evaluation: per fold of real series, a fit without "
+                             "them, scored on their held-out tails")
+    add_train_flags(p_leave)
+    from .leaveout import add_leaveout_flags, cmd_leaveout
+
+    add_leaveout_flags(p_leave)
     p_check = sub.add_parser("check", help="validate a model directory (model.json against model.onnx)")
     p_check.add_argument("model_dir")
     p_bench = sub.add_parser("bench", help="rows per CPU-second of a model directory on ONNX Runtime (1 thread)")
     p_bench.add_argument("model_dir")
     p_bench.add_argument("--batch", type=int, default=448, help="rows per run (default 448 = 32 servers x 14 metrics)")
     p_bench.add_argument("--seconds", type=float, default=3.0, help="CPU-seconds per round (3 rounds)")
+    p_var = sub.add_parser("variant", help="print a model directory's scores as one JSON row of the card's variants table")
+    p_var.add_argument("model_dir")
+    p_var.add_argument("--name", required=True)
+    p_var.add_argument("--what", required=True)
     p_val = sub.add_parser("validate-data", help="report problems in a Parquet file")
     p_val.add_argument("file")
     p_val.add_argument("--bad-rows", default="drop", choices=["drop", "fail"])
     if not argv:
         argv = ["train"]
     args = parser.parse_args(argv)
-    if args.command == "train" and args.real_traces == "":
+    if args.command in ("train", "leaveout") and args.real_traces == "":
         args.real_traces = None
     try:
         if args.command == "train":
             return cmd_train(args, argv)
+        if args.command == "leaveout":
+            return cmd_leaveout(args, argv[1:])
         if args.command == "check":
             meta, _ = ex.load_model_dir(args.model_dir)
             print(f"{args.model_dir}: ok ({meta['name']} {meta['version']}, {meta['params']:,} params)")
@@ -734,6 +780,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             _, onnx_path = ex.load_model_dir(args.model_dir)
             print(json.dumps(ex.bench_rows_per_cpu_second(onnx_path, args.batch, args.seconds)))
+            return 0
+        if args.command == "variant":
+            from .card import variant_summary
+
+            meta, _ = ex.load_model_dir(args.model_dir)
+            print(json.dumps(variant_summary(meta, args.name, args.what)))
             return 0
         if args.command == "validate-data":
             fleet = data_mod.load_fleet(args.file, args.bad_rows)

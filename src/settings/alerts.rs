@@ -16,6 +16,9 @@ pub struct RiskSettings {
     pub current_weight: f64,
     /// Weight of the predicted points (the original's 0.3).
     pub predicted_weight: f64,
+    /// Standard deviations above a profile's baseline mean (catalog §2) where its iowait,
+    /// swap and load tiers start; 0 keeps the original's tables for every profile.
+    pub profile_normal_sigmas: f64,
 }
 
 impl Default for RiskSettings {
@@ -24,6 +27,7 @@ impl Default for RiskSettings {
             predicted_window_minutes: 30,
             current_weight: 0.7,
             predicted_weight: 0.3,
+            profile_normal_sigmas: 2.5,
         }
     }
 }
@@ -47,7 +51,19 @@ impl RiskSettings {
         problems.check((sum - 1.0).abs() < 1e-9, "risk.predicted_weight", || {
             format!("risk.current_weight + risk.predicted_weight is {sum}, not 1")
         });
+        check_sigmas(
+            problems,
+            "risk.profile_normal_sigmas",
+            self.profile_normal_sigmas,
+        );
     }
+}
+
+/// A number of standard deviations above a profile's normal: 0 (off) to 10.
+fn check_sigmas(problems: &mut Problems, key: &str, sigmas: f64) {
+    problems.check((0.0..=10.0).contains(&sigmas), key, || {
+        format!("{sigmas} is outside 0–10")
+    });
 }
 
 /// Which forecast quantile the predictive alerts test.
@@ -126,6 +142,8 @@ pub struct RawAlertSettings {
     pub predictive_steps: u32,
     /// A quantile name.
     pub predictive_quantile: String,
+    /// See [`AlertSettings::profile_normal_sigmas`].
+    pub profile_normal_sigmas: f64,
     /// See [`AlertSettings::metrics`].
     pub metrics: BTreeMap<String, MetricThresholds>,
 }
@@ -142,6 +160,7 @@ impl Default for RawAlertSettings {
             raise_after_seconds: defaults.raise_after_seconds,
             predictive_steps: defaults.predictive_steps,
             predictive_quantile: defaults.predictive_quantile.name().into(),
+            profile_normal_sigmas: defaults.profile_normal_sigmas,
             metrics: defaults.metrics,
         }
     }
@@ -169,6 +188,10 @@ pub struct AlertSettings {
     pub predictive_steps: u32,
     /// Quantile the predictive metric alerts test.
     pub predictive_quantile: Quantile,
+    /// Standard deviations above a profile's baseline mean where its predictive iowait, swap
+    /// and disk thresholds start (the warning value moves there when the profile's normal is
+    /// above it); 0 keeps the same thresholds for every profile.
+    pub profile_normal_sigmas: f64,
     /// Predictive metric thresholds: metric name (one of the 14) → warning and critical
     /// values. Giving this table replaces the whole default set.
     pub metrics: BTreeMap<String, MetricThresholds>,
@@ -186,6 +209,7 @@ impl Default for AlertSettings {
             raise_after_seconds: 300,
             predictive_steps: 12,
             predictive_quantile: Quantile::P50,
+            profile_normal_sigmas: 2.5,
             // Catalog §5 "Alerts": (critical, warning) per metric.
             metrics: BTreeMap::from([
                 ("cpu_user_pct".to_string(), thresholds(85.0, 95.0)),
@@ -256,6 +280,11 @@ impl RawAlertSettings {
             );
             Quantile::P50
         });
+        check_sigmas(
+            problems,
+            "alerts.profile_normal_sigmas",
+            self.profile_normal_sigmas,
+        );
         for (metric, thresholds) in &self.metrics {
             let key = format!("alerts.metrics.{metric}");
             problems.check(
@@ -285,6 +314,7 @@ impl RawAlertSettings {
             raise_after_seconds: self.raise_after_seconds,
             predictive_steps: self.predictive_steps,
             predictive_quantile: quantile,
+            profile_normal_sigmas: self.profile_normal_sigmas,
             metrics: self.metrics,
         }
     }

@@ -5,7 +5,7 @@
 //!
 //! Percent metrics are fractions (0–1) inside the simulation and become percent on output.
 
-use crate::catalog::{METRIC_COUNT, Metric, Profile};
+use crate::catalog::{Baseline, METRIC_COUNT, Metric, Profile};
 
 /// Index of each metric in a value array (model order, [`Metric::ALL`]).
 pub(crate) const USER: usize = Metric::CpuUserPct as usize;
@@ -23,81 +23,10 @@ pub(crate) const FRONT_CW: usize = Metric::FrontCloseWait as usize;
 pub(crate) const LOAD: usize = Metric::LoadAverage as usize;
 pub(crate) const UPTIME: usize = Metric::UptimeDays as usize;
 
-/// Mean and standard deviation of every metric for one profile.
-pub(crate) struct Baseline {
-    pub mean: [f64; METRIC_COUNT],
-    pub std: [f64; METRIC_COUNT],
-}
-
-/// Per-profile baselines, catalog §2 (`metrics_config.py:92-212`), in model order:
-/// user, sys, iowait, idle, java, mem, swap, disk, net_in, net_out, back_cw, front_cw, load,
-/// uptime.
+/// Per-profile baselines (catalog §2), kept in [`crate::catalog`] because the risk scorer and
+/// the alert router read what is normal for a profile too.
 pub(crate) fn baseline(profile: Profile) -> &'static Baseline {
-    const ML: Baseline = Baseline {
-        mean: [
-            0.45, 0.08, 0.02, 0.45, 0.50, 0.72, 0.05, 0.55, 8.5, 5.2, 2.0, 2.0, 6.5, 25.0,
-        ],
-        std: [
-            0.12, 0.03, 0.01, 0.15, 0.15, 0.10, 0.03, 0.08, 3.0, 2.0, 1.0, 1.0, 2.0, 2.0,
-        ],
-    };
-    const DB: Baseline = Baseline {
-        mean: [
-            0.25, 0.12, 0.15, 0.48, 0.10, 0.68, 0.03, 0.70, 35.0, 28.0, 8.0, 6.0, 4.2, 25.0,
-        ],
-        std: [
-            0.08, 0.04, 0.05, 0.12, 0.05, 0.10, 0.02, 0.10, 12.0, 10.0, 3.0, 2.0, 1.5, 2.0,
-        ],
-    };
-    const WEB: Baseline = Baseline {
-        mean: [
-            0.18, 0.05, 0.03, 0.74, 0.25, 0.45, 0.02, 0.35, 85.0, 120.0, 15.0, 12.0, 2.8, 25.0,
-        ],
-        std: [
-            0.06, 0.02, 0.02, 0.10, 0.08, 0.10, 0.01, 0.08, 25.0, 35.0, 5.0, 4.0, 1.0, 2.0,
-        ],
-    };
-    const CONDUCTOR: Baseline = Baseline {
-        mean: [
-            0.15, 0.06, 0.02, 0.77, 0.20, 0.42, 0.02, 0.40, 22.0, 18.0, 5.0, 4.0, 3.2, 25.0,
-        ],
-        std: [
-            0.06, 0.02, 0.01, 0.08, 0.06, 0.08, 0.01, 0.08, 8.0, 6.0, 2.0, 2.0, 1.2, 2.0,
-        ],
-    };
-    const INGEST: Baseline = Baseline {
-        mean: [
-            0.35, 0.10, 0.08, 0.47, 0.45, 0.62, 0.04, 0.65, 150.0, 95.0, 10.0, 8.0, 5.5, 25.0,
-        ],
-        std: [
-            0.10, 0.03, 0.03, 0.12, 0.12, 0.12, 0.02, 0.12, 45.0, 30.0, 4.0, 3.0, 2.0, 2.0,
-        ],
-    };
-    const RISK: Baseline = Baseline {
-        mean: [
-            0.55, 0.08, 0.02, 0.35, 0.60, 0.70, 0.05, 0.50, 12.0, 8.0, 3.0, 2.0, 8.2, 25.0,
-        ],
-        std: [
-            0.15, 0.03, 0.01, 0.15, 0.15, 0.10, 0.03, 0.10, 4.0, 3.0, 1.0, 1.0, 2.5, 2.0,
-        ],
-    };
-    const GENERIC: Baseline = Baseline {
-        mean: [
-            0.12, 0.04, 0.01, 0.83, 0.08, 0.35, 0.01, 0.30, 15.0, 12.0, 2.0, 2.0, 1.5, 25.0,
-        ],
-        std: [
-            0.05, 0.02, 0.01, 0.08, 0.03, 0.08, 0.01, 0.08, 8.0, 6.0, 1.0, 1.0, 0.8, 2.0,
-        ],
-    };
-    match profile {
-        Profile::MlCompute => &ML,
-        Profile::Database => &DB,
-        Profile::WebApi => &WEB,
-        Profile::ConductorMgmt => &CONDUCTOR,
-        Profile::DataIngest => &INGEST,
-        Profile::RiskAnalytics => &RISK,
-        Profile::Generic => &GENERIC,
-    }
+    profile.baseline()
 }
 
 /// Number of Markov states.

@@ -64,18 +64,32 @@ impl Browser {
             .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
         let stderr = child.stderr.take().expect("stderr is piped");
         let (sender, receiver) = std::sync::mpsc::channel();
+        // Chromium's first lines, for the panic message when it never listens.
+        let early = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let early_lines = early.clone();
         std::thread::spawn(move || {
             let mut sent = false;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if !sent && let Some(url) = line.strip_prefix("DevTools listening on ") {
                     let _ = sender.send(url.trim().to_string());
                     sent = true;
+                } else if !sent
+                    && let Ok(mut lines) = early_lines.lock()
+                    && lines.len() < 20
+                {
+                    lines.push(line);
                 }
             }
         });
         let url = receiver
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("chromium did not open its devtools socket within 30 s"));
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|error| {
+                let status = child.try_wait().ok().flatten();
+                panic!(
+                    "chromium did not open its devtools socket ({error}; exit status {status:?}); its stderr: {:#?}",
+                    early.lock().map(|lines| lines.clone()).unwrap_or_default()
+                )
+            });
         let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
             .unwrap_or_else(|error| panic!("cannot connect to chromium at {url}: {error}"));

@@ -85,3 +85,17 @@ def test_evaluate_series_pools_and_beats_nothing_for_a_perfect_model():
     assert res["pooled"]["persistence"]["1-4h"]["scaled_mae"] > 0.1
     t_ = ev.real_targets(res["pooled"])
     assert t_["target_1_4h_and_4_8h_10pct_below_persistence"] and t_["target_0_1h_not_worse"]
+
+
+def test_median_baselines_read_through_gaps():
+    """median_1h / median_2h: the median of the last 12 / 24 OBSERVED values, whatever the gaps."""
+    past = np.full((2, 48), 5.0, dtype=np.float32)
+    past[0, -3:] = 50.0  # a three-step burst: the median stays at 5
+    past[1, -30:] = np.nan
+    past[1, -1] = 9.0  # the last 12 observed: 11 fives and a nine
+    assert ev.median_of_last_observed(past, 12).tolist() == [5.0, 5.0]
+    past[1, -13:-1] = 9.0  # now 12 observed nines are the last twelve... plus one at the end
+    pts = ev.real_points(past, 4, 24)
+    assert pts["median_1h"].shape == (2, 4) and pts["median_1h"][1, 0] == 9.0 and pts["median_2h"][1, 0] == 9.0
+    sim = np.repeat(past[:1, :, None], 3, axis=2)
+    assert (ev.median_point(sim, 4, 12) == 5.0).all()

@@ -51,6 +51,42 @@ def test_onnx_runtime_matches_pytorch_with_nan(exported):
     assert (np.diff(q, axis=-1) >= 0).all()
 
 
+def test_onnx_parity_with_the_median12_location(tiny_cfg, tmp_path):
+    """The robust location (TopK over the last twelve observed values) exports exactly."""
+    import torch
+
+    from training.model import TemporalFusionTransformer, TFTConfig
+
+    torch.manual_seed(1)
+    model = TemporalFusionTransformer(TFTConfig(**{**tiny_cfg.to_json(), "loc_method": "median12"})).eval()
+    path = tmp_path / "model.onnx"
+    ex.export_onnx(model, path)
+    session = ex.ort_session(path)
+    past, metric, prof, ts = ex.random_windows(6, model.cfg, seed=5)
+    past[0, :] = np.nan
+    past[1, :-1] = np.nan
+    past[2, ::2] = np.nan
+    past[3, -1] = 1e6
+    assert ex.parity_worst_ratio(model, session, {"nan": (past, metric, prof, ts)}) <= 1.0
+    assert ex.parity_worst_ratio(model, session, {"random": ex.random_windows(64, model.cfg, seed=6)}) <= 1.0
+
+
+def test_onnx_rows_do_not_depend_on_the_batch(exported):
+    """Under ONNX Runtime too, a row's outputs are the same alone as in a batch with other rows
+    (other metrics, NaN rows, huge values): the Rust side may batch any mix of servers and metrics."""
+    model, path = exported
+    session = ex.ort_session(path)
+    past, metric, prof, ts = ex.random_windows(6, model.cfg, seed=4)
+    past[2] = np.nan
+    past[3] *= 1e5
+    batch = ex.run_ort(session, past, metric, prof, ts)
+    for k in range(6):
+        alone = ex.run_ort(session, past[k : k + 1], metric[k : k + 1], prof[k : k + 1], ts[k : k + 1])
+        for x, y in zip(batch, alone):
+            magnitude = float(np.where(np.isfinite(past[k]), np.abs(past[k]), 0.0).max())
+            assert np.allclose(x[k : k + 1], y, rtol=1e-5, atol=1e-5 * max(1.0, magnitude))
+
+
 def test_metadata_complete_and_consistent(exported):
     """model.json has every required key, the series layout, and matches the graph."""
     model, path = exported

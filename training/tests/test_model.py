@@ -186,3 +186,52 @@ def test_size_and_flops_of_default_config():
     model = TemporalFusionTransformer(TFTConfig(hidden=28))
     assert count_params(model) * 4 < 500_000
     assert count_flops(model) <= 1.2e6
+
+
+def test_median3_location_ignores_one_spike_and_follows_two(tiny_cfg):
+    """loc_method median3: the median of the last three observed values, read through NaN."""
+    torch.manual_seed(0)
+    model = TemporalFusionTransformer(TFTConfig(**{**tiny_cfg.to_json(), "loc_method": "median3"})).eval()
+    past = torch.full((4, tiny_cfg.context_length), 20.0)
+    past[0, -1] = 95.0  # one spike: ignored
+    past[1, -2:] = 90.0  # two high steps: a level shift, followed
+    past[2, -2] = float("nan")  # the spike's neighbours are read through the hole
+    past[2, -1] = 95.0
+    past[3] = float("nan")  # two observed values: the missing third counts as the last
+    past[3, 3], past[3, 9] = 3.0, 7.0
+    _, _, loc, _, _ = model.normalise(past, torch.zeros(4, dtype=torch.int64))
+    assert loc.ravel().tolist() == [20.0, 90.0, 20.0, 7.0]
+
+
+def test_median12_location_ignores_short_bursts_and_follows_a_shift(tiny_cfg):
+    """loc_method median12: the median of the last twelve observed values, read through NaN; a
+    row with fewer than twelve observed values counts the missing ones as the last."""
+    torch.manual_seed(0)
+    model = TemporalFusionTransformer(TFTConfig(**{**tiny_cfg.to_json(), "loc_method": "median12"})).eval()
+    t = tiny_cfg.context_length
+    past = torch.full((5, t), 20.0)
+    past[0, -1] = 95.0  # one spike: ignored
+    past[1, -5:] = 90.0  # a five-step burst: ignored
+    past[2, -7:] = 90.0  # seven steps at a new level: followed
+    past[3, -12:] = torch.arange(12, dtype=torch.float32)  # 0..11: median 5.5
+    past[3, -6:-3] = float("nan")  # read through the hole: 0..5 before, 9..11 after it
+    past[3, -20:-12] = torch.tensor([100.0] * 8)
+    past[4] = float("nan")  # three observed values: 3, 7, 9 and nine copies of the last (9)
+    past[4, 3], past[4, 9], past[4, 20] = 3.0, 7.0, 9.0
+    _, _, loc, _, _ = model.normalise(past, torch.zeros(5, dtype=torch.int64))
+    vals = np.concatenate([np.arange(6), [100.0] * 3, np.arange(9, 12)])
+    assert loc.ravel().tolist() == [20.0, 20.0, 90.0, float(np.median(vals)), 9.0]
+
+
+def test_untrained_median12_model_is_the_median_of_the_last_hour(tiny_cfg):
+    """With the robust location an untrained model forecasts about the median of the last twelve
+    observed values (the median_1h baseline): a last-step spike does not move it."""
+    torch.manual_seed(0)
+    model = TemporalFusionTransformer(TFTConfig(**{**tiny_cfg.to_json(), "loc_method": "median12"})).eval()
+    past, metric, prof, ts = _inputs(tiny_cfg, batch=2)
+    past[0, -1] = 99.0
+    q, _, _ = model(past, metric, prof, ts)
+    med = torch.median(past[:, -12:], dim=1).values  # torch's lower median; ours averages the middle two
+    _, _, loc, scale, _ = model.normalise(past, metric)
+    assert ((q[:, :, 1] - loc).abs() <= 0.2 * scale).all()
+    assert ((loc[:, 0] - med).abs() <= past[:, -12:].std(dim=1)).all()

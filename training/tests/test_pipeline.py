@@ -28,7 +28,9 @@ def test_train_command_end_to_end(tmp_path):
                  "--out", str(out), "--golden", str(golden), "--data-dir", str(tmp_path)]) == 0
     meta, _ = ex.load_model_dir(out)
     assert meta["training"]["seed"] == 3 and meta["training"]["command"].startswith("python -m training train")
-    assert set(meta["evaluation"]["simulator"]["methods"]) == {"model", "persistence", "seasonal_naive", "heuristic"}
+    assert set(meta["evaluation"]["simulator"]["methods"]) == {"model", "persistence", "median_1h", "median_2h",
+                                                               "seasonal_naive", "heuristic"}
+    assert meta["architecture"]["loc_method"] == "median12"  # the command line's default location
     subsets = meta["evaluation"]["simulator"]["subsets"]
     assert all(r["max_abs_diff_vs_all_14"] == 0.0 for r in subsets.values())
     assert meta["throughput"]["rows_per_cpu_second"] > 0
@@ -84,3 +86,36 @@ def test_default_data_comes_from_the_exporter(tmp_path):
     calls = log.read_text().splitlines()
     assert len(calls) == 1
     assert calls[0].startswith("export --hours 5 --servers 2 --seed 7 --start 2026-01-05T00:00:00Z --out ")
+
+
+def test_leaveout_command_scores_every_fold_with_a_model_that_never_saw_it(tmp_path):
+    """`python -m training leaveout`: one fit per fold of real series, each without the fold's
+    series (--exclude-real), scored on the fold's held-out tails; the merged JSON goes into a
+    model's card with `train --leaveout`."""
+    from training.series import DEFAULT_REAL_TRACES, REPO_ROOT
+
+    if not (REPO_ROOT / DEFAULT_REAL_TRACES).is_dir():
+        import pytest
+
+        pytest.skip("no real traces")
+    train = tmp_path / "train.parquet"
+    make_frame(servers=2, steps=800, seed=1).to_parquet(train)
+    make_frame(servers=2, steps=500, seed=2, start="2026-03-01T00:00:00Z").to_parquet(tmp_path / "eval.parquet")
+    flags = ["--horizon", "24", "--epochs", "1", "--windows-per-epoch", "64",
+             "--batch-size", "32", "--val-windows", "64", "--quiet", "--seed", "3", "--hidden", "8", "--heads", "2",
+             "--real-every", "96", "--data", str(train), "--eval-data", str(tmp_path / "eval.parquet"),
+             "--data-dir", str(tmp_path)]
+    out = tmp_path / "lo.json"
+    assert main(["leaveout", *flags, "--folds", "cpu,grok_asg_anomaly+ec2_network_in_257a54", "--jobs", "2",
+                 "--leaveout-out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    folds = {f["fold"]: f for f in result["folds"]}
+    cpu = folds["cpu"]["series"]
+    assert len(cpu) == 4 and set(cpu) <= set(folds["cpu"]["excluded_from_fit"])
+    assert set(result["per_series"]) == set(cpu) | {"ec2_network_in_257a54"}
+    assert result["pooled_cpu"]["series"] == 4
+    assert {"median_1h", "median_2h", "persistence"} <= set(result["pooled"])
+    model_dir = tmp_path / "m"
+    assert main(["train", *flags, "--out", str(model_dir), "--golden", "", "--eval-windows", "20", "--calib-windows", "20",
+                 "--bench-seconds", "0.05", "--leaveout", str(out)]) == 0
+    assert "never seen in training (leave-series-out" in (model_dir / "MODEL_CARD.md").read_text()

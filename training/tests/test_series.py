@@ -82,3 +82,37 @@ def test_augmentation_keeps_ranges_and_enough_history():
     bounded = np.isfinite(sr.SLOT_HIGH[metric])
     assert (np.nanmax(a_past[bounded], axis=1) < 2.0).sum() > 10  # near-idle percent series
     assert np.isfinite(a_future).all()
+
+
+def test_cloud_cpu_windows_cover_the_regimes():
+    """The cloud-CPU generator: finite percent series inside 0-100, mostly cpu_user_pct, with
+    near-idle quantised rows, last-hour spikes that revert, saturation, and no strong daily cycle
+    on most rows."""
+    rng = np.random.default_rng(3)
+    past, future, metric, profile, ts = sr.cloud_cpu_windows(800, 288, 96, 300, rng)
+    full = np.concatenate([past, future], axis=1)
+    assert past.shape == (800, 288) and future.shape == (800, 96) and np.isfinite(full).all()
+    assert full.min() >= 0.0 and full.max() <= 100.0
+    assert (metric == schema.METRICS.index("cpu_user_pct")).mean() > 0.5
+    assert set(np.unique(metric)) <= {schema.METRICS.index(m) for m in sr.CLOUD_METRICS}
+    idle = full.max(axis=1) < 3.0
+    assert idle.sum() > 40
+    assert sum(len(np.unique(r)) < 30 for r in full[idle]) > 10  # quantised counters
+    assert (full.max(axis=1) >= 99.9).sum() > 20  # saturation / spikes to 100
+    med = np.median(past[:, -12:], axis=1)
+    spread = np.median(np.abs(past - np.median(past, axis=1, keepdims=True)), axis=1) + 1e-3
+    assert ((past[:, -1] - med) / spread > 8).sum() > 3  # a spike at the last step ...
+    assert (np.abs(np.median(future[:, :12], axis=1) - med) / spread < 3).mean() > 0.6  # ... and mostly the level goes on
+    assert ((ts % 300) == 0).all() and (profile == schema.PROFILES.index("generic")).all()
+
+
+def test_real_groups(real):
+    """--exclude-real / leave-out fold tokens select the documented series."""
+    cpu = sr.real_group(real, "cpu")
+    assert set(cpu) == {"cpu_utilization_asg_misconfiguration", "grok_asg_anomaly",
+                        "alibaba2018_machine_usage_300s:cpu_util_percent", "google2019_instance_usage_300s:avg_cpu"}
+    assert set(sr.real_group(real, "noncpu")) == {s.name for s in real} - set(cpu)
+    assert len(sr.real_group(real, "nab")) == 9 and len(sr.real_group(real, "datacenter")) == 11
+    assert sr.real_group(real, "grok_asg_anomaly+elb_request_count_8c0756") == ["grok_asg_anomaly", "elb_request_count_8c0756"]
+    with pytest.raises(ValueError):
+        sr.real_group(real, "no_such_series")

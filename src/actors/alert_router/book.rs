@@ -9,12 +9,16 @@
 //!   (`alerts.predictive_quantile`, p50 by default as the original) over the first
 //!   `alerts.predictive_steps` steps against the metric's warning / critical values, timed
 //!   by the forecast's `origin_s`. One ladder per server and metric, so one open alert per
-//!   server and metric however many steps exceed (the original raised one per step).
+//!   server and metric however many steps exceed (the original raised one per step). For
+//!   the metrics in [`crate::catalog::PROFILE_LIFTED`], a profile whose normal reaches above
+//!   the warning value (its baseline mean plus `alerts.profile_normal_sigmas` standard
+//!   deviations: a database's iowait and disk) has both values lifted by
+//!   [`crate::catalog::lift_above_normal`], the warning value to that normal top.
 //!
 //! An alert's id is `<server>-<subject>-<opened_ms>`, the same on every event of its life.
 
 use super::ladder::{Ladder, LadderConfig, OutOfOrder, Transition};
-use crate::catalog::{Metric, MetricKind};
+use crate::catalog::{Metric, MetricKind, PROFILE_LIFTED, Profile, lift_above_normal};
 use crate::levels::{Level, Scale};
 use crate::settings::{AlertSettings, Quantile};
 use crate::wire::{AlertAction, AlertEvent, FactorSource, Forecast, RiskScore, SCHEMA_VERSION};
@@ -53,6 +57,8 @@ pub struct BookConfig {
     pub quantile: Quantile,
     /// Metric rules.
     pub rules: Vec<MetricRule>,
+    /// Standard deviations above a profile's baseline mean where its rules start (0: off).
+    pub profile_normal_sigmas: f64,
 }
 
 impl BookConfig {
@@ -89,6 +95,21 @@ impl BookConfig {
                     })
                 })
                 .collect(),
+            profile_normal_sigmas: settings.profile_normal_sigmas,
+        }
+    }
+
+    /// `rule` for a server of `profile`: lifted above the profile's normal (module doc).
+    pub fn rule_for(&self, rule: &MetricRule, profile: Profile) -> MetricRule {
+        if self.profile_normal_sigmas <= 0.0 || !PROFILE_LIFTED.contains(&rule.metric) {
+            return *rule;
+        }
+        let top = profile.normal_top(rule.metric, self.profile_normal_sigmas);
+        let kind = rule.metric.kind();
+        MetricRule {
+            metric: rule.metric,
+            warning: lift_above_normal(rule.warning, rule.warning, top, kind),
+            critical: lift_above_normal(rule.critical, rule.warning, top, kind),
         }
     }
 
@@ -315,6 +336,10 @@ impl AlertBook {
         let steps = forecast.step_s.len().min(config.predictive_steps);
         let horizon_ms = steps as i64 * i64::from(forecast.step_seconds) * 1000;
         let quantile = config.quantile;
+        let profile = forecast
+            .profile
+            .parse::<Profile>()
+            .unwrap_or_else(|_| Profile::infer(&forecast.server));
         let alerts = self.server(&forecast.server);
         // Refuse an old forecast before any ladder moves.
         if let Some(latest_ms) = alerts.forecast_ms
@@ -328,6 +353,7 @@ impl AlertBook {
             let Some(series) = forecast.metrics.get(rule.metric.name()) else {
                 continue;
             };
+            let rule = &config.rule_for(rule, profile);
             let values: Vec<f64> = quantile
                 .of(series)
                 .iter()
@@ -502,6 +528,38 @@ mod tests {
 
     /// Forecast after forecast exceeding mem at many steps opens ONE alert for the metric,
     /// with the quantile and lead time in words; it escalates once and resolves once.
+    /// A database's iowait forecast at 23 % (its normal: 15 ± 5 %) raises nothing, the same
+    /// forecast for a generic server raises a warning, and a database heading for 45 % raises
+    /// one whose reason gives the database's lifted thresholds.
+    #[test]
+    fn predictive_thresholds_follow_the_profile_normal() {
+        let events_for = |profile: &str, server: &str, iowait: f32| {
+            let mut book = book();
+            (0..3)
+                .flat_map(|i| {
+                    let mut f = forecast(96, &[("cpu_iowait_pct", vec![iowait; 96])]);
+                    f.server = server.into();
+                    f.profile = profile.into();
+                    f.origin_s += i * 300;
+                    f.step_s.iter_mut().for_each(|s| *s += i * 300);
+                    book.on_forecast(&f).unwrap()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(events_for("database", "ppdb001", 23.0).is_empty());
+        let generic = events_for("generic", "ppgen001", 23.0);
+        assert_eq!(generic.len(), 1, "{generic:?}");
+        assert_eq!(generic[0].severity, "warning");
+        let db = events_for("database", "ppdb001", 45.0);
+        assert_eq!(db.len(), 1, "{db:?}");
+        assert_eq!(db[0].severity, "critical");
+        assert!(
+            db[0].reason.contains("warning 27.5%, critical 36.6%"),
+            "{}",
+            db[0].reason
+        );
+    }
+
     #[test]
     fn predictive_alert_is_one_per_server_and_metric() {
         let mut book = book();

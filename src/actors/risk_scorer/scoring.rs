@@ -47,9 +47,23 @@
 //! | web_api (85) | 97 | 92.5 | 85 | 77.5 | 97 | 92.5 |
 //! | risk_analytics (95) | 99 | 97.5 | 95 | 92.5 | 99 | 97.5 |
 //!
-//! Other rows do not depend on the profile (the original documented no other limits).
+//! # Profile-aware iowait, swap and load
+//!
+//! What is normal for a profile is not a risk: a database's iowait sits at 15 ± 5 % and a
+//! risk_analytics server's load at 8.2 ± 2.5 (catalog §2 baselines). The original scored
+//! both on the generic tables, so a healthy fleet raised alerts all day. The iowait, swap
+//! and load rows ([`crate::catalog::PROFILE_LIFTED`]) are lifted above the profile's
+//! **normal top**, its baseline mean plus `risk.profile_normal_sigmas` (2.5) standard
+//! deviations, by [`crate::catalog::lift_above_normal`]: the row's lowest current tier moves
+//! to the normal top and the tiers above it keep their share of the headroom to 100 % (a top
+//! is capped at 99 %); load tiers shift by the difference. A profile whose normal top is
+//! below the lowest tier keeps the original's numbers. With the default 2.5 σ, for example:
+//! database iowait 27.5 / 35.56 / 43.61 (for 10 / 20 / 30), data_ingest iowait
+//! 15.5 / 24.89 / 34.28, risk_analytics load 14.45 / 18.45, ml_compute load 11.5 / 15.5.
+//! CPU is not lifted: a high-CPU profile's incidents overlap its normal (see
+//! `PROFILE_LIFTED`). `profile_normal_sigmas = 0` turns the lift off.
 
-use crate::catalog::{Metric, Profile};
+use crate::catalog::{Metric, MetricKind, PROFILE_LIFTED, Profile, lift_above_normal};
 use crate::wire::{FactorSource, Forecast, QuantileSeries, RiskFactor};
 use std::collections::BTreeMap;
 
@@ -88,6 +102,52 @@ pub fn points(tiers: &Tiers, value: f64) -> f64 {
         .map_or(0.0, |(_, points)| *points)
 }
 
+/// `tiers` of an input lifted above a profile's normal `top` (see the module doc), anchored
+/// at `anchor`, the lowest tier of the input's current table.
+pub fn lifted_tiers(tiers: &Tiers, anchor: f64, top: f64, kind: MetricKind) -> Vec<(f64, f64)> {
+    tiers
+        .iter()
+        .map(|&(lowest, points)| (lift_above_normal(lowest, anchor, top, kind), points))
+        .collect()
+}
+
+/// A table of tiers built for one server.
+type Table = Vec<(f64, f64)>;
+
+/// The profile-aware tables of one server (module doc).
+struct Tables {
+    iowait_current: Table,
+    iowait_predicted: Table,
+    memory_current: Table,
+    memory_predicted: Table,
+    swap: Table,
+    load: Table,
+}
+
+impl Tables {
+    fn new(profile: Profile, sigmas: f64) -> Tables {
+        // `tiers` of `metric` lifted, anchored at the lowest tier of its current table.
+        let lift = |metric: Metric, current: &Tiers, tiers: &Tiers| {
+            let top = if sigmas > 0.0 && PROFILE_LIFTED.contains(&metric) {
+                profile.normal_top(metric, sigmas)
+            } else {
+                f64::NEG_INFINITY
+            };
+            let anchor = current.last().map_or(f64::INFINITY, |(lowest, _)| *lowest);
+            lifted_tiers(tiers, anchor, top, metric.kind())
+        };
+        let iowait = Metric::CpuIowaitPct;
+        Tables {
+            iowait_current: lift(iowait, &IOWAIT_CURRENT, &IOWAIT_CURRENT),
+            iowait_predicted: lift(iowait, &IOWAIT_CURRENT, &IOWAIT_PREDICTED),
+            memory_current: memory_tiers(profile, &MEMORY_CURRENT_GENERIC),
+            memory_predicted: memory_tiers(profile, &MEMORY_PREDICTED_GENERIC),
+            swap: lift(Metric::SwapUsedPct, &SWAP_CURRENT, &SWAP_CURRENT),
+            load: lift(Metric::LoadAverage, &LOAD_CURRENT, &LOAD_CURRENT),
+        }
+    }
+}
+
 /// `generic` memory tiers moved to `profile`'s memory limit (see the module doc).
 pub fn memory_tiers(profile: Profile, generic: &Tiers) -> Vec<(f64, f64)> {
     let headroom = (100.0 - profile.memory_limit_pct()).max(1.0);
@@ -110,6 +170,9 @@ pub struct RiskConfig {
     pub current_weight: f64,
     /// Weight of predicted points.
     pub predicted_weight: f64,
+    /// Standard deviations above a profile's baseline mean where its CPU, iowait, swap and
+    /// load tiers start (module doc); 0 or less keeps the original's tables.
+    pub profile_normal_sigmas: f64,
 }
 
 impl Default for RiskConfig {
@@ -118,6 +181,7 @@ impl Default for RiskConfig {
             predicted_window_seconds: 30 * 60,
             current_weight: 0.7,
             predicted_weight: 0.3,
+            profile_normal_sigmas: 2.5,
         }
     }
 }
@@ -128,6 +192,7 @@ impl From<&crate::settings::RiskSettings> for RiskConfig {
             predicted_window_seconds: i64::from(settings.predicted_window_minutes) * 60,
             current_weight: settings.current_weight,
             predicted_weight: settings.predicted_weight,
+            profile_normal_sigmas: settings.profile_normal_sigmas,
         }
     }
 }
@@ -218,8 +283,7 @@ pub fn assess(
         points
     };
     let value = |metric: Metric| current.get(metric.name()).copied();
-    let memory_current = memory_tiers(profile, &MEMORY_CURRENT_GENERIC);
-    let memory_predicted = memory_tiers(profile, &MEMORY_PREDICTED_GENERIC);
+    let tables = Tables::new(profile, config.profile_normal_sigmas);
 
     let mut current_points = 0.0;
     let cpu = value(Metric::CpuIdlePct)
@@ -229,10 +293,10 @@ pub fn assess(
         current_points += add(CPU_FACTOR, FactorSource::Current, cpu, &CPU_CURRENT);
     }
     let current_rows: [(Metric, &Tiers); 4] = [
-        (Metric::MemUsedPct, &memory_current),
-        (Metric::CpuIowaitPct, &IOWAIT_CURRENT),
-        (Metric::SwapUsedPct, &SWAP_CURRENT),
-        (Metric::LoadAverage, &LOAD_CURRENT),
+        (Metric::MemUsedPct, &tables.memory_current),
+        (Metric::CpuIowaitPct, &tables.iowait_current),
+        (Metric::SwapUsedPct, &tables.swap),
+        (Metric::LoadAverage, &tables.load),
     ];
     for (metric, tiers) in current_rows {
         if let Some(observed) = value(metric) {
@@ -261,8 +325,8 @@ pub fn assess(
                         add(CPU_FACTOR, FactorSource::Predicted, cpu, &CPU_PREDICTED);
                 }
                 let predicted_rows: [(Metric, &Tiers); 2] = [
-                    (Metric::MemUsedPct, &memory_predicted),
-                    (Metric::CpuIowaitPct, &IOWAIT_PREDICTED),
+                    (Metric::MemUsedPct, &tables.memory_predicted),
+                    (Metric::CpuIowaitPct, &tables.iowait_predicted),
                 ];
                 for (metric, tiers) in predicted_rows {
                     if let Some(mean) = series(metric).and_then(|q| mean_of(&q.p90, &steps)) {
@@ -573,6 +637,62 @@ mod tests {
                 NOW,
             );
             assert_eq!(a.current, expected, "{profile} at {memory}");
+        }
+    }
+
+    /// A database's normal iowait (25 % now, 23 % predicted) and a risk_analytics server's
+    /// normal load (12) score nothing; the same values on a generic
+    /// server, or with `profile_normal_sigmas = 0`, score the original's points; a database
+    /// in trouble (iowait 45 %) still scores.
+    #[test]
+    fn profile_normal_is_not_a_risk() {
+        let off = RiskConfig {
+            profile_normal_sigmas: 0.0,
+            ..RiskConfig::default()
+        };
+        let iowait = sample(&[("cpu_iowait_pct", 25.0)]);
+        let f = forecast(12, &[("cpu_iowait_pct", vec![23.0; 12])]);
+        let db = assess(
+            &RiskConfig::default(),
+            Profile::Database,
+            &iowait,
+            Some(&f),
+            NOW,
+        );
+        assert_eq!((db.current, db.predicted), (0.0, 0.0), "{:?}", db.factors);
+        for (config, profile) in [
+            (RiskConfig::default(), Profile::Generic),
+            (off, Profile::Database),
+        ] {
+            let a = assess(&config, profile, &iowait, Some(&f), NOW);
+            assert_eq!((a.current, a.predicted), (25.0, 15.0), "{profile}");
+        }
+        let trouble = sample(&[("cpu_iowait_pct", 45.0)]);
+        let db = assess(
+            &RiskConfig::default(),
+            Profile::Database,
+            &trouble,
+            None,
+            NOW,
+        );
+        assert_eq!(db.current, 40.0);
+
+        let load = sample(&[("load_average", 12.0)]);
+        let risk = assess(
+            &RiskConfig::default(),
+            Profile::RiskAnalytics,
+            &load,
+            None,
+            NOW,
+        );
+        assert_eq!(risk.current, 0.0, "{:?}", risk.factors);
+        let generic = assess(&RiskConfig::default(), Profile::Generic, &load, None, NOW);
+        assert_eq!(generic.current, 20.0);
+        // CPU is never lifted: 95 % busy scores the same on a risk_analytics server.
+        let busy = sample(&[("cpu_idle_pct", 5.0)]);
+        for profile in [Profile::RiskAnalytics, Profile::Generic] {
+            let a = assess(&RiskConfig::default(), profile, &busy, None, NOW);
+            assert_eq!(a.current, 40.0, "{profile}");
         }
     }
 
