@@ -49,6 +49,7 @@ fn main() {
         let computed = started.elapsed().as_secs_f64();
         let mut bytes = 0;
         for (name, row) in names.iter().zip(step.rows) {
+            let Some(values) = row.values else { continue };
             let sample = MetricSample {
                 v: SCHEMA_VERSION,
                 server: name.clone(),
@@ -56,7 +57,7 @@ fn main() {
                 profile: None,
                 metrics: Metric::ALL
                     .iter()
-                    .zip(row.values)
+                    .zip(values)
                     .map(|(metric, value)| (metric.name().to_string(), value))
                     .collect(),
             };

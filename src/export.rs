@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `timestamp` | Timestamp(ms, UTC) | start of the step |
 //! | `server`, `profile` | Utf8 | name and profile |
-//! | the 14 metrics, [`Metric::ALL`] order | Float64 | in their units (percent, MB/s, ...) |
+//! | the 14 metrics, [`Metric::ALL`] order | Float64, nullable | in their units (percent, MB/s, ...); null while the server is offline (it reports nothing) |
 //! | `state` | Utf8 | Markov state: healthy, morning_spike, heavy_load, critical_issue, idle, maintenance, recovery, offline |
 //! | `problem_child` | Boolean | the server is a problem child |
 //! | `incident` | Utf8 | ground truth: none, degrading or critical |
@@ -21,7 +21,9 @@
 //! generator settings (`fleetcast.seed`, `fleetcast.servers`, ...).
 
 use crate::catalog::Metric;
-use crate::sim::{Scenario, SimConfig, SimError, Simulation};
+use crate::sim::{
+    CATALOG_THRESHOLDS, LABELS_VERSION, LabelsFile, Scenario, SimConfig, SimError, Simulation,
+};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Array, StringBuilder, TimestampMillisecondBuilder,
 };
@@ -66,6 +68,10 @@ pub struct ExportArgs {
     /// Output file (Parquet).
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write the ground truth (every incident, cascade, CRITICAL_ISSUE and offline
+    /// episode, with its first threshold crossings) to this JSON file.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
 }
 
 impl ExportArgs {
@@ -80,6 +86,7 @@ impl ExportArgs {
             scenario: Scenario::Natural,
             problem_child_share: 0.10,
             out: out.into(),
+            labels: None,
         }
     }
 }
@@ -99,6 +106,8 @@ pub struct ExportSummary {
     pub row_groups: usize,
     /// File size.
     pub bytes: u64,
+    /// Episodes written to the labels file, when one was asked for.
+    pub labels: Option<usize>,
     /// Wall time.
     pub seconds: f64,
 }
@@ -122,7 +131,11 @@ impl fmt::Display for ExportSummary {
             self.bytes as f64 / 1e6,
             self.seconds,
             self.rows_per_second()
-        )
+        )?;
+        if let Some(labels) = self.labels {
+            write!(f, "; {labels} labelled episodes")?;
+        }
+        Ok(())
     }
 }
 
@@ -171,7 +184,7 @@ pub fn schema() -> SchemaRef {
     fields.extend(
         Metric::ALL
             .iter()
-            .map(|metric| Field::new(metric.name(), DataType::Float64, false)),
+            .map(|metric| Field::new(metric.name(), DataType::Float64, true)),
     );
     fields.extend([
         Field::new("state", DataType::Utf8, false),
@@ -188,7 +201,7 @@ struct GroupBuilder {
     timestamp: TimestampMillisecondBuilder,
     server: StringBuilder,
     profile: StringBuilder,
-    metrics: Vec<Vec<f64>>,
+    metrics: Vec<Vec<Option<f64>>>,
     state: StringBuilder,
     problem_child: BooleanBuilder,
     incident: StringBuilder,
@@ -276,6 +289,9 @@ pub fn run(args: &ExportArgs) -> Result<ExportSummary, ExportError> {
         start_ms,
         scenario,
     })?;
+    if args.labels.is_some() {
+        fleet.record_labels(&CATALOG_THRESHOLDS);
+    }
     let servers = fleet.servers().len();
     let steps_per_day = (86_400 / args.step_seconds) as usize;
     let group_steps = steps_per_day.min((MAX_GROUP_ROWS / servers).max(1));
@@ -331,8 +347,8 @@ pub fn run(args: &ExportArgs) -> Result<ExportSummary, ExportError> {
             group.timestamp.append_value(step.ts_ms);
             group.server.append_value(&spec.name);
             group.profile.append_value(spec.profile.name());
-            for (column, &value) in group.metrics.iter_mut().zip(&row.values) {
-                column.push(value);
+            for (m, column) in group.metrics.iter_mut().enumerate() {
+                column.push(row.values.map(|values| values[m]));
             }
             group.state.append_value(row.state.name());
             group.problem_child.append_value(spec.problem_child);
@@ -353,6 +369,28 @@ pub fn run(args: &ExportArgs) -> Result<ExportSummary, ExportError> {
     writer.close()?;
     progress.finish_and_clear();
     let bytes = std::fs::metadata(&args.out).map_err(io_error)?.len();
+    let labels = match (&args.labels, fleet.labeller()) {
+        (Some(path), Some(labeller)) => {
+            let file = LabelsFile {
+                v: LABELS_VERSION,
+                seed: args.seed,
+                servers: args.servers,
+                step_seconds: args.step_seconds,
+                start_ms,
+                steps,
+                scenario,
+                thresholds: labeller.thresholds().to_vec(),
+                labels: labeller.labels(),
+            };
+            let json = serde_json::to_vec_pretty(&file).expect("labels serialize");
+            std::fs::write(path, json).map_err(|source| ExportError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Some(file.labels.len())
+        }
+        _ => None,
+    };
     let summary = ExportSummary {
         path: args.out.clone(),
         rows: written,
@@ -360,6 +398,7 @@ pub fn run(args: &ExportArgs) -> Result<ExportSummary, ExportError> {
         steps,
         row_groups,
         bytes,
+        labels,
         seconds: started.elapsed().as_secs_f64(),
     };
     eprintln!("{summary}");

@@ -42,6 +42,7 @@ pub mod actors;
 pub mod bus;
 pub mod catalog;
 pub mod checks;
+pub mod evaluate;
 pub mod export;
 pub mod levels;
 pub mod model;

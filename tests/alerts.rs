@@ -340,3 +340,41 @@ async fn restarted_router_continues_open_alerts() {
     assert_eq!(resolve.previous, "critical");
     assert!(subject.ends_with(".alerts.critical.ppdb001"), "{subject}");
 }
+
+/// Issue 11: a forecast older than the one held (two predictor workers finishing out of
+/// order, as during a backfill) is counted as stale by the risk scorer and the alert router,
+/// not dead-lettered, and moves nothing.
+#[actix::test]
+async fn out_of_order_forecasts_are_stale_not_rejected() {
+    let nats = TestNats::start();
+    let (bus, router, _alerts) = start(&nats).await;
+    let scorer = risk_scorer::spawn(&nats.settings, bus.clone())
+        .await
+        .unwrap();
+    let subjects = bus.subjects().clone();
+    bus.publish(
+        subjects.metrics("ppgen001"),
+        &sample("ppgen001", NOW, &[("mem_used_pct", 50.0)]),
+    )
+    .await
+    .unwrap();
+    let newer = forecast("ppgen001", NOW + 600, &[("mem_used_pct", 50.0)]);
+    let older = forecast("ppgen001", NOW + 300, &[("mem_used_pct", 99.0)]);
+    for message in [&newer, &older] {
+        bus.publish(subjects.forecasts("ppgen001"), message)
+            .await
+            .unwrap();
+    }
+    let scored = wait_counters(&scorer.counters, |c| c.received >= 3).await;
+    assert_eq!(scored.rejected, 0, "{scored:?}");
+    assert_eq!(scored.extra("stale_forecasts"), 1);
+    // The router got both forecasts (in order, one subject) and at least one risk score.
+    let routed = wait_counters(&router.counters, |c| {
+        c.extra("stale_forecasts") >= 1 && c.received >= 3
+    })
+    .await;
+    assert_eq!(routed.rejected, 0, "{routed:?}");
+    assert_eq!(routed.extra("stale_forecasts"), 1);
+    // The stale 99 % forecast raised no predictive memory alert.
+    assert_eq!(router.send(GetOpenAlerts).await.unwrap(), 0);
+}

@@ -44,6 +44,16 @@ fn strings(batch: &RecordBatch, column: &str) -> Vec<String> {
         .collect()
 }
 
+/// A nullable column: `None` where the row has no value (an offline server's metrics).
+fn optional_floats(batch: &RecordBatch, column: &str) -> Vec<Option<f64>> {
+    batch
+        .column_by_name(column)
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .iter()
+        .collect()
+}
+
 fn floats(batch: &RecordBatch, column: &str) -> Vec<f64> {
     batch
         .column_by_name(column)
@@ -111,9 +121,9 @@ fn export_round_trips_through_parquet() {
         let intensity = floats(batch, "incident_intensity");
         let cascade = floats(batch, "cascade_impact");
         let problem_child = batch.column_by_name("problem_child").unwrap().as_boolean();
-        let metrics: Vec<Vec<f64>> = Metric::ALL
+        let metrics: Vec<Vec<Option<f64>>> = Metric::ALL
             .iter()
-            .map(|metric| floats(batch, metric.name()))
+            .map(|metric| optional_floats(batch, metric.name()))
             .collect();
         for i in 0..batch.num_rows() {
             let server = row % 12;
@@ -130,7 +140,8 @@ fn export_round_trips_through_parquet() {
             assert_eq!(incident[i], computed[server].incident.name());
             assert!((0.0..=1.0).contains(&intensity[i]) && (0.0..=1.0).contains(&cascade[i]));
             for (m, column) in metrics.iter().enumerate() {
-                assert_eq!(column[i], computed[server].values[m]);
+                assert_eq!(column[i], computed[server].values.map(|values| values[m]));
+                assert_eq!(column[i].is_none(), state[i] == "offline");
             }
             states.insert(state[i].clone());
             incidents.insert(incident[i].clone());
@@ -170,6 +181,85 @@ fn export_labels_a_forced_scenario() {
         .count();
     assert!(forced >= 5, "{forced} servers at full critical");
     assert_eq!(Scenario::Critical.name(), "critical");
+}
+
+/// `--labels` writes the ground truth beside the samples: episodes of every kind, offline
+/// ones where the file's metrics are null, crossings at the values the file holds.
+#[test]
+fn export_writes_labels_beside_the_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = ExportArgs::new(dir.path().join("fleet.parquet"));
+    args.servers = 90;
+    args.hours = 48;
+    args.labels = Some(dir.path().join("labels.json"));
+    let summary = export::run(&args).unwrap();
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(args.labels.as_ref().unwrap()).unwrap()).unwrap();
+    assert_eq!(file["v"], 1);
+    assert_eq!(file["servers"], 90);
+    assert_eq!(file["thresholds"].as_array().unwrap().len(), 5);
+    let labels = file["labels"].as_array().unwrap();
+    assert_eq!(summary.labels, Some(labels.len()));
+
+    // (server, ts) -> (state, cpu_user, mem_used) from the Parquet file.
+    let (batches, _, _) = read(&args.out);
+    let mut rows = BTreeMap::new();
+    for batch in &batches {
+        let ts = batch
+            .column_by_name("timestamp")
+            .unwrap()
+            .as_primitive::<TimestampMillisecondType>();
+        let (servers, state) = (strings(batch, "server"), strings(batch, "state"));
+        let user = optional_floats(batch, "cpu_user_pct");
+        let mem = optional_floats(batch, "mem_used_pct");
+        for i in 0..batch.num_rows() {
+            rows.insert(
+                (servers[i].clone(), ts.value(i)),
+                (state[i].clone(), user[i], mem[i]),
+            );
+        }
+    }
+    let mut kinds = BTreeSet::new();
+    let mut checked_crossings = 0;
+    for label in labels {
+        let kind = label["kind"].as_str().unwrap();
+        kinds.insert(kind.to_string());
+        let server = label["server"].as_str().unwrap().to_string();
+        let start = label["start_ms"].as_i64().unwrap();
+        let end = label["end_ms"]
+            .as_i64()
+            .unwrap_or(START_MS + 48 * 3_600_000);
+        assert!(start < end);
+        if kind == "offline" {
+            for ts in (start..end).step_by(300_000) {
+                let (state, user, _) = &rows[&(server.clone(), ts)];
+                assert_eq!(state, "offline");
+                assert_eq!(*user, None);
+            }
+        }
+        for crossing in label["crossings"].as_array().unwrap() {
+            let at = crossing["at_ms"].as_i64().unwrap();
+            assert!(start <= at && at < end);
+            let (_, user, mem) = &rows[&(server.clone(), at)];
+            let value = match crossing["metric"].as_str().unwrap() {
+                "cpu_user_pct" => user,
+                "mem_used_pct" => mem,
+                _ => continue,
+            };
+            assert_eq!(*value, crossing["value"].as_f64());
+            checked_crossings += 1;
+        }
+    }
+    for kind in [
+        "degrading",
+        "critical",
+        "cascade",
+        "critical_issue",
+        "offline",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} episode: {kinds:?}");
+    }
+    assert!(checked_crossings > 0);
 }
 
 /// Unusable options are refused naming the flag, before any file is written.

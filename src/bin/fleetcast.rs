@@ -81,6 +81,11 @@ enum Command {
     },
     /// Run the generator offline at full speed and write training data as Parquet.
     Export(fleetcast::export::ExportArgs),
+    /// Measure alerts against the simulation's ground truth.
+    Evaluate {
+        #[command(subcommand)]
+        command: EvaluateCommand,
+    },
     /// Forecast from a history file (CSV or Parquet) with the model, no bus needed: p10/p50/p90
     /// per server, metric, origin and step, written as CSV or Parquet.
     Forecast(fleetcast::offline::forecast::ForecastArgs),
@@ -107,6 +112,15 @@ enum ModelCommand {
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvaluateCommand {
+    /// Simulate a stretch of fleet at full speed (default 14 days x 90 servers after a day of
+    /// warm-up), run fleetcast's alerting and two baselines (static thresholds, predict_linear)
+    /// on the same samples and score each against the ground truth: recall, precision, lead
+    /// time, false alerts per server-day, flapping, time to resolve.
+    Alerts(fleetcast::evaluate::EvaluateArgs),
 }
 
 /// The actors that `run` can start.
@@ -199,11 +213,16 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     exit::FAILURE
 }
 
-fn load_settings(path: Option<PathBuf>) -> Result<Settings> {
-    let path = path.or_else(|| {
+/// The settings file in use: `--config`, else `./fleetcast.toml` when present.
+fn settings_path(path: Option<PathBuf>) -> Option<PathBuf> {
+    path.or_else(|| {
         let default = PathBuf::from("fleetcast.toml");
         default.is_file().then_some(default)
-    });
+    })
+}
+
+fn load_settings(path: Option<PathBuf>) -> Result<Settings> {
+    let path = settings_path(path);
     Settings::load(path.as_deref()).with_context(|| match &path {
         Some(path) => format!("settings from {}", path.display()),
         None => "settings from the environment".to_string(),
@@ -221,7 +240,29 @@ fn init_tracing(level: &str) {
         .init();
 }
 
+/// `evaluate alerts --variant NAME:KEY=VALUE[,KEY=VALUE...]`: the settings with the
+/// variant's overrides.
+fn variant_settings(path: Option<&std::path::Path>, variant: &str) -> Result<(String, Settings)> {
+    let usage = || {
+        Usage(format!(
+            "--variant `{variant}`: expected NAME:KEY=VALUE[,KEY=VALUE...]"
+        ))
+    };
+    let (name, overrides) = variant.split_once(':').ok_or_else(usage)?;
+    let overrides = overrides
+        .split(',')
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').ok_or_else(usage)?;
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        })
+        .collect::<Result<Vec<_>, Usage>>()?;
+    let settings = Settings::load_with(path, &overrides)
+        .with_context(|| format!("settings of variant `{name}`"))?;
+    Ok((name.to_string(), settings))
+}
+
 fn run(cli: Cli) -> Result<()> {
+    let config_path = settings_path(cli.config.clone());
     let settings = load_settings(cli.config)?;
     let long_running = matches!(
         cli.command,
@@ -241,6 +282,31 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Export(args) => {
             fleetcast::export::run(&args).context("export")?;
+            Ok(())
+        }
+        Command::Evaluate {
+            command: EvaluateCommand::Alerts(args),
+        } => {
+            let servers = args.servers as usize;
+            let mut detectors = Vec::new();
+            if !args.baselines_only {
+                let variants = args
+                    .variants
+                    .iter()
+                    .map(|variant| variant_settings(config_path.as_deref(), variant))
+                    .collect::<Result<Vec<_>>>()?;
+                let pipeline = fleetcast::evaluate::PipelineDetector::build(&settings, &variants)
+                    .context("evaluate alerts: loading the model")?;
+                detectors.push(Box::new(pipeline) as Box<dyn fleetcast::evaluate::Detector>);
+            }
+            detectors.extend(fleetcast::evaluate::harness::baselines(servers));
+            let report =
+                fleetcast::evaluate::evaluate(&args, &mut detectors).context("evaluate alerts")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
             Ok(())
         }
         Command::Forecast(args) => {

@@ -219,6 +219,34 @@ impl Settings {
         raw.validate()
     }
 
+    /// As [`Settings::load`], with `overrides` (`("alerts.predictive_quantile", "p90")`,
+    /// keys as in the file) applied over the file and the environment: the variants of
+    /// `fleetcast evaluate alerts --variant`.
+    ///
+    /// # Errors
+    /// As [`Settings::load`]; an unknown key is a [`SettingsError::Read`].
+    pub fn load_with(
+        path: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Settings, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("FLEETCAST")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(setting_overrides(std::env::vars()))),
+        );
+        for (key, value) in overrides {
+            builder = builder.set_override(key.as_str(), value.as_str())?;
+        }
+        let raw: RawSettings = builder.build()?.try_deserialize()?;
+        raw.validate()
+    }
+
     /// Parses settings from TOML text (no environment), then validates.
     ///
     /// # Errors

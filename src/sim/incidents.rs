@@ -100,20 +100,27 @@ pub(super) enum Phase {
     Releasing,
 }
 
-/// A natural cascade started by an upstream server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A natural cascade started by an upstream server. Its lengths are in steps, converted
+/// from the original's 5-second ticks ([`Rates::ticks`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct CascadeEvent {
     pub(super) age: u32,
     pub(super) duration: u32,
+    pub(super) ramp_up: f64,
+    pub(super) ramp_down: f64,
 }
 
 impl CascadeEvent {
-    pub(super) const RAMP_UP: u32 = 24;
-    pub(super) const RAMP_DOWN: u32 = 36;
+    /// The original's ramp-up, in 5-second ticks (2 minutes).
+    pub(super) const RAMP_UP_TICKS: u32 = 24;
+    /// The original's ramp-down, in 5-second ticks (3 minutes).
+    pub(super) const RAMP_DOWN_TICKS: u32 = 36;
+    /// The original's duration range, in 5-second ticks (5–60 minutes).
+    pub(super) const DURATION_TICKS: std::ops::RangeInclusive<u32> = 60..=720;
 
     pub(super) fn envelope(&self) -> f64 {
-        let up = f64::from(self.age + 1) / f64::from(Self::RAMP_UP);
-        let down = f64::from(self.duration - self.age) / f64::from(Self::RAMP_DOWN);
+        let up = f64::from(self.age + 1) / self.ramp_up;
+        let down = f64::from(self.duration - self.age) / self.ramp_down;
         up.min(down).clamp(0.0, 1.0)
     }
 }
@@ -130,6 +137,8 @@ pub(super) struct Rates {
     pub(super) critical_ramp: u32,
     pub(super) critical_release: u32,
     pub(super) days_per_step: f64,
+    /// Steps per 5-second tick of the original, which counted cascades in ticks.
+    pub(super) steps_per_tick: f64,
 }
 
 impl Rates {
@@ -152,6 +161,7 @@ impl Rates {
             critical_ramp: steps(0.5),
             critical_release: steps(1.0),
             days_per_step: step / 86_400.0,
+            steps_per_tick: 5.0 / step,
         }
     }
 }
@@ -181,8 +191,17 @@ pub(super) fn advance_cascade(
             let hour_weight = if (9..17).contains(&hour) { 1.8 } else { 0.6 };
             let child = if spec.problem_child { 1.5 } else { 1.0 };
             if u < rates.cascade_start * hour_weight * child {
-                let duration = state.cascade_rng.random_range(60..=720);
-                state.cascade = Some(CascadeEvent { age: 0, duration });
+                // The original's durations are 5-second ticks: time, not steps (read as
+                // steps they lasted 5–60 h and kept dependents under a cascade 15–37 % of
+                // the time).
+                let ticks = state.cascade_rng.random_range(CascadeEvent::DURATION_TICKS);
+                let in_steps = |ticks: u32| f64::from(ticks) * rates.steps_per_tick;
+                state.cascade = Some(CascadeEvent {
+                    age: 0,
+                    duration: (in_steps(ticks).ceil() as u32).max(1),
+                    ramp_up: in_steps(CascadeEvent::RAMP_UP_TICKS).max(1e-9),
+                    ramp_down: in_steps(CascadeEvent::RAMP_DOWN_TICKS).max(1e-9),
+                });
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The simulation engine: a pure, deterministic simulated fleet (no NATS, no wall clock)
 //! shared by the generator actor and `fleetcast export`, so live data and training data come from one
-//! place: the same AR(1) smoothing, the same UTC hours, the same dense offline rows.
+//! place: the same AR(1) smoothing, the same UTC hours, the same offline gaps.
 //!
 //! # Model (catalog §2–3, with the original's defects fixed)
 //!
@@ -23,8 +23,9 @@
 //!   (problem children plus 20 % of the others; 70 % of degrading starts at 08–18 h, 60 % of
 //!   critical starts inside a degrading ramp), cascades start as Poisson(0.15/day) per
 //!   upstream server (×1.5 for problem children, 60 % of starts in 09–17 h). The original's
-//!   tick counts for cascades are read as steps: duration U(60, 720) steps, 24-step ramp-up,
-//!   36-step ramp-down.
+//!   cascade lengths are 5-second ticks and are read as time: duration U(60, 720) ticks =
+//!   5–60 min, ramp-up 24 ticks = 2 min, ramp-down 36 ticks = 3 min (read as steps they
+//!   lasted 5–60 h and kept dependents under a cascade 15–37 % of the time).
 //! - **Values.** Per metric: draw N(mean, std), multiply by the state multiplier and the
 //!   diurnal factor (fully for activity metrics, a quarter of its swing for memory and swap,
 //!   not at all for disk and uptime: `profiles::diurnal_share`), then AR(1) `y = .85·y + .15·x + N(0, .1·std)`.
@@ -37,7 +38,10 @@
 //!   scenario moves it (the original generated idle independently and scenarios never
 //!   touched it). Percentages are clipped to 0–100 and rounded to 2 decimals, rates and load
 //!   are ≥ 0 (2 decimals), close-wait counts are integers ≥ 0, uptime is whole days 0–30,
-//!   growing one per simulated day and reset by OFFLINE. OFFLINE rows are dense zeros.
+//!   growing one per simulated day. An OFFLINE server reports nothing (`Row::values` is
+//!   `None`: the generator publishes no sample, `export` writes nulls), where the original
+//!   wrote zeros that read as cpu_idle 0 %, busy 100 %; and OFFLINE does not reset uptime
+//!   (a spell of minutes, several a day per server, is the host not reporting, not a reboot).
 //! - **Dependency graph.** Each dependent server is wired to one server of each upstream
 //!   profile (`ordinal mod count`), instead of the original's "every server of the profile",
 //!   which at large fleets would put every dependent under some cascade at all times. A
@@ -62,12 +66,14 @@
 //!
 //! # Files
 //!
+//! [`labels`] (ground truth: every episode of trouble with its first threshold crossings),
 //! [`scenario`] (the scenarios and which servers each drives), [`layout`] (fleet composition,
 //! names, seeded choices, dependency graph), [`profiles`] (the numbers: baselines, Markov
 //! states, diurnal curve, impacts, incident targets), `incidents` (natural incident and
 //! cascade ramps), `step` (one server's values for one step) and this file (the
 //! [`Simulation`] that steps them all).
 
+pub mod labels;
 pub mod layout;
 pub mod profiles;
 pub mod scenario;
@@ -77,6 +83,9 @@ mod step;
 #[cfg(test)]
 mod tests;
 
+pub use labels::{
+    CATALOG_THRESHOLDS, Crossing, LABELS_VERSION, Label, LabelKind, Labeller, LabelsFile, Threshold,
+};
 pub use layout::{FleetLayout, ServerSpec, composition, server_name};
 pub use profiles::State;
 pub use scenario::{
@@ -169,8 +178,9 @@ impl SimConfig {
 /// One server's output for one step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Row {
-    /// The 14 metrics in [`Metric::ALL`](crate::catalog::Metric::ALL) order, in their units (percent, MB/s, ...).
-    pub values: [f64; METRIC_COUNT],
+    /// The 14 metrics in [`Metric::ALL`](crate::catalog::Metric::ALL) order, in their units
+    /// (percent, MB/s, ...); `None` while the server is OFFLINE: it reports nothing.
+    pub values: Option<[f64; METRIC_COUNT]>,
     /// Markov state.
     pub state: State,
     /// Ground-truth incident label.
@@ -179,15 +189,18 @@ pub struct Row {
     pub incident_intensity: f64,
     /// Upstream cascade envelope × strength, 0–1 (0 for sources).
     pub cascade_impact: f64,
+    /// The upstream server (by index) whose cascade hits this one hardest, if any.
+    pub cascade_source: Option<u32>,
 }
 
 impl Row {
     const EMPTY: Row = Row {
-        values: [0.0; METRIC_COUNT],
+        values: None,
         state: State::Healthy,
         incident: IncidentKind::None,
         incident_intensity: 0.0,
         cascade_impact: 0.0,
+        cascade_source: None,
     };
 }
 
@@ -228,6 +241,7 @@ pub struct Simulation {
     rows: Vec<Row>,
     envelope: Vec<f64>,
     rates: Rates,
+    labeller: Option<Labeller>,
 }
 
 impl Simulation {
@@ -258,6 +272,7 @@ impl Simulation {
             rows: vec![Row::EMPTY; n],
             envelope: vec![0.0; n],
             rates: Rates::new(config.step_seconds),
+            labeller: None,
         };
         fleet.set_scenario(config.scenario);
         Ok(fleet)
@@ -281,6 +296,17 @@ impl Simulation {
     /// Servers the current scenario drives.
     pub fn affected(&self) -> &[u32] {
         &self.affected
+    }
+
+    /// Records ground truth from the next step on: every episode of trouble, with the
+    /// first step each of `thresholds` was crossed ([`labels`]).
+    pub fn record_labels(&mut self, thresholds: &[Threshold]) {
+        self.labeller = Some(Labeller::new(self.states.len(), thresholds));
+    }
+
+    /// The ground truth so far, when [`Simulation::record_labels`] was called.
+    pub fn labeller(&self) -> Option<&Labeller> {
+        self.labeller.as_ref()
     }
 
     /// The number of the next step to be computed.
@@ -381,6 +407,9 @@ impl Simulation {
                     });
                 }
             });
+        }
+        if let Some(labeller) = &mut self.labeller {
+            labeller.observe(index, ts_ms, specs, &self.rows);
         }
         self.next_step += 1;
         Step {

@@ -22,7 +22,11 @@ pub(super) struct ServerState {
     pub(super) ar: [f64; METRIC_COUNT],
     /// Noise-free AR(1) level of the forced metrics, so forcing keeps the noise.
     pub(super) level: [f64; 3],
-    /// Days since the last OFFLINE (or since the start).
+    /// Days since the (simulated) last boot. OFFLINE does not reset it: at one Markov
+    /// step per 5 minutes a server goes OFFLINE several times a day for a few minutes (the
+    /// original's matrix is per 5-second tick), which reads as the host not reporting, not as
+    /// a reboot; resetting it there held uptime_days at 0 in `natural` and near 25 in
+    /// `healthy`, a feature that told the model the scenario.
     pub(super) uptime: f64,
     pub(super) natural: Ramp,
     pub(super) phase: Phase,
@@ -109,6 +113,7 @@ pub(super) fn step_server(
     // Cascade effects from upstream servers.
     let mut values = state.ar;
     let mut cascade_impact: f64 = 0.0;
+    let mut cascade_source = None;
     for dependency in &spec.upstreams {
         let envelope = context.envelope[dependency.upstream as usize];
         if envelope <= 0.0 {
@@ -120,7 +125,10 @@ pub(super) fn step_server(
                 values[m] = values[m] * (1.0 + (multiplier - 1.0) * k) + add * k;
             }
         }
-        cascade_impact = cascade_impact.max(envelope * dependency.strength);
+        if envelope * dependency.strength > cascade_impact {
+            cascade_impact = envelope * dependency.strength;
+            cascade_source = Some(dependency.upstream);
+        }
     }
 
     // Incident forcing: the stronger of the natural incident and the scenario.
@@ -152,20 +160,24 @@ pub(super) fn step_server(
     }
     values[IDLE] = (1.0 - busy).max(0.0);
 
-    if state.state == State::Offline {
-        state.uptime = 0.0;
-        row.values = [0.0; METRIC_COUNT];
+    values[UPTIME] = state.uptime.min(30.0);
+    state.uptime += context.rates.days_per_step;
+    row.values = if state.state == State::Offline {
+        // An offline server reports nothing (the original wrote zeros, which read as
+        // cpu_idle 0 %: busy 100 %).
+        None
     } else {
-        values[UPTIME] = state.uptime.min(30.0);
-        state.uptime += context.rates.days_per_step;
-        for (out, (metric, value)) in row.values.iter_mut().zip(Metric::ALL.iter().zip(values)) {
+        let mut out = [0.0; METRIC_COUNT];
+        for (out, (metric, value)) in out.iter_mut().zip(Metric::ALL.iter().zip(values)) {
             *out = finish(*metric, value);
         }
-    }
+        Some(out)
+    };
     row.state = state.state;
     row.incident = kind;
     row.incident_intensity = weight.clamp(0.0, 1.0);
     row.cascade_impact = cascade_impact.clamp(0.0, 1.0);
+    row.cascade_source = cascade_source;
 }
 
 /// Bounds and rounding of an output value.

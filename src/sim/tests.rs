@@ -2,6 +2,7 @@
 
 use super::profiles::{IDLE, IOWAIT, SYS, UPTIME, USER};
 use super::*;
+use super::{CATALOG_THRESHOLDS, Label, LabelKind};
 use crate::catalog::{Metric, MetricKind, Profile};
 
 fn fleet(servers: u32, seed: u64, scenario: Scenario) -> Simulation {
@@ -122,22 +123,21 @@ fn values_are_bounded_and_cpu_adds_up() {
     let mut offline = 0;
     for _ in 0..600 {
         for row in fleet.step().rows {
-            for (metric, &value) in Metric::ALL.iter().zip(&row.values) {
+            let Some(values) = row.values else {
+                assert_eq!(row.state, State::Offline);
+                offline += 1;
+                continue;
+            };
+            for (metric, &value) in Metric::ALL.iter().zip(&values) {
                 let (low, high) = metric.range();
                 assert!(value >= low && value <= high, "{metric} = {value}");
                 if metric.kind() == MetricKind::Count || metric.kind() == MetricKind::Days {
                     assert_eq!(value.fract(), 0.0);
                 }
             }
-            assert!(row.values[UPTIME] <= 30.0);
-            if row.state == State::Offline {
-                offline += 1;
-                assert!(row.values.iter().all(|&v| v == 0.0));
-            } else {
-                let cpu =
-                    row.values[USER] + row.values[SYS] + row.values[IOWAIT] + row.values[IDLE];
-                assert!((cpu - 100.0).abs() < 0.05, "cpu sums to {cpu}");
-            }
+            assert!(values[UPTIME] <= 30.0);
+            let cpu = values[USER] + values[SYS] + values[IOWAIT] + values[IDLE];
+            assert!((cpu - 100.0).abs() < 0.05, "cpu sums to {cpu}");
             assert!((0.0..=1.0).contains(&row.incident_intensity));
             assert!((0.0..=1.0).contains(&row.cascade_impact));
         }
@@ -167,7 +167,7 @@ fn diurnal_curve_shows_in_a_day() {
         let step = fleet.step();
         let hour = utc_hour(step.ts_ms);
         for row in step.rows {
-            let busy = 100.0 - row.values[IDLE];
+            let busy = 100.0 - row.values.unwrap()[IDLE];
             match hour {
                 1..6 => {
                     night += busy;
@@ -188,13 +188,12 @@ fn diurnal_curve_shows_in_a_day() {
     );
 }
 
-/// Mean of a metric over the servers that are not offline (offline rows are zeros).
+/// Mean of a metric over the servers that are not offline (offline rows report nothing).
 fn mean_of(rows: &[Row], servers: &[u32], metric: usize) -> f64 {
     let online: Vec<f64> = servers
         .iter()
-        .map(|&i| rows[i as usize])
-        .filter(|row| row.state != State::Offline)
-        .map(|row| row.values[metric])
+        .filter_map(|&i| rows[i as usize].values)
+        .map(|values| values[metric])
         .collect();
     assert!(!online.is_empty(), "every server is offline");
     online.iter().sum::<f64>() / online.len() as f64
@@ -351,4 +350,115 @@ fn scenario_names_parse_back() {
         assert_eq!(scenario.name().parse::<Scenario>(), Ok(scenario));
     }
     assert!("chaos".parse::<Scenario>().is_err());
+}
+
+/// Issue 11: an OFFLINE server reports nothing (the original wrote zeros, which read as
+/// cpu_idle 0 %, i.e. busy 100 %), and every other row reports all 14 metrics.
+#[test]
+fn offline_servers_report_nothing() {
+    let mut fleet = fleet(90, 42, Scenario::Natural);
+    let (mut offline, mut online) = (0, 0);
+    for _ in 0..600 {
+        for row in fleet.step().rows {
+            if row.state == State::Offline {
+                assert_eq!(row.values, None);
+                offline += 1;
+            } else {
+                let values = row.values.expect("an online server reports");
+                assert!(values[IDLE] > 0.0 || values[USER] + values[SYS] + values[IOWAIT] > 99.0);
+                online += 1;
+            }
+        }
+    }
+    assert!(
+        offline > 0 && online > offline * 10,
+        "{offline} offline, {online} online"
+    );
+}
+
+/// Issue 11: uptime does not reset after an OFFLINE spell (minutes of not reporting, several
+/// a day at one Markov step per 5 minutes): it keeps growing one per simulated day.
+#[test]
+fn uptime_survives_offline() {
+    let mut fleet = fleet(90, 42, Scenario::Natural);
+    let n = fleet.servers().len();
+    let mut last_seen: Vec<Option<f64>> = vec![None; n];
+    let mut was_offline = vec![false; n];
+    let mut comebacks = 0;
+    for _ in 0..(288 * 3) {
+        for (i, row) in fleet.step().rows.iter().enumerate() {
+            match row.values {
+                None => was_offline[i] = true,
+                Some(values) => {
+                    if was_offline[i]
+                        && let Some(before) = last_seen[i]
+                    {
+                        assert!(
+                            values[UPTIME] >= before,
+                            "server {i}: {before} -> {}",
+                            values[UPTIME]
+                        );
+                        comebacks += 1;
+                    }
+                    was_offline[i] = false;
+                    last_seen[i] = Some(values[UPTIME]);
+                }
+            }
+        }
+    }
+    assert!(comebacks > 10, "only {comebacks} returns from offline");
+    // Three days on from a start of 25 ± 2 days, most servers read 27 or more.
+    let high = last_seen
+        .iter()
+        .flatten()
+        .filter(|&&uptime| uptime >= 27.0)
+        .count();
+    assert!(high > n / 2, "{high} of {n} servers at uptime >= 27");
+}
+
+/// Issue 11: cascade durations are the original's 5-second ticks read as time (5–60 min),
+/// not as steps (5–60 h), so dependents spend little time under a cascade.
+#[test]
+fn cascades_last_minutes_not_hours() {
+    let mut fleet = fleet(90, 42, Scenario::Natural);
+    fleet.record_labels(&CATALOG_THRESHOLDS);
+    let steps = 288 * 14;
+    let (mut under, mut dependents) = (0_u64, 0_u64);
+    for _ in 0..steps {
+        let step = fleet.step();
+        for row in step.rows {
+            if row.cascade_impact > 0.0 {
+                under += 1;
+            }
+        }
+    }
+    for spec in fleet.servers() {
+        if !spec.upstreams.is_empty() {
+            dependents += steps;
+        }
+    }
+    let share = under as f64 / dependents as f64;
+    assert!(
+        share < 0.02,
+        "dependents under a cascade {:.1} % of the time",
+        share * 100.0
+    );
+    let cascades: Vec<Label> = fleet
+        .labeller()
+        .unwrap()
+        .labels()
+        .into_iter()
+        .filter(|label| label.kind == LabelKind::Cascade)
+        .collect();
+    assert!(
+        cascades.len() >= 10,
+        "{} cascade episodes in 14 days",
+        cascades.len()
+    );
+    for label in &cascades {
+        let Some(end_ms) = label.end_ms else { continue };
+        let minutes = (end_ms - label.start_ms) as f64 / 60_000.0;
+        assert!((5.0..=60.0).contains(&minutes), "cascade of {minutes} min");
+        assert!(label.source.is_some());
+    }
 }

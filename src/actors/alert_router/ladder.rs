@@ -7,8 +7,12 @@
 //! and since when it has been continuously **below its threshold minus the hysteresis**.
 //! On each observation:
 //!
-//! 1. **Up**: the highest level above the current one whose "at or above" has lasted
-//!    `raise_after` is entered (one event, even when it skips levels).
+//! 1. **Up**: once the value has been at or above the *next* level's threshold for
+//!    `raise_after`, the ladder enters the highest level whose threshold the value stands at
+//!    now (one event, even when it skips levels). So a value that climbs 25 → 59.5 raises
+//!    straight to warning when the watch wait completes, instead of raising at watch with
+//!    59.5 in hand and escalating one observation later (issue 11); a lone spike still
+//!    cannot move the ladder before the next level has held.
 //! 2. **Down**, only when not going up: the lowest level `d` below the current one such that
 //!    "below threshold − hysteresis" of level `d + 1` has lasted `dwell` is entered (a value
 //!    below a lower level's band is also below every higher band, so one test covers all).
@@ -151,9 +155,15 @@ impl Ladder {
         }
         let held =
             |since: Option<i64>, needed: i64| since.is_some_and(|since| at_ms - since >= needed);
-        let up = (self.level + 1..=config.thresholds.len())
-            .rev()
-            .find(|&level| held(self.above_since[level], config.raise_after_ms));
+        let next = self.level + 1;
+        let up = (next <= config.thresholds.len()
+            && held(self.above_since[next], config.raise_after_ms))
+        .then(|| {
+            (next..=config.thresholds.len())
+                .rev()
+                .find(|&level| self.above_since[level].is_some())
+                .unwrap_or(next)
+        });
         let target = up.or_else(|| {
             (0..self.level).find(|&level| held(self.below_since[level + 1], config.dwell_ms))
         });
@@ -247,6 +257,21 @@ mod tests {
             run(&config(), &values),
             vec![(1, 0, 1), (3, 1, 3), (7, 3, 2), (11, 2, 0)]
         );
+    }
+
+    /// Issue 11: a value that jumps from the watch band to 59.5 as the watch wait completes
+    /// raises once, at warning (it used to raise at watch and escalate one step later).
+    #[test]
+    fn a_jump_into_a_higher_band_raises_once_at_that_band() {
+        assert_eq!(run(&config(), &[25.0, 59.5, 59.5, 59.5]), vec![(1, 0, 2)]);
+        // From an open watch alert, a jump to 80 escalates once the next level (warning)
+        // has held, straight to critical.
+        assert_eq!(
+            run(&config(), &[25.0, 25.0, 80.0, 80.0, 80.0]),
+            vec![(1, 0, 1), (3, 1, 3)]
+        );
+        // A lone spike moves nothing.
+        assert_eq!(run(&config(), &[10.0, 90.0, 10.0, 10.0]), vec![]);
     }
 
     /// Dropping from critical straight to calm resolves in one event after the dwell.

@@ -16,16 +16,18 @@
 //!   hysteresis and dwell and tests are deterministic.
 //! - **Fails** only at start (its service, subscribing, reading the history back). Bad
 //!   input (undecodable, another schema version, a server that does not match its subject,
-//!   a NaN or out-of-range score, a forecast with NaN or wrong-length series, a score or
-//!   forecast older than the server's latest) is refused with its reason on the dead-letter
-//!   subject, counted, and the actor goes on (checks in [`crate::checks`]).
+//!   a NaN or out-of-range score, a forecast with NaN or wrong-length series, a score older
+//!   than the server's latest) is refused with its reason on the dead-letter subject,
+//!   counted, and the actor goes on (checks in [`crate::checks`]). A forecast older than the
+//!   server's latest is *stale* (predictor workers finish out of order): counted as
+//!   `stale_forecasts` and dropped, no rejection, no warning.
 //! - **Restart**: before it starts, the router reads the ALERTS stream back (oldest first)
 //!   and puts every open alert back at its level with its id and opening time, so a
 //!   restarted router de-escalates and resolves the alerts it had raised instead of raising
 //!   them again; the raise and dwell waits start afresh.
 //! - **Observability and shutdown** come from the [stage toolkit](crate::actors::stage):
 //!   input through an [`Intake`] (so `consumer_lag` is measured), the
-//!   counters (extras `replayed`, `events`), the micro service `fleetcast-alert-router`
+//!   counters (extras `replayed`, `events`, `stale_forecasts`), the micro service `fleetcast-alert-router`
 //!   (fact `open_alerts`), a bounded outbox (events leave in order), and [`Drain`]: stop the
 //!   intake, route what was received, flush, stop.
 
@@ -71,6 +73,8 @@ pub struct AlertRouter {
     book: AlertBook,
     stage: Stage,
     events: Extra,
+    /// Forecasts older than the one held: superseded, counted, dropped.
+    stale_forecasts: Extra,
     intake: Intake,
     inputs: Option<(
         Tracked<async_nats::Subscriber>,
@@ -118,7 +122,7 @@ pub async fn spawn(
             STAGE,
             "fleetcast alert router: raises, escalates and resolves alerts from risk scores and forecasts",
         )
-        .extras(&["replayed", "events"]),
+        .extras(&["replayed", "events", "stale_forecasts"]),
     )
     .await?;
     let intake = Intake::new(&bus, stage.counters());
@@ -153,6 +157,7 @@ pub async fn spawn(
         subjects,
         book,
         events: stage.counters().extra("events"),
+        stale_forecasts: stage.counters().extra("stale_forecasts"),
         stage,
         intake,
         inputs: Some((risk, forecasts)),
@@ -175,12 +180,21 @@ impl AlertRouter {
         Ok(event.into_iter().collect())
     }
 
+    /// A forecast older than the one the book holds for its server is *stale*, not bad
+    /// input: two predictor workers finish out of order (during a backfill, all the time),
+    /// and the newer forecast already moved the alerts. It is counted (`stale_forecasts`)
+    /// and dropped, not dead-lettered (issue 11).
     fn on_forecast(&mut self, subject: &str, payload: &[u8]) -> Result<Vec<AlertEvent>, Reject> {
         let forecast: Forecast = wire::decode(payload)?;
         check_forecast(&self.subjects, subject, &forecast)?;
-        self.book
-            .on_forecast(&forecast)
-            .map_err(|error| out_of_order(&forecast.server, error))
+        match self.book.on_forecast(&forecast) {
+            Ok(events) => Ok(events),
+            Err(error) => {
+                self.stale_forecasts.incr();
+                tracing::debug!(stage = STAGE, server = %forecast.server, %error, "stale forecast dropped");
+                Ok(Vec::new())
+            }
+        }
     }
 }
 

@@ -33,8 +33,9 @@ pub(super) struct Clock {
     pub(super) stopped: oneshot::Sender<()>,
 }
 
-/// One step's messages: the encoded sample of every server, in server order.
-type Batch = Vec<Bytes>;
+/// One step's messages: the encoded sample of every server, in server order; `None` for a
+/// server that is offline (it reports nothing).
+type Batch = Vec<Option<Bytes>>;
 
 /// Computes the next step and encodes every server's sample (on the blocking pool; big
 /// fleets encode on several threads, as they compute).
@@ -43,6 +44,7 @@ fn compute_step(simulation: &mut Simulation) -> Batch {
     let step = simulation.step();
     let ts_ms = step.ts_ms;
     let encode = |(spec, row): (&ServerSpec, &Row)| {
+        let values = row.values?;
         let sample = MetricSample {
             v: SCHEMA_VERSION,
             server: spec.name.clone(),
@@ -50,11 +52,11 @@ fn compute_step(simulation: &mut Simulation) -> Batch {
             profile: Some(spec.profile.name().to_string()),
             metrics: Metric::ALL
                 .iter()
-                .zip(row.values)
+                .zip(values)
                 .map(|(metric, value)| (metric.name().to_string(), value))
                 .collect::<BTreeMap<_, _>>(),
         };
-        Bytes::from(wire::encode(&sample))
+        Some(Bytes::from(wire::encode(&sample)))
     };
     let specs = layout.servers();
     let threads = std::thread::available_parallelism().map_or(1, |count| count.get().min(16));
@@ -142,8 +144,12 @@ pub(super) async fn run_clock(clock: Clock, shared: Arc<Shared>) {
             }
         };
         let computed_in = step_started.elapsed();
-        let samples = batch.len();
-        for (published, (subject, payload)) in subjects.iter().zip(batch).enumerate() {
+        let samples = batch.iter().flatten().count();
+        let reported = subjects
+            .iter()
+            .zip(batch)
+            .filter_map(|(subject, payload)| Some((subject, payload?)));
+        for (published, (subject, payload)) in reported.enumerate() {
             // Big fleets: let control requests and other actors in between publishes.
             if published % 1024 == 1023 {
                 tokio::task::yield_now().await;

@@ -23,11 +23,12 @@
 //! - **Fails** only at start (its service, subscribing, reading the streams back);
 //!   afterwards bad input (undecodable, another schema version, a sample or forecast for
 //!   another server than its subject, NaN or out-of-range values, wrong-length series, an
-//!   older sample or forecast than the one held) is refused with its reason on the
+//!   older sample than the one held) is refused with its reason on the
 //!   dead-letter subject, counted, and the actor goes on (checks in [`crate::checks`]). A
 //!   failed publish is counted (`publish_errors`) and logged.
 //! - **Observability and shutdown** come from the [stage toolkit](crate::actors::stage):
-//!   counters (extras `replayed`, `summaries`, `summary_checks`: intervals that passed), the
+//!   counters (extras `replayed`, `summaries`, `summary_checks`: intervals that passed,
+//!   `stale_forecasts`: forecasts older than the one held, dropped without a rejection), the
 //!   micro service `fleetcast-risk-scorer`
 //!   (fact `servers`), a bounded outbox, and [`Drain`]: stop the intake, score what was
 //!   received, publish a last summary, flush, stop.
@@ -95,6 +96,8 @@ pub struct RiskScorer {
     summaries: Extra,
     /// Summary intervals that passed (a summary is sent only when something changed).
     summary_checks: Extra,
+    /// Forecasts older than the one held: superseded, counted, dropped.
+    stale_forecasts: Extra,
     intake: Intake,
     inputs: Option<(
         Tracked<async_nats::Subscriber>,
@@ -139,7 +142,7 @@ pub async fn spawn(
             STAGE,
             "fleetcast risk scorer: risk per server from samples and forecasts, and the fleet summary",
         )
-        .extras(&["replayed", "summaries", "summary_checks"]),
+        .extras(&["replayed", "summaries", "summary_checks", "stale_forecasts"]),
     )
     .await?;
     let intake = Intake::new(&bus, stage.counters());
@@ -156,6 +159,7 @@ pub async fn spawn(
         changed: false,
         summaries: stage.counters().extra("summaries"),
         summary_checks: stage.counters().extra("summary_checks"),
+        stale_forecasts: stage.counters().extra("stale_forecasts"),
         stage,
         intake,
         inputs: Some((metrics, forecasts)),
@@ -172,11 +176,13 @@ pub async fn spawn(
             let subject = message.subject.as_str();
             let outcome = match kind {
                 StreamKind::Forecasts => scorer.on_forecast(subject, &message.payload),
-                _ => scorer.on_sample(subject, &message.payload),
+                _ => scorer.on_sample(subject, &message.payload).map(Some),
             };
             match outcome {
                 Ok(server) => {
-                    scorer.score(&server);
+                    if let Some(server) = server {
+                        scorer.score(&server);
+                    }
                     replayed.incr();
                 }
                 Err(reject) => {
@@ -232,7 +238,9 @@ impl RiskScorer {
         Ok(sample.server)
     }
 
-    fn on_forecast(&mut self, subject: &str, payload: &[u8]) -> Result<String, Reject> {
+    /// Takes a forecast in; `None` when it is older than the one held (stale: counted and
+    /// dropped, nothing to score).
+    fn on_forecast(&mut self, subject: &str, payload: &[u8]) -> Result<Option<String>, Reject> {
         let forecast: Forecast = wire::decode(payload)?;
         let profile = check_forecast(&self.subjects, subject, &forecast)?;
         let state = self.state_of(&forecast.server, profile);
@@ -242,18 +250,21 @@ impl RiskScorer {
             .map(|held| held.origin_s)
             .filter(|&latest| forecast.origin_s < latest)
         {
-            return Err(Reject::new(
-                RejectKind::OutOfOrder,
-                format!(
-                    "forecast from origin {} s is older than the one held (origin {latest} s)",
-                    forecast.origin_s
-                ),
-            )
-            .with_server(forecast.server));
+            // Stale, not bad input: predictor workers finish out of order (during a backfill
+            // all the time) and the newer forecast is already held (issue 11).
+            self.stale_forecasts.incr();
+            tracing::debug!(
+                stage = STAGE,
+                server = %forecast.server,
+                origin_s = forecast.origin_s,
+                held_origin_s = latest,
+                "stale forecast dropped"
+            );
+            return Ok(None);
         }
         let server = forecast.server.clone();
         state.forecast = Some(forecast);
-        Ok(server)
+        Ok(Some(server))
     }
 
     /// Scores `server`, when it has a sample.
@@ -319,10 +330,11 @@ impl StreamHandler<async_nats::Message> for RiskScorer {
         let outcome = if self.subjects.is_forecast(subject) {
             self.on_forecast(subject, &message.payload)
         } else {
-            self.on_sample(subject, &message.payload)
+            self.on_sample(subject, &message.payload).map(Some)
         };
         match outcome {
-            Ok(server) => {
+            Ok(None) => self.stage.counters().accepted(),
+            Ok(Some(server)) => {
                 self.stage.counters().accepted();
                 if let Some(risk) = self.score(&server) {
                     self.stage
