@@ -31,6 +31,16 @@ fn risk(server: &str, score: f64, ts_s: i64) -> RiskScore {
     }
 }
 
+/// The settings these tests' timings are written for: hysteresis 5, dwell 15 min, raise
+/// after 5 min (the defaults before `fleetcast evaluate alerts` tuned them).
+fn timed(settings: &fleetcast::settings::Settings) -> fleetcast::settings::Settings {
+    let mut settings = settings.clone();
+    settings.alerts.hysteresis_points = 5.0;
+    settings.alerts.min_dwell_seconds = 900;
+    settings.alerts.raise_after_seconds = 300;
+    settings
+}
+
 async fn start(nats: &TestNats) -> (Bus, StageHandle<AlertRouter>, async_nats::Subscriber) {
     let bus = nats.bus().await;
     let alerts = bus
@@ -38,7 +48,7 @@ async fn start(nats: &TestNats) -> (Bus, StageHandle<AlertRouter>, async_nats::S
         .subscribe(bus.subjects().alerts_all())
         .await
         .unwrap();
-    let router = alert_router::spawn(&nats.settings, bus.clone())
+    let router = alert_router::spawn(&timed(&nats.settings), bus.clone())
         .await
         .unwrap();
     (bus, router, alerts)
@@ -270,7 +280,7 @@ async fn scorer_and_router_chain() {
         .subscribe(bus.subjects().alerts_all())
         .await
         .unwrap();
-    let _router = alert_router::spawn(&nats.settings, bus.clone())
+    let _router = alert_router::spawn(&timed(&nats.settings), bus.clone())
         .await
         .unwrap();
     let _scorer = risk_scorer::spawn(&nats.settings, bus.clone())
@@ -316,7 +326,7 @@ async fn restarted_router_continues_open_alerts() {
     let raised = events(&collect(&mut alerts, 1, Duration::from_secs(5)).await);
     assert_eq!(raised.len(), 1);
     first.send(Stop).await.unwrap();
-    let second = alert_router::spawn(&nats.settings, bus.clone())
+    let second = alert_router::spawn(&timed(&nats.settings), bus.clone())
         .await
         .unwrap();
     assert_eq!(second.send(GetOpenAlerts).await.unwrap(), 1);

@@ -7,6 +7,7 @@ mod alerts;
 mod bus;
 mod cli;
 mod e2e;
+mod evaluate;
 mod export;
 mod gateway;
 mod generator;

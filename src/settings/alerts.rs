@@ -204,9 +204,11 @@ impl Default for AlertSettings {
             watch: 20.0,
             warning: 40.0,
             critical: 70.0,
-            hysteresis_points: 5.0,
-            min_dwell_seconds: 900,
-            raise_after_seconds: 300,
+            // Tuned with `fleetcast evaluate alerts` (README, "Alert evaluation"): raise at
+            // the first score at a level, step down only 10 points under it after 30 min.
+            hysteresis_points: 10.0,
+            min_dwell_seconds: 1800,
+            raise_after_seconds: 0,
             predictive_steps: 12,
             predictive_quantile: Quantile::P50,
             profile_normal_sigmas: 2.5,

@@ -431,8 +431,19 @@ mod tests {
     const MIN: i64 = 60_000;
     const T0: i64 = 1_700_000_000_000;
 
+    /// The settings these tests' timings are written for: hysteresis 5, dwell 15 min,
+    /// raise after 5 min (the defaults before tuning).
+    fn settings() -> AlertSettings {
+        AlertSettings {
+            hysteresis_points: 5.0,
+            min_dwell_seconds: 900,
+            raise_after_seconds: 300,
+            ..AlertSettings::default()
+        }
+    }
+
     fn book() -> AlertBook {
-        AlertBook::new(BookConfig::from_settings(&AlertSettings::default()))
+        AlertBook::new(BookConfig::from_settings(&settings()))
     }
 
     fn risk(score: f64, minute: i64) -> RiskScore {
@@ -616,7 +627,7 @@ mod tests {
         assert_eq!(escalate[0].id, raise.id);
         // A book rebuilt from these events continues the same alert: the next calm
         // forecasts resolve it under its id instead of raising anything.
-        let mut rebuilt = AlertBook::new(BookConfig::from_settings(&AlertSettings::default()));
+        let mut rebuilt = AlertBook::new(BookConfig::from_settings(&settings()));
         for event in events.iter().chain(&escalate) {
             rebuilt.restore(event);
         }
