@@ -22,7 +22,7 @@ use super::harness::{Detector, EvaluateError, StepView};
 use super::score::AlertChange;
 use crate::actors::alert_router::book::{AlertBook, BookConfig};
 use crate::actors::predictor::job::{JobShape, decode_job};
-use crate::actors::risk_scorer::scoring::{ForecastStatus, RiskConfig, assess};
+use crate::actors::risk_scorer::scoring::{RiskConfig, assess};
 use crate::actors::window_keeper::fleet::{Fleet, IngestRules, Verdict};
 use crate::actors::window_keeper::window::WindowShape;
 use crate::catalog::{Metric, Profile};
@@ -30,7 +30,7 @@ use crate::levels::{Level, Scale};
 use crate::model::{ModelError, ModelOptions, OnnxModel, forecast_histories};
 use crate::settings::Settings;
 use crate::subjects::Subjects;
-use crate::wire::{self, AlertEvent, Forecast, MetricSample, RiskScore, SCHEMA_VERSION};
+use crate::wire::{self, AlertEvent, Forecast, MetricSample, SCHEMA_VERSION};
 use std::collections::{BTreeMap, HashMap};
 
 /// What the pipeline did, for the report.
@@ -172,25 +172,14 @@ impl PipelineDetector {
                 state.forecast.as_ref(),
                 sample_ms.div_euclid(1000),
             );
-            let used = assessment.forecast_status == ForecastStatus::Used;
-            let risk = RiskScore {
-                v: SCHEMA_VERSION,
-                server: server.to_string(),
-                profile: profile.name().to_string(),
-                at_ms: sample_ms,
+            let risk = assessment.into_risk_score(
+                server,
+                profile,
                 sample_ms,
-                forecast_origin_s: state
-                    .forecast
-                    .as_ref()
-                    .filter(|_| used)
-                    .map(|forecast| forecast.origin_s),
-                score: assessment.score,
-                current: assessment.current,
-                predicted: assessment.predicted,
-                level: tail.scale.level_of(assessment.score).name().to_string(),
-                factors: assessment.factors,
-                forecast_status: assessment.forecast_status.name().to_string(),
-            };
+                sample_ms,
+                state.forecast.as_ref(),
+                &tail.scale,
+            );
             self.counts.risk_scores += 1;
             if let Ok(Some(event)) = tail.book.on_risk(&risk) {
                 self.counts.alert_events += 1;

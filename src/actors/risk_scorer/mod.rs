@@ -47,7 +47,7 @@ use crate::checks::{check_forecast, check_sample};
 use crate::levels::Scale;
 use crate::settings::Settings;
 use crate::subjects::{StreamKind, Subjects};
-use crate::wire::{self, Forecast, MetricSample, RejectKind, RiskScore, SCHEMA_VERSION};
+use crate::wire::{self, Forecast, MetricSample, RejectKind, RiskScore};
 use actix::prelude::*;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use std::collections::{BTreeMap, HashMap};
@@ -278,25 +278,14 @@ impl RiskScorer {
             state.forecast.as_ref(),
             sample_ms.div_euclid(1000),
         );
-        let used = assessment.forecast_status == scoring::ForecastStatus::Used;
-        let risk = RiskScore {
-            v: SCHEMA_VERSION,
-            server: server.to_string(),
-            profile: state.profile.name().to_string(),
-            at_ms: wire::now_ms(),
+        let risk = assessment.into_risk_score(
+            server,
+            state.profile,
+            wire::now_ms(),
             sample_ms,
-            forecast_origin_s: state
-                .forecast
-                .as_ref()
-                .filter(|_| used)
-                .map(|forecast| forecast.origin_s),
-            score: assessment.score,
-            current: assessment.current,
-            predicted: assessment.predicted,
-            level: self.scale.level_of(assessment.score).name().to_string(),
-            factors: assessment.factors,
-            forecast_status: assessment.forecast_status.name().to_string(),
-        };
+            state.forecast.as_ref(),
+            &self.scale,
+        );
         state.score = Some(risk.score);
         self.changed = true;
         Some(risk)

@@ -64,7 +64,8 @@
 //! `PROFILE_LIFTED`). `profile_normal_sigmas = 0` turns the lift off.
 
 use crate::catalog::{Metric, MetricKind, PROFILE_LIFTED, Profile, lift_above_normal};
-use crate::wire::{FactorSource, Forecast, QuantileSeries, RiskFactor};
+use crate::levels::Scale;
+use crate::wire::{FactorSource, Forecast, QuantileSeries, RiskFactor, RiskScore, SCHEMA_VERSION};
 use std::collections::BTreeMap;
 
 /// A table of `(lowest value, points)` rows, highest first; the first row reached applies.
@@ -232,6 +233,37 @@ pub struct Assessment {
     pub factors: Vec<RiskFactor>,
     /// Whether a forecast was used.
     pub forecast_status: ForecastStatus,
+}
+
+impl Assessment {
+    /// The `risk.<server>` message for this assessment of `server` at `sample_ms` (the latest
+    /// sample's time), stamped `at_ms`; `forecast` is the one it was assessed with, whose
+    /// origin the message names when it was used.
+    pub fn into_risk_score(
+        self,
+        server: &str,
+        profile: Profile,
+        at_ms: i64,
+        sample_ms: i64,
+        forecast: Option<&Forecast>,
+        scale: &Scale,
+    ) -> RiskScore {
+        let used = self.forecast_status == ForecastStatus::Used;
+        RiskScore {
+            v: SCHEMA_VERSION,
+            server: server.to_string(),
+            profile: profile.name().to_string(),
+            at_ms,
+            sample_ms,
+            forecast_origin_s: forecast.filter(|_| used).map(|f| f.origin_s),
+            score: self.score,
+            current: self.current,
+            predicted: self.predicted,
+            level: scale.level_of(self.score).name().to_string(),
+            factors: self.factors,
+            forecast_status: self.forecast_status.name().to_string(),
+        }
+    }
 }
 
 /// Indices of the forecast steps that have not ended at `now_s`, at most `count` of them.
