@@ -299,7 +299,7 @@ fn start_gateway(settings: Settings, label: &'static str) -> (SocketAddr, impl F
             let gateway: Gateway = gateway::spawn(&settings, bus).await.expect(label);
             sender.send(gateway.local_addr).expect("the bench waits");
             let _ = stop_receiver.await;
-            let _ = gateway.addr.send(gateway::Stop).await;
+            let _ = gateway.stage.send(gateway::Stop).await;
         });
     });
     let address = receiver.recv().expect("the gateway starts");

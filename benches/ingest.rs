@@ -24,11 +24,11 @@
 use async_nats::Subject;
 use bytes::Bytes;
 use fleetcast::actors::stage::StageHandle;
-use fleetcast::actors::window_keeper::fleet::{Fleet, IngestRules, Verdict};
-use fleetcast::actors::window_keeper::window::WindowShape;
+use fleetcast::actors::window_keeper::fleet::{Fleet, Verdict};
 use fleetcast::actors::window_keeper::{self, GetFullWindows};
 use fleetcast::bus::{self, Bus, NatsServer, StreamPublisher, find_server_binary};
 use fleetcast::catalog::{Metric, Profile};
+use fleetcast::samples::{IngestRules, WindowShape};
 use fleetcast::settings::Settings;
 use fleetcast::subjects::{StreamKind, Subjects};
 use fleetcast::wire::{self, MetricSample, SCHEMA_VERSION};

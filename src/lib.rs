@@ -28,7 +28,7 @@
 //! instance, a drain on stop); all are started by [`pipeline`], the one start-up path of the binary, the
 //! end-to-end tests and the benches.
 //!
-//! The two input actors share [`actors::node_series`], which turns node_exporter series into
+//! The two input actors share [`node_series`], which turns node_exporter series into
 //! the catalog's metrics. Supporting modules: [`sim`] (the simulation engine the generator and [`export`] share),
 //! [`checks`] (payload checks more than one stage applies), [`catalog`] (metrics and
 //! profiles), [`model`] (the model contract and the ONNX session), [`offline`] (`forecast`
@@ -46,9 +46,11 @@ pub mod evaluate;
 pub mod export;
 pub mod levels;
 pub mod model;
+pub mod node_series;
 pub mod offline;
 pub mod pipeline;
 pub mod ratelog;
+pub mod samples;
 pub mod settings;
 pub mod sim;
 pub mod status;

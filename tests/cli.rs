@@ -113,6 +113,7 @@ impl Up {
             .env("FLEETCAST_GENERATOR__STEP_INTERVAL_MS", "50")
             .env("FLEETCAST_PREDICTOR__WORKERS", "1")
             .env("FLEETCAST_PREDICTOR__MODEL_DIR", root.join("models/tft-v3"))
+            .env("FLEETCAST_GATEWAY__BIND", "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -210,8 +211,8 @@ fn wait_gone(pid: u32, timeout: Duration) -> bool {
 }
 
 /// SIGTERM makes `up` drain (the generator finishes its step, the risk scorer and alert
-/// router take what they received and flush) and exit 0 within 10 s, stopping its private
-/// nats-server.
+/// router take what they received and flush, the gateway stops its HTTP server last) and
+/// exit 0 within 10 s, stopping its private nats-server.
 #[test]
 fn sigterm_drains_and_exits_0_within_10_s() {
     let data = tempfile::tempdir().unwrap();
@@ -223,7 +224,7 @@ fn sigterm_drains_and_exits_0_within_10_s() {
     let (code, took) = up.wait_exit(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{:#?}", up.seen);
     assert!(took < Duration::from_secs(10), "{took:?}");
-    for stage in ["generator", "risk_scorer", "alert_router"] {
+    for stage in ["generator", "risk_scorer", "alert_router", "gateway"] {
         assert!(
             up.seen
                 .iter()

@@ -2,13 +2,11 @@
 //! service a plain client finds and reads, `status` lists them with the consumers and
 //! streams, and a drain stops every stage in pipeline order.
 
-use crate::util::{TestNats, wait_counters};
-use fleetcast::bus::Bus;
+use crate::util::{TestNats, answers, ask, wait_counters};
 use fleetcast::pipeline::{self, ActorKind};
 use fleetcast::settings::Settings;
 use fleetcast::sim::Scenario;
 use fleetcast::wire::StageReport;
-use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -31,11 +29,13 @@ fn settings(nats: &TestNats) -> Settings {
     settings.node_exporter.interval_seconds = 1;
     settings.node_exporter.timeout_seconds = 1;
     settings.remote_write.listen = "127.0.0.1:0".parse().unwrap();
+    settings.gateway.bind = "127.0.0.1:0".parse().unwrap();
+    settings.gateway.workers = 1;
     settings
 }
 
 /// Every actor `up` can run.
-const ACTORS: [ActorKind; 7] = [
+const ACTORS: [ActorKind; 8] = [
     ActorKind::NodeExporter,
     ActorKind::RemoteWrite,
     ActorKind::Generator,
@@ -43,47 +43,8 @@ const ACTORS: [ActorKind; 7] = [
     ActorKind::Predictor,
     ActorKind::RiskScorer,
     ActorKind::AlertRouter,
+    ActorKind::Gateway,
 ];
-
-/// Whether some instance of micro service `name` answers `$SRV.PING.<name>` (the server says
-/// at once when nobody listens).
-async fn answers(bus: &Bus, name: &str) -> bool {
-    match bus
-        .client()
-        .request(format!("$SRV.PING.{name}"), "".into())
-        .await
-    {
-        Ok(_) => true,
-        Err(error) => {
-            assert_eq!(
-                error.kind(),
-                async_nats::client::RequestErrorKind::NoResponders,
-                "{error}"
-            );
-            false
-        }
-    }
-}
-
-/// Sends `subject` (a `$SRV` verb) and collects exactly `count` JSON answers (waiting at most
-/// 10 s in all): discovery waits for the answers it expects, not for a quiet period.
-async fn ask(bus: &Bus, subject: &str, count: usize) -> Vec<serde_json::Value> {
-    let inbox = bus.client().new_inbox();
-    let mut replies = bus.client().subscribe(inbox.clone()).await.unwrap();
-    bus.client()
-        .publish_with_reply(subject.to_string(), inbox, "".into())
-        .await
-        .unwrap();
-    let mut answers = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while answers.len() < count {
-        let Ok(Some(reply)) = tokio::time::timeout_at(deadline, replies.next()).await else {
-            break;
-        };
-        answers.push(serde_json::from_slice(&reply.payload).expect("a JSON answer"));
-    }
-    answers
-}
 
 fn names(answers: &[serde_json::Value]) -> BTreeMap<String, usize> {
     let mut names = BTreeMap::new();
@@ -107,13 +68,14 @@ async fn every_stage_is_a_micro_service_until_drained() {
     let running = pipeline::start(&settings, &bus, &ACTORS)
         .await
         .expect("the pipeline starts");
-    assert_eq!(running.stages().len(), 8);
+    assert_eq!(running.stages().len(), 9);
 
-    let found = names(&ask(&bus, "$SRV.PING", 8).await);
+    let found = names(&ask(&bus, "$SRV.PING", 9).await);
     assert_eq!(
         found,
         BTreeMap::from([
             ("fleetcast-alert-router".to_string(), 1),
+            ("fleetcast-gateway".to_string(), 1),
             ("fleetcast-generator".to_string(), 1),
             ("fleetcast-node-exporter".to_string(), 1),
             ("fleetcast-predictor".to_string(), 2),
@@ -152,6 +114,7 @@ async fn every_stage_is_a_micro_service_until_drained() {
         stages,
         [
             "alert_router",
+            "gateway",
             "generator",
             "node_exporter",
             "predictor",
@@ -161,9 +124,12 @@ async fn every_stage_is_a_micro_service_until_drained() {
             "window_keeper"
         ]
     );
-    let predictor = &status.stages[3].report;
+    let predictor = &status.stages[4].report;
     assert_eq!(predictor.facts["model"], "tft-v3 3.0.0", "{predictor:?}");
-    assert!(status.stages[7].report.facts.contains_key("warmup_pct"));
+    assert!(status.stages[8].report.facts.contains_key("warmup_pct"));
+    let gateway = &status.stages[1].report;
+    let address = running.gateway.as_ref().expect("a gateway").local_addr;
+    assert_eq!(gateway.facts["listen"], address.to_string(), "{gateway:?}");
     assert!(
         status
             .consumers
@@ -181,7 +147,15 @@ async fn every_stage_is_a_micro_service_until_drained() {
 
     let report = running.drain(Duration::from_secs(6)).await;
     assert!(report.late.is_empty(), "{report:?}");
-    assert_eq!(report.drained.len(), 8, "{report:?}");
+    assert_eq!(report.drained.len(), 9, "{report:?}");
+    assert_eq!(
+        report
+            .drained
+            .last()
+            .map(|name| name.starts_with("gateway/")),
+        Some(true),
+        "the gateway drains last: {report:?}"
+    );
     assert!(report.undrainable.is_empty(), "{report:?}");
     for name in [
         "fleetcast-predictor",
@@ -191,6 +165,7 @@ async fn every_stage_is_a_micro_service_until_drained() {
         "fleetcast-window-keeper",
         "fleetcast-risk-scorer",
         "fleetcast-alert-router",
+        "fleetcast-gateway",
     ] {
         assert!(
             !answers(&bus, name).await,

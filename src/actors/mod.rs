@@ -8,7 +8,6 @@ pub mod alert_router;
 pub mod gateway;
 pub mod generator;
 pub mod node_exporter;
-pub mod node_series;
 pub mod predictor;
 pub mod remote_write;
 pub mod risk_scorer;

@@ -23,11 +23,11 @@ use super::score::AlertChange;
 use crate::actors::alert_router::book::{AlertBook, BookConfig};
 use crate::actors::predictor::job::{JobShape, decode_job};
 use crate::actors::risk_scorer::scoring::{RiskConfig, assess};
-use crate::actors::window_keeper::fleet::{Fleet, IngestRules, Verdict};
-use crate::actors::window_keeper::window::WindowShape;
+use crate::actors::window_keeper::fleet::{Fleet, Verdict};
 use crate::catalog::{Metric, Profile};
 use crate::levels::{Level, Scale};
 use crate::model::{ModelError, ModelOptions, OnnxModel, forecast_histories};
+use crate::samples::IngestRules;
 use crate::settings::Settings;
 use crate::subjects::Subjects;
 use crate::wire::{self, AlertEvent, Forecast, MetricSample, SCHEMA_VERSION};
@@ -117,15 +117,8 @@ impl PipelineDetector {
         variants: &[(String, Settings)],
     ) -> Result<PipelineDetector, ModelError> {
         let keeper = &settings.window_keeper;
-        let rules = IngestRules {
-            shape: WindowShape {
-                context_steps: keeper.context_steps as usize,
-                step_seconds: i64::from(settings.time.step_seconds),
-            },
-            max_future_ms: i64::try_from(keeper.max_future_seconds.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
-            min_observed: keeper.min_observed_steps as usize,
-        };
+        let rules = IngestRules::from_settings(settings);
+
         let options = ModelOptions::from_settings(settings)?;
         let models = (0..settings.predictor.workers.max(1))
             .map(|_| OnnxModel::load(&settings.predictor.model_dir, &options))

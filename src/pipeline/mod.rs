@@ -8,13 +8,11 @@
 //!   starts when something it needs is missing; the first failure stops the start-up.
 //! - **Stop** ([`Pipeline::drain`]): the stages drain in pipeline order (the generator
 //!   finishes its step, then each consumer takes what is already on its way, acknowledges,
-//!   flushes), each within what is left of one deadline.
+//!   flushes; the gateway last, so it serves until the others are done), each within what
+//!   is left of one deadline.
 //! - **Run** ([`run`]): connect (or start a private nats-server), start, wait for the
 //!   shutdown signal, drain, stop the private server. What `fleetcast up` and `fleetcast run
 //!   <actor>` do.
-//!
-//! The gateway has not adopted the stage toolkit yet: it is stopped after the stages have
-//! drained.
 
 use crate::actors::alert_router::{self, AlertRouter, AlertRouterError};
 use crate::actors::gateway::{self, Gateway, GatewayError};
@@ -151,7 +149,7 @@ pub struct Pipeline {
     pub risk_scorer: Option<StageHandle<RiskScorer>>,
     /// The alert router, when started.
     pub alert_router: Option<StageHandle<AlertRouter>>,
-    /// The gateway, when started (not on the stage toolkit yet: stopped after the drain).
+    /// The gateway, when started.
     pub gateway: Option<Gateway>,
     /// Every stage instance, in pipeline order.
     stages: Vec<RunningStage>,
@@ -196,8 +194,10 @@ pub async fn start(
     for actor in order.into_iter().rev() {
         let stages = match actor {
             ActorKind::Gateway => {
-                pipeline.gateway = Some(gateway::spawn(settings, bus.clone()).await?);
-                Vec::new()
+                let gateway = gateway::spawn(settings, bus.clone()).await?;
+                let running = vec![gateway.stage.running()];
+                pipeline.gateway = Some(gateway);
+                running
             }
             ActorKind::AlertRouter => {
                 let handle = alert_router::spawn(settings, bus.clone()).await?;
@@ -274,10 +274,6 @@ impl Pipeline {
                     report.late.push(name);
                 }
             }
-        }
-        if let Some(gateway) = &self.gateway {
-            // Last in pipeline order: it serves what the others left until they are done.
-            let _ = gateway.addr.send(gateway::Stop).await;
         }
         report
     }

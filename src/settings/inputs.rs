@@ -3,8 +3,8 @@
 //! [`LoadWindow`] and an optional [`Metric`], the listen address a [`SocketAddr`].
 
 use super::Problems;
-use crate::actors::node_series::{LoadWindow, NodeConfig};
 use crate::catalog::Metric;
+use crate::node_series::{LoadWindow, NodeConfig};
 use serde::{Deserialize, Serialize, Serializer};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -419,7 +419,7 @@ mod tests {
         let settings = Settings::from_toml(text).unwrap();
         assert_eq!(
             settings.node_metrics.load,
-            crate::actors::node_series::LoadWindow::Fifteen
+            crate::node_series::LoadWindow::Fifteen
         );
         assert_eq!(settings.node_metrics.close_wait_metric, None);
         assert_eq!(settings.remote_write.listen.port(), 9301);

@@ -4,8 +4,8 @@
 
 use super::*;
 use crate::util::{TestNats, collect};
-use fleetcast::actors::window_keeper::fleet::{Fleet, IngestRules, Verdict};
-use fleetcast::actors::window_keeper::window::WindowShape;
+use fleetcast::actors::window_keeper::fleet::{Fleet, Verdict};
+use fleetcast::samples::{IngestRules, WindowShape};
 use fleetcast::wire::{MetricSample, Rejection};
 use serde_json::json;
 
@@ -200,12 +200,5 @@ async fn bad_bodies_and_floods_are_refused_with_a_reason() {
             .unwrap()
             .contains("feed_rate_per_minute")
     );
-    assert_eq!(
-        gateway
-            .state
-            .feed
-            .rate_limited
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(gateway.stage.counters.snapshot().extra("rate_limited"), 1);
 }

@@ -1,11 +1,13 @@
 //! The gateway on a real bus: the original's endpoints, `/api/v1`, push events, `/metrics`
 //! (parsed, and scraped by a real Prometheus), auth, `POST /feed/data` against the window
-//! keeper's rule, and the dashboard in a real browser (`e2e`, run with the end-to-end tests).
+//! keeper's rule, its micro service and drain (`service`), and the dashboard in a real
+//! browser (`e2e`, run with the end-to-end tests).
 
 mod api;
 mod e2e;
 mod feed;
 mod metrics;
+mod service;
 
 use crate::util::TestNats;
 use fleetcast::actors::gateway::{self, Gateway};

@@ -72,3 +72,43 @@ pub async fn wait_counters(counters: &StageCounters, done: impl Fn(&Counters) ->
         Ok(counters) | Err(counters) => counters,
     }
 }
+
+/// Whether some instance of micro service `name` answers `$SRV.PING.<name>` (the server says
+/// at once when nobody listens).
+pub async fn answers(bus: &Bus, name: &str) -> bool {
+    match bus
+        .client()
+        .request(format!("$SRV.PING.{name}"), "".into())
+        .await
+    {
+        Ok(_) => true,
+        Err(error) => {
+            assert_eq!(
+                error.kind(),
+                async_nats::client::RequestErrorKind::NoResponders,
+                "{error}"
+            );
+            false
+        }
+    }
+}
+
+/// Sends `subject` (a `$SRV` verb) and collects exactly `count` JSON answers (waiting at most
+/// 10 s in all): discovery waits for the answers it expects, not for a quiet period.
+pub async fn ask(bus: &Bus, subject: &str, count: usize) -> Vec<serde_json::Value> {
+    let inbox = bus.client().new_inbox();
+    let mut replies = bus.client().subscribe(inbox.clone()).await.unwrap();
+    bus.client()
+        .publish_with_reply(subject.to_string(), inbox, "".into())
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while answers.len() < count {
+        let Ok(Some(reply)) = tokio::time::timeout_at(deadline, replies.next()).await else {
+            break;
+        };
+        answers.push(serde_json::from_slice(&reply.payload).expect("a JSON answer"));
+    }
+    answers
+}

@@ -9,6 +9,7 @@
 //! original answered 403 and its dashboard often sent no key at all).
 
 use super::AppState;
+use crate::actors::stage::Extra;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, StatusCode, header};
@@ -191,15 +192,26 @@ impl RateLimiter {
     }
 }
 
-/// Requests served, by route pattern and status code, with their total time.
-#[derive(Debug, Default)]
+/// Requests served, by route pattern and status code, with their total time; each one also
+/// counted in the stage's `requests`.
+#[derive(Debug)]
 pub struct RequestCounters {
     inner: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
+    total: Extra,
 }
 
 impl RequestCounters {
+    /// Counters that also count every request in `total`.
+    pub fn new(total: Extra) -> RequestCounters {
+        RequestCounters {
+            inner: Mutex::default(),
+            total,
+        }
+    }
+
     /// Counts one request.
     pub fn count(&self, route: &str, status: u16, took: Duration) {
+        self.total.incr();
         let mut inner = self
             .inner
             .lock()

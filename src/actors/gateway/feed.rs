@@ -9,9 +9,12 @@
 //! The sample is then encoded exactly as it will be published and checked by the window
 //! keeper's own rule ([`super::snapshot::Gate`]: content, range, future and order against the
 //! keeper's state mirrored from the metrics stream), so the gateway refuses exactly what the
-//! keeper would. Accepted records are published on `metrics.<server>` as JetStream publishes
-//! and their acknowledgements awaited before the reply; refused ones are published on
-//! `rejected.gateway` and listed in the reply with their index and reason.
+//! keeper would. Everything goes through the gateway's stage outbox (bounded: a batch waits
+//! while it is full): accepted records on `metrics.<server>`, their stream acknowledgements
+//! awaited before the reply (at most [`STORE_WITHIN`]); refused ones counted by kind,
+//! published on `rejected.gateway` and listed in the reply with their index and reason.
+//! Counted in the stage counters: `received` records, `accepted` (stored), `rejected`, and
+//! the extras `feed_posts`, `rate_limited`, `not_stored`.
 //!
 //! Replies: 200 with the counts and refusals; `{"status":"ignored","reason":"empty batch"}`
 //! for no records (as the original); 400 when the body is not `{"records": [...]}` JSON; 413
@@ -20,40 +23,27 @@
 use super::AppState;
 use super::auth::error;
 use super::snapshot::last_token;
-use crate::actors::window_keeper::sample;
-use crate::bus::{STREAM_PUBLISH_WINDOW, StreamPublisher};
+use crate::actors::stage::{Envelope, Reject};
 use crate::offline::input::parse_timestamp;
-use crate::wire::{self, MetricSample, RejectKind, Rejection, SCHEMA_VERSION};
+use crate::samples;
+use crate::wire::{self, MetricSample, RejectKind, SCHEMA_VERSION};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-/// The stage name on `rejected.<stage>`.
-pub const STAGE: &str = "gateway";
+/// The subject a refused record's dead letter names.
+pub const FEED_SUBJECT: &str = "POST /feed/data";
+
+/// How long a batch waits for its records to be queued and stored before the reply counts
+/// the rest as not stored.
+pub const STORE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Record fields of the original that are not metrics and are dropped.
 pub const DROPPED_FIELDS: [&str; 4] = ["status", "problem_child", "notes", "cascade_impact"];
-
-/// Outcomes of `POST /feed/data`, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct FeedCounters {
-    /// Requests.
-    pub requests: AtomicU64,
-    /// Records received.
-    pub records: AtomicU64,
-    /// Records published and stored.
-    pub accepted: AtomicU64,
-    /// Records refused.
-    pub refused: AtomicU64,
-    /// Accepted records the stream did not store.
-    pub not_stored: AtomicU64,
-    /// Requests refused by the rate limit.
-    pub rate_limited: AtomicU64,
-}
 
 /// One refused record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -186,12 +176,11 @@ pub async fn feed_data(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let counters = &state.feed;
-    counters.requests.fetch_add(1, Ordering::Relaxed);
+    state.extras.feed_posts.incr();
     if let Some(client) = request.peer_addr().map(|addr| addr.ip())
         && let Err(wait) = state.limiter.take(client, std::time::Instant::now())
     {
-        counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        state.extras.rate_limited.incr();
         let mut response = error(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
@@ -225,48 +214,38 @@ pub async fn feed_data(
     if records.is_empty() {
         return HttpResponse::Ok().json(json!({"status": "ignored", "reason": "empty batch"}));
     }
-    counters
-        .records
-        .fetch_add(records.len() as u64, Ordering::Relaxed);
+    let stage = &state.stage;
+    stage.counters().received_many(records.len() as u64);
     let (accepted, refused) = check_records(&state, &records);
-    let subjects = state.bus.subjects().clone();
     for refusal in &refused {
-        let rejection = Rejection {
-            v: SCHEMA_VERSION,
-            stage: STAGE.into(),
-            subject: "POST /feed/data".into(),
-            server: refusal.server.clone(),
-            kind: reject_kind(refusal.kind),
-            reason: format!("record {}: {}", refusal.index, refusal.reason),
-            at_ms: wire::now_ms(),
-        };
-        let _ = state
-            .bus
-            .publish(subjects.rejected(STAGE), &rejection)
-            .await;
+        let reason = format!("record {}: {}", refusal.index, refusal.reason);
+        let reject =
+            Reject::new(reject_kind(refusal.kind), reason).or_server(refusal.server.as_deref());
+        stage.reject(FEED_SUBJECT, reject).await;
     }
-    let mut publisher = StreamPublisher::new(state.bus.client().clone(), STREAM_PUBLISH_WINDOW);
-    let mut not_stored = 0;
-    let mut send_errors = 0;
-    for (server, payload) in &accepted {
-        match publisher
-            .publish(subjects.metrics(server), payload.clone().into())
-            .await
-        {
-            Ok(failed) => not_stored += failed,
-            Err(publish_error) => {
-                send_errors += 1;
-                tracing::warn!(stage = STAGE, server, %publish_error, "feed record not sent");
-            }
-        }
+    let subjects = state.bus.subjects();
+    let published = accepted.len() as u64;
+    let envelopes = accepted
+        .into_iter()
+        .map(|(server, payload)| Envelope::encoded(subjects.metrics(&server), payload.into(), true))
+        .collect();
+    let outcomes = stage.publish_confirmed(envelopes, STORE_WITHIN).await;
+    let stored = outcomes
+        .iter()
+        .filter(|&&outcome| outcome == Some(true))
+        .count() as u64;
+    let not_stored = published - stored;
+    if not_stored > 0 {
+        // The outbox logs failed publishes (rate-limited); the reply names the count.
+        tracing::debug!(
+            stage = super::STAGE,
+            not_stored,
+            published,
+            "feed records not stored"
+        );
     }
-    not_stored += publisher.flush().await + send_errors;
-    let stored = accepted.len() as u64 - not_stored.min(accepted.len() as u64);
-    counters.accepted.fetch_add(stored, Ordering::Relaxed);
-    counters
-        .refused
-        .fetch_add(refused.len() as u64, Ordering::Relaxed);
-    counters.not_stored.fetch_add(not_stored, Ordering::Relaxed);
+    stage.counters().accepted_many(stored);
+    state.extras.not_stored.add(not_stored);
     let (servers, ready, pct) = {
         let snapshot = state.read();
         let keeper = snapshot.stages.get("window_keeper");
@@ -277,7 +256,7 @@ pub async fn feed_data(
         )
     };
     let status = match (stored, refused.is_empty() && not_stored == 0) {
-        (0, _) if !accepted.is_empty() => "failed",
+        (0, _) if published > 0 => "failed",
         (0, _) => "rejected",
         (_, true) => "accepted",
         (_, false) => "partial",
@@ -369,7 +348,7 @@ fn check_records(state: &AppState, records: &[Value]) -> (Vec<(String, Vec<u8>)>
             }
         };
         let payload = wire::encode(&sample);
-        let view = sample::decode(&payload).expect("a sample just encoded decodes");
+        let view = samples::decode(&payload).expect("a sample just encoded decodes");
         // The subject is `metrics.<server>`: its last token is what a name with a dot would
         // break, and the keeper's check reports that as a bad server.
         let subject_server = last_token(&sample.server);

@@ -6,11 +6,20 @@
 //!   ([`RiskScore`](crate::wire::RiskScore)), `alerts.>` ([`AlertEvent`](crate::wire::AlertEvent)),
 //!   `summary.fleet` ([`FleetSummary`](crate::wire::FleetSummary)), `status.>`
 //!   ([`StageStatus`](crate::wire::StageStatus)) and `metrics.>`
-//!   ([`MetricSample`](crate::wire::MetricSample)), as core subscriptions; answers
-//!   `$SRV.STATS` / `$SRV.INFO` requests of its own to read every stage's counters.
-//! - **Publishes** accepted `POST /feed/data` records on `metrics.<server>` (JetStream
-//!   publishes, acknowledged before the reply), and scenario requests on `control.scenario`
-//!   for `POST /api/v1/scenario`.
+//!   ([`MetricSample`](crate::wire::MetricSample)), as core subscriptions of an
+//!   [`Intake`]; sends `$SRV.STATS` / `$SRV.INFO` requests of its own ([`poller`]) to read
+//!   every stage's counters.
+//! - **Publishes** through its stage's outbox: accepted `POST /feed/data` records on
+//!   `metrics.<server>` (JetStream publishes, acknowledged before the reply), refused ones on
+//!   `rejected.gateway` ([`Rejection`](crate::wire::Rejection)); scenario requests on
+//!   `control.scenario` for `POST /api/v1/scenario` (a request, answered by the generator).
+//! - **Counters** ([stage toolkit](crate::actors::stage), micro service `fleetcast-gateway`):
+//!   `received` feed records, `accepted` those stored, `rejected` those refused (by kind),
+//!   `published` (stored records and dead letters), `consumer_lag` (messages its
+//!   subscriptions hold); extras `requests` (HTTP requests served), `feed_posts` (`POST
+//!   /feed/data` requests), `rate_limited` (of those, refused by the rate limit), `not_stored` (accepted records the
+//!   stream did not store), `bus_messages` (messages taken off its subscriptions); facts
+//!   `listen` (the address), `servers` and `sse_clients`.
 //! - **State** ([`snapshot::Snapshot`]): per server the latest sample and the step means of
 //!   the last `gateway.recent_steps` steps, the latest forecast, risk score and open alerts;
 //!   the latest fleet summary and stage status. A request reads this state: it never runs the
@@ -22,10 +31,15 @@
 //!   alerts), binds the HTTP server (a bind failure stops the start), then goes live.
 //!   Messages that arrived during the read-back are applied after it; a duplicate or older
 //!   message changes nothing.
-//! - **Fails** only at start (subscribing, reading the streams, binding). Afterwards an
-//!   undecodable message is counted and skipped; a lost NATS connection leaves the last state
-//!   served (the client reconnects); an HTTP error is answered with a JSON body naming what
-//!   is wrong. It stops on [`Stop`], stopping the HTTP server with it.
+//! - **Fails** only at start (its micro service, subscribing, reading the streams,
+//!   binding). Afterwards an undecodable message is counted and skipped; a lost NATS
+//!   connection leaves the last state served (the client reconnects); an HTTP error is
+//!   answered with a JSON body naming what is wrong.
+//! - **Drain** ([`Drain`], last in pipeline order, so it serves while the others drain):
+//!   the HTTP server stops taking connections and finishes the requests in hand (a feed
+//!   batch's publishes included), the subscriptions hand over what they received, the last
+//!   push events go out, then the service stops and the outbox flushes. [`Stop`] stops it at
+//!   once, the HTTP server with it.
 //!
 //! Files: [`snapshot`] (the state), [`views`] (what responses are made of), [`legacy`] (the
 //! original's endpoints), [`api`] (`/api/v1`), [`feed`] (`POST /feed/data`), [`history`]
@@ -49,10 +63,12 @@ pub use crate::settings::GatewaySettings;
 
 use self::events::Push;
 use self::snapshot::{Change, Snapshot};
-use crate::actors::stage::{ReplayError, replay};
-use crate::actors::window_keeper::fleet::IngestRules;
-use crate::actors::window_keeper::window::WindowShape;
+use crate::actors::stage::{
+    self, AsyncStage, Drain, Extra, Intake, IntakeError, ReplayError, ServiceError, Stage,
+    StageHandle, StageSpec, Staged, Tracked, replay,
+};
 use crate::bus::Bus;
+use crate::samples::IngestRules;
 use crate::settings::Settings;
 use crate::subjects::{StreamKind, Subject, Subjects};
 use crate::wire::{self, RiskScore};
@@ -92,21 +108,60 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/assets/{file}"),
 ];
 
+/// The gateway's own counters (extras of its stage counters), in [`GatewayExtras`]' order.
+pub const EXTRAS: [&str; 5] = [
+    "requests",
+    "feed_posts",
+    "rate_limited",
+    "not_stored",
+    "bus_messages",
+];
+
+/// Fact: the address the HTTP server listens on.
+pub const FACT_LISTEN: &str = "listen";
+/// Fact: servers the gateway knows.
+pub const FACT_SERVERS: &str = "servers";
+/// Fact: server-sent-event clients connected.
+pub const FACT_SSE_CLIENTS: &str = "sse_clients";
+
+/// Handles of the gateway's own counters.
+#[derive(Debug, Clone)]
+pub struct GatewayExtras {
+    /// HTTP requests served (every route; `/metrics` has them by route and status).
+    pub requests: Extra,
+    /// `POST /feed/data` requests, whatever their outcome.
+    pub feed_posts: Extra,
+    /// `POST /feed/data` requests refused by the rate limit.
+    pub rate_limited: Extra,
+    /// Accepted feed records the stream did not store.
+    pub not_stored: Extra,
+    /// Messages taken off the subscriptions.
+    pub bus_messages: Extra,
+}
+
+impl GatewayExtras {
+    fn of(stage: &Stage) -> GatewayExtras {
+        let [requests, feed_posts, rate_limited, not_stored, bus_messages] =
+            EXTRAS.map(|name| stage.counters().extra(name));
+        GatewayExtras {
+            requests,
+            feed_posts,
+            rate_limited,
+            not_stored,
+            bus_messages,
+        }
+    }
+}
+
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    /// A subscription failed.
-    #[error("cannot subscribe to {subject}: {source}")]
-    Subscribe {
-        /// The subject.
-        subject: String,
-        /// What the client said.
-        #[source]
-        source: async_nats::SubscribeError,
-    },
-    /// The subscriptions could not be confirmed with the server.
-    #[error("cannot flush the subscriptions: {0}")]
-    Flush(#[source] async_nats::client::FlushError),
+    /// Its micro service could not start.
+    #[error("starting the gateway's micro service")]
+    Service(#[from] ServiceError),
+    /// A subscription failed or could not be confirmed.
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
     /// A stream could not be read back.
     #[error(transparent)]
     Replay(#[from] ReplayError),
@@ -128,8 +183,12 @@ pub struct AppState {
     pub snapshot: Arc<RwLock<Snapshot>>,
     /// Push channel.
     pub push: Arc<Push>,
-    /// The bus (feed publishes, scenario requests, history reads).
+    /// The bus (scenario requests, history reads).
     pub bus: Bus,
+    /// Its stage's counters, outbox and rejections, for the handlers (feed publishes).
+    pub stage: AsyncStage,
+    /// Its own counters.
+    pub extras: GatewayExtras,
     /// Every setting (alerts, gateway, window keeper, time).
     pub settings: Arc<Settings>,
     /// What the poller last read from the stages and JetStream.
@@ -140,8 +199,6 @@ pub struct AppState {
     pub limiter: auth::RateLimiter,
     /// Requests served, by route and status class.
     pub requests: auth::RequestCounters,
-    /// `POST /feed/data` outcomes.
-    pub feed: feed::FeedCounters,
     /// When the gateway started.
     pub started: Instant,
 }
@@ -156,11 +213,11 @@ impl AppState {
     }
 }
 
-/// The running gateway: its actor and the address it listens on.
+/// The running gateway: its stage handle and the address it listens on.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    /// The actor (send it [`Stop`]).
-    pub addr: Addr<GatewayActor>,
+    /// The actor (send it [`Drain`] or [`Stop`]), its identity and live counters.
+    pub stage: StageHandle<GatewayActor>,
     /// Where the HTTP server listens (the bound port when `gateway.bind` asked for 0).
     pub local_addr: SocketAddr,
     /// Shared state, for tests and benches.
@@ -194,14 +251,17 @@ fn kind_of(subjects: &Subjects, subject: &str) -> Option<Kind> {
 
 /// The actor that feeds the snapshot and the push channel; start it with [`spawn`].
 pub struct GatewayActor {
+    stage: Stage,
+    intake: Intake,
+    bus_messages: Extra,
     subjects: Subjects,
     snapshot: Arc<RwLock<Snapshot>>,
     push: Arc<Push>,
     push_interval: Duration,
-    subscriptions: Vec<async_nats::Subscriber>,
+    subscriptions: Vec<Tracked<async_nats::Subscriber>>,
     pending_risk: BTreeMap<String, Arc<RiskScore>>,
     pending_forecasts: BTreeMap<String, (i64, String, String)>,
-    server: Option<actix_web::dev::ServerHandle>,
+    server: actix_web::dev::ServerHandle,
     poller: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -212,17 +272,25 @@ impl Actor for GatewayActor {
         for subscription in self.subscriptions.drain(..) {
             ctx.add_stream(subscription);
         }
-        ctx.run_interval(self.push_interval, |actor, _| actor.flush_pending());
+        ctx.run_interval(self.push_interval, |actor, _| {
+            actor.flush_pending();
+            actor.refresh_facts();
+        });
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        if let Some(server) = self.server.take() {
-            actix::spawn(async move { server.stop(false).await });
-        }
+        let server = self.server.clone();
+        actix::spawn(async move { server.stop(false).await });
         if let Some(poller) = self.poller.take() {
             poller.abort();
         }
         tracing::info!(stage = STAGE, "gateway stopped");
+    }
+}
+
+impl Staged for GatewayActor {
+    fn stage(&self) -> &Stage {
+        &self.stage
     }
 }
 
@@ -285,6 +353,19 @@ impl GatewayActor {
         }
     }
 
+    /// What the service reports besides the counters: servers known, push clients.
+    fn refresh_facts(&self) {
+        let servers = self
+            .snapshot
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .servers
+            .len();
+        let facts = self.stage.facts();
+        facts.set(FACT_SERVERS, servers);
+        facts.set(FACT_SSE_CLIENTS, self.push.clients());
+    }
+
     /// Sends the risk and forecast changes gathered since the last flush as one event each.
     fn flush_pending(&mut self) {
         if !self.pending_risk.is_empty() {
@@ -324,14 +405,17 @@ impl GatewayActor {
 
 impl StreamHandler<async_nats::Message> for GatewayActor {
     fn handle(&mut self, message: async_nats::Message, _: &mut Context<Self>) {
+        self.bus_messages.incr();
         self.apply(message.subject.as_str(), &message.payload);
     }
 
     fn finished(&mut self, _: &mut Context<Self>) {
-        tracing::warn!(
-            stage = STAGE,
-            "a subscription ended; the gateway goes on with the others"
-        );
+        if !self.intake.is_draining() {
+            tracing::warn!(
+                stage = STAGE,
+                "a subscription ended; the gateway goes on with the others"
+            );
+        }
     }
 }
 
@@ -343,12 +427,47 @@ impl Handler<Stop> for GatewayActor {
     }
 }
 
-/// Subscribes, reads the streams back, binds the HTTP server and starts the gateway.
+impl Handler<Drain> for GatewayActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        // A graceful stop: no new connection, the requests in hand (and their publishes)
+        // finish; then the subscriptions hand over what they received.
+        let server = self.server.clone();
+        let intake = self.intake.clone();
+        stage::drain(
+            async move {
+                server.stop(true).await;
+                intake.drain().await;
+            },
+            |gateway: &mut GatewayActor, _| {
+                gateway.flush_pending();
+                if let Some(poller) = gateway.poller.take() {
+                    poller.abort();
+                }
+            },
+        )
+    }
+}
+
+/// Builds its stage (micro service, outbox), subscribes, reads the streams back, binds the
+/// HTTP server and starts the gateway.
 ///
 /// # Errors
-/// [`GatewayError`] when a subscription, a read-back or the bind fails.
+/// [`GatewayError`] when the micro service, a subscription, a read-back or the bind fails.
 pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayError> {
     let subjects = bus.subjects().clone();
+    let stage = Stage::build(
+        &bus,
+        StageSpec::new(
+            STAGE,
+            "fleetcast gateway: HTTP API, push updates, /metrics, the dashboard and POST /feed/data",
+        )
+        .extras(&EXTRAS),
+    )
+    .await?;
+    let extras = GatewayExtras::of(&stage);
+    let intake = Intake::new(&bus, stage.counters());
     let wanted = [
         subjects.forecasts_all(),
         subjects.risk_all(),
@@ -359,28 +478,13 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
     ];
     let mut subscriptions = Vec::with_capacity(wanted.len());
     for subject in wanted {
-        let subscription = bus
-            .client()
-            .subscribe(subject.clone())
-            .await
-            .map_err(|source| GatewayError::Subscribe { subject, source })?;
-        subscriptions.push(subscription);
+        subscriptions.push(intake.subscribe(subject).await?);
     }
-    bus.client().flush().await.map_err(GatewayError::Flush)?;
+    intake.confirm().await?;
 
-    let rules = IngestRules {
-        shape: WindowShape {
-            context_steps: settings.window_keeper.context_steps as usize,
-            step_seconds: i64::from(settings.time.step_seconds),
-        },
-        max_future_ms: i64::try_from(settings.window_keeper.max_future_seconds)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000),
-        min_observed: settings.window_keeper.min_observed_steps as usize,
-    };
     let mut snapshot = Snapshot::new(
         settings.alerts.scale(),
-        rules,
+        IngestRules::from_settings(settings),
         settings.gateway.recent_steps,
     );
     let sources = [
@@ -431,12 +535,13 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
         snapshot: snapshot.clone(),
         push: push.clone(),
         bus: bus.clone(),
+        stage: stage.async_side(),
+        extras: extras.clone(),
         settings: Arc::new(settings.clone()),
         polled: polled.clone(),
         predictions: legacy::PredictionsCache::default(),
         limiter: auth::RateLimiter::new(gateway.feed_rate_per_minute),
-        requests: auth::RequestCounters::default(),
-        feed: feed::FeedCounters::default(),
+        requests: auth::RequestCounters::new(extras.requests.clone()),
         started: Instant::now(),
     });
     let app_state = state.clone();
@@ -473,6 +578,7 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
             tracing::error!(stage = STAGE, %error, "http server ended");
         }
     });
+    stage.facts().set(FACT_LISTEN, local_addr);
     let poller = tokio::spawn(poller::poll(
         bus.clone(),
         polled,
@@ -488,6 +594,8 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
         "gateway listening: dashboard at the url"
     );
     let actor = GatewayActor {
+        intake,
+        bus_messages: extras.bus_messages,
         subjects: subjects.clone(),
         snapshot,
         push,
@@ -495,11 +603,13 @@ pub async fn spawn(settings: &Settings, bus: Bus) -> Result<Gateway, GatewayErro
         subscriptions,
         pending_risk: BTreeMap::new(),
         pending_forecasts: BTreeMap::new(),
-        server: Some(handle),
+        server: handle,
         poller: Some(poller),
+        stage,
     };
+    actor.refresh_facts();
     Ok(Gateway {
-        addr: actor.start(),
+        stage: stage::start(actor),
         local_addr,
         state,
     })

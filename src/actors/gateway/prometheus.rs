@@ -535,35 +535,32 @@ pub fn exposition(state: &AppState) -> Exposition {
         &[],
         state.push.sent() as f64,
     );
-    let feed = &state.feed;
-    let load = |counter: &std::sync::atomic::AtomicU64| {
-        counter.load(std::sync::atomic::Ordering::Relaxed) as f64
-    };
+    let counters = state.stage.counters().snapshot();
     out.add(
         "fleetcast_gateway_feed_requests_total",
         "POST /feed/data requests",
         "counter",
         &[],
-        load(&feed.requests),
+        counters.extra("feed_posts") as f64,
     );
     out.add(
         "fleetcast_gateway_feed_rate_limited_total",
         "POST /feed/data requests refused by the rate limit",
         "counter",
         &[],
-        load(&feed.rate_limited),
+        counters.extra("rate_limited") as f64,
     );
-    for (outcome, counter) in [
-        ("accepted", &feed.accepted),
-        ("refused", &feed.refused),
-        ("not_stored", &feed.not_stored),
+    for (outcome, count) in [
+        ("accepted", counters.accepted),
+        ("refused", counters.rejected),
+        ("not_stored", counters.extra("not_stored")),
     ] {
         out.add(
             "fleetcast_gateway_feed_records_total",
             "POST /feed/data records by outcome",
             "counter",
             &[("outcome", outcome)],
-            load(counter),
+            count as f64,
         );
     }
     out

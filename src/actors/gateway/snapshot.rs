@@ -6,15 +6,14 @@
 //! Every change bumps a version number (the snapshot's, and the server's), so a response
 //! built from a server's state can be cached until that server changes.
 //!
-//! Samples are checked by the window keeper's own rule ([`validate`]) against a mirror of the
-//! keeper's validation state ([`Gate`]: the fleet clock and each server's open step), fed by
-//! the same stream in the same order. A sample the keeper would refuse is not shown, and
+//! Samples are checked by the window keeper's own rule ([`validate`], shared in
+//! [`crate::samples`]) against a mirror of the keeper's validation state ([`Gate`]: the fleet
+//! clock and each server's open step), fed by the same stream in the same order. A sample the keeper would refuse is not shown, and
 //! `POST /feed/data` refuses what the keeper would refuse.
 
-use crate::actors::window_keeper::fleet::{Checked, IngestRules, validate};
-use crate::actors::window_keeper::sample::{self, Invalid, SampleView};
 use crate::catalog::{METRIC_COUNT, Metric, Profile};
 use crate::levels::Scale;
+use crate::samples::{self, Checked, IngestRules, Invalid, SampleView, validate};
 use crate::wire::{
     self, AlertAction, AlertEvent, DecodeError, FleetSummary, Forecast, RiskScore, StageStatus,
 };
@@ -243,7 +242,7 @@ impl Snapshot {
 
     /// Takes a sample from `metrics.<server>` when the window keeper's rule accepts it.
     pub fn apply_sample(&mut self, subject: &str, payload: &[u8], now_ms: i64) -> Change {
-        let sample = match sample::decode(payload) {
+        let sample = match samples::decode(payload) {
             Ok(sample) => sample,
             Err(_) => {
                 self.received.samples_refused += 1;
@@ -432,7 +431,7 @@ fn add_to_recent(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::window_keeper::window::WindowShape;
+    use crate::samples::WindowShape;
     use crate::wire::{MetricSample, SCHEMA_VERSION};
 
     const STEP_MS: i64 = 300_000;

@@ -5,7 +5,7 @@
 //!   `node_exporter.files`, re-read when they change; see [`targets`]) over HTTP every
 //!   `node_exporter.interval_seconds` (15), at most `concurrency` at once, each within
 //!   `timeout_seconds`. Pages are parsed by the `prom_text_format_parser` crate ([`page`]) and
-//!   turned into metrics by [`node_series`](crate::actors::node_series) (which metric comes
+//!   turned into metrics by [`node_series`](crate::node_series) (which metric comes
 //!   from which series, and how).
 //! - **Publishes** `metrics.<server>` ([`MetricSample`], as a JetStream publish with a window
 //!   of acknowledgements, like the generator; only the metrics the page gives, `profile` from a
@@ -38,13 +38,13 @@ pub mod page;
 pub mod targets;
 
 use self::targets::{Target, TargetSet};
-use crate::actors::node_series::{self, NodeConfig, NodeState};
 use crate::actors::stage::{
     self, AsyncStage, Drain, Extra, Facts, Reject, ServiceError, Stage, StageHandle, StageSpec,
     Staged, Stop,
 };
 use crate::bus::Bus;
 use crate::catalog::Profile;
+use crate::node_series::{self, NodeConfig, NodeState};
 use crate::settings::{NodeExporterSettings, Settings};
 use crate::subjects::Subjects;
 use crate::wire::{MetricSample, RejectKind, SCHEMA_VERSION, TargetHealth, now_ms};

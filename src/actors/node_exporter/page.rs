@@ -1,5 +1,5 @@
 //! A node_exporter page (the Prometheus text exposition format) → the series
-//! [`node_series`](crate::actors::node_series) uses.
+//! [`node_series`](crate::node_series) uses.
 //!
 //! The grammar is parsed by the `prom_text_format_parser` crate. It parses a text all or
 //! nothing, so the page is first cut into its metric families (a family starts at its
@@ -7,7 +7,7 @@
 //! family loses only itself, named in the page's problems, and the rest of the page flows
 //! on. Lines before the first comment line are parsed as one more family.
 
-use crate::actors::node_series::{NodeConfig, Series, UNAME_SERIES};
+use crate::node_series::{NodeConfig, Series, UNAME_SERIES};
 use prom_text_format_parser::{Metric as Family, ScrapeParseError, Type, parse_scrape};
 
 /// What a page gave.

@@ -5,7 +5,7 @@
 //!   (default `127.0.0.1:9201`): remote-write 1.0, a snappy-compressed (block format)
 //!   protobuf `WriteRequest` ([`proto`]). The server is actix-web on the actors' system.
 //! - **Maps** the node_exporter series of each `instance` exactly as the scraper does
-//!   ([`node_series`](crate::actors::node_series)): rates from consecutive samples of the same
+//!   ([`node_series`](crate::node_series)): rates from consecutive samples of the same
 //!   series, a metric only when all its series for a timestamp have arrived (a scrape may be
 //!   split over several requests), absent when its series are. Prometheus's `up` series gives
 //!   each instance's health; `node_uname_info` its host name.
@@ -41,12 +41,12 @@
 pub mod proto;
 
 use self::proto::{STALE_NAN, WriteRequest};
-use crate::actors::node_series::{self, NodeConfig, NodeState, Series, UNAME_SERIES};
 use crate::actors::stage::{
     self, AsyncStage, Drain, Envelope, Extra, Facts, Reject, ServiceError, Stage, StageHandle,
     StageSpec, Staged, Stop,
 };
 use crate::bus::Bus;
+use crate::node_series::{self, NodeConfig, NodeState, Series, UNAME_SERIES};
 use crate::settings::Settings;
 use crate::subjects::Subjects;
 use crate::wire::{self, MetricSample, RejectKind, SCHEMA_VERSION, TargetHealth, now_ms};
@@ -544,30 +544,23 @@ impl Shared {
             return Ok(());
         }
         let total = queue.len();
-        let mut failed: Vec<Unsent> = Vec::new();
-        let mut timed_out = false;
         // One deadline for the whole request: with the bus gone, a publish may wait for the
         // connection instead of failing, and Prometheus must get its answer in time.
-        let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
-        let mut receipts = Vec::with_capacity(queue.len());
-        for sample in queue {
-            let (envelope, receipt) =
+        let envelopes = queue
+            .iter()
+            .map(|sample| {
                 Envelope::encoded(sample.subject.clone(), sample.payload.clone(), true)
                     .with_msg_id(sample.id.clone())
-                    .with_receipt();
-            match tokio::time::timeout_at(deadline, self.stage.outbox().send(envelope)).await {
-                Ok(()) => receipts.push((sample, receipt)),
-                Err(_) => {
-                    timed_out = true;
-                    failed.push(sample);
-                }
-            }
-        }
-        for (sample, receipt) in receipts {
-            match tokio::time::timeout_at(deadline, receipt).await {
-                Ok(Ok(true)) => self.extras.stored.incr(),
-                Ok(_) => failed.push(sample),
-                Err(_) => {
+            })
+            .collect();
+        let outcomes = self.stage.publish_confirmed(envelopes, ACK_TIMEOUT).await;
+        let mut failed: Vec<Unsent> = Vec::new();
+        let mut timed_out = false;
+        for (sample, outcome) in queue.into_iter().zip(outcomes) {
+            match outcome {
+                Some(true) => self.extras.stored.incr(),
+                Some(false) => failed.push(sample),
+                None => {
                     timed_out = true;
                     failed.push(sample);
                 }

@@ -54,6 +54,7 @@ use actix::prelude::*;
 use async_nats::service::endpoint::Endpoint;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Asks a stage to stop at once (its subscriptions end with it; nothing is drained).
 #[derive(Debug, Clone, Copy, Message)]
@@ -177,6 +178,35 @@ impl AsyncStage {
     /// the outbox is full.
     pub async fn publish_to_stream<T: WireMessage>(&self, subject: String, message: &T) {
         self.outbox.send(Envelope::stream(subject, message)).await;
+    }
+
+    /// Queues `envelopes` and waits until each is known stored or not, at most `within` in
+    /// all (queueing included: it waits while the outbox is full). Per envelope, in order:
+    /// `Some(true)` stored (a core message: sent), `Some(false)` not, `None` no answer in
+    /// time (it may still go out). What a stage answering a request needs before it replies.
+    pub async fn publish_confirmed(
+        &self,
+        envelopes: Vec<Envelope>,
+        within: Duration,
+    ) -> Vec<Option<bool>> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut receipts = Vec::with_capacity(envelopes.len());
+        for envelope in envelopes {
+            let (envelope, receipt) = envelope.with_receipt();
+            let queued = tokio::time::timeout_at(deadline, self.outbox.send(envelope)).await;
+            receipts.push(queued.ok().map(|()| receipt));
+        }
+        let mut outcomes = Vec::with_capacity(receipts.len());
+        for receipt in receipts {
+            outcomes.push(match receipt {
+                None => None,
+                Some(receipt) => tokio::time::timeout_at(deadline, receipt)
+                    .await
+                    .ok()
+                    .map(|answer| answer.unwrap_or(false)),
+            });
+        }
+        outcomes
     }
 
     /// Refuses the input that arrived on `subject`: counts it by kind, logs it (warn at most

@@ -11,9 +11,9 @@
 //! simulated clock advance step by step while a single sample stamped days ahead is still
 //! refused.
 
-use super::sample::{self, Invalid, Problems};
-use super::window::{Added, ServerWindow, WindowShape};
+use super::window::{Added, ServerWindow};
 use crate::catalog::{Metric, Profile};
+use crate::samples::{self, Checked, IngestRules, Invalid, validate};
 use crate::wire::{PREDICT_JOB_VERSION, PredictJob, RejectKind};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -40,17 +40,6 @@ pub enum Verdict {
         /// Every problem in words.
         reason: String,
     },
-}
-
-/// Per-fleet limits that decide validity.
-#[derive(Debug, Clone, Copy)]
-pub struct IngestRules {
-    /// Window size and step length.
-    pub shape: WindowShape,
-    /// How far ahead of the fleet's clock a timestamp may be, ms.
-    pub max_future_ms: i64,
-    /// Observed steps a metric needs to be forecast.
-    pub min_observed: usize,
 }
 
 /// Every server's window, keyed by name.
@@ -80,7 +69,7 @@ impl Fleet {
     /// Decodes, validates and aggregates one payload that arrived on a subject whose last
     /// token is `subject_server`, at wall-clock `now_ms`.
     pub fn ingest(&mut self, subject_server: &str, payload: &[u8], now_ms: i64) -> Verdict {
-        let sample = match sample::decode(payload) {
+        let sample = match samples::decode(payload) {
             Ok(sample) => sample,
             Err(error) => {
                 return Verdict::Rejected {
@@ -229,60 +218,6 @@ impl Fleet {
     }
 }
 
-/// A sample that passed [`validate`]: its step and the profile it names, if any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Checked {
-    /// The step the sample falls in.
-    pub step: i64,
-    /// The profile the sample gives (`None`: keep or infer the server's).
-    pub profile: Option<Profile>,
-}
-
-/// The ingest rule without the windows: checks a decoded sample's content (server against the
-/// subject's last token, profile, every metric's name, finiteness and range), its timestamp
-/// against the fleet clock `reference_ms` (the later of the wall clock and the end of the newest
-/// accepted step) and against its server's `open_step` (`None` for a server not seen yet).
-/// [`Fleet::ingest`] decides with it, and so can anything that must refuse exactly what the
-/// window keeper refuses before publishing (the gateway's `POST /feed/data`).
-///
-/// # Errors
-/// [`Invalid`] with the first problem's kind and every problem in words.
-pub fn validate(
-    rules: &IngestRules,
-    sample: &sample::SampleView<'_>,
-    subject_server: &str,
-    reference_ms: i64,
-    open_step: Option<i64>,
-) -> Result<Checked, Invalid> {
-    let mut problems = Problems::default();
-    let profile = sample::check_content(sample, subject_server, &mut problems);
-    let shape = rules.shape;
-    let step = shape.step_of(sample.ts_ms);
-    if sample.ts_ms > reference_ms.saturating_add(rules.max_future_ms) {
-        problems.push(
-            RejectKind::FutureTimestamp,
-            format_args!(
-                "ts_ms = {} is {} s ahead of the fleet clock {reference_ms} (limit {} s)",
-                sample.ts_ms,
-                (sample.ts_ms - reference_ms) / 1000,
-                rules.max_future_ms / 1000
-            ),
-        );
-    }
-    if let Some(open_step) = open_step.filter(|&open_step| step < open_step) {
-        problems.push(
-            RejectKind::OutOfOrder,
-            format_args!(
-                "ts_ms = {} falls in the step starting {} s, older than the open step starting {} s",
-                sample.ts_ms,
-                shape.step_start_s(step),
-                shape.step_start_s(open_step)
-            ),
-        );
-    }
-    problems.into_result().map(|()| Checked { step, profile })
-}
-
 /// FNV-1a: server names are short, and SipHash's flood resistance buys nothing here that a
 /// bounded, validated name space does not (names are subject tokens of at most 128 bytes).
 #[derive(Debug, Clone, Copy)]
@@ -311,6 +246,7 @@ impl Hasher for FnvHasher {
 mod tests {
     use super::*;
     use crate::catalog::Metric;
+    use crate::samples::WindowShape;
     use crate::wire::{self, MetricSample, SCHEMA_VERSION};
 
     const STEP_MS: i64 = 300_000;

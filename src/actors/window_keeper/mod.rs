@@ -7,7 +7,7 @@
 //! restarting is lost (a core subscription is at-most-once, and the server drops messages for
 //! a subscriber that falls behind a burst), and the start-up rebuild and live ingest are one
 //! ordered sequence with neither gap nor overlap. Payloads are decoded without allocation by
-//! [`sample::decode`], which refuses exactly what [`wire::decode`] refuses.
+//! [`samples::decode`](crate::samples::decode), which refuses exactly what [`wire::decode`] refuses.
 //!
 //! **Publishes**
 //! - `jobs.predict.<server>` ([`PredictJob`]): when a step closes and some metric of the
@@ -16,7 +16,7 @@
 //!   `window_keeper.publish_jobs` is on; the JetStream work queue `PREDICT_JOBS` captures it.
 //!   Metrics a server never reports are never in its jobs.
 //! - `rejected.window_keeper` ([`Rejection`]): every refused sample with its kind and a reason
-//!   naming the field and value (see [`fleet`] for the rules).
+//!   naming the field and value (see [`fleet`] and [`crate::samples`] for the rules).
 //! - `status.window_keeper` ([`StageStatus`]): every `window_keeper.status_interval_seconds`,
 //!   with counters and warm-up; the same numbers go to the log as one info line.
 //!
@@ -55,7 +55,6 @@
 pub mod fleet;
 mod ingest;
 pub mod queries;
-pub mod sample;
 pub mod window;
 
 pub use crate::actors::stage::Stop;
@@ -67,16 +66,16 @@ pub use queries::{
 use crate::actors::stage::service::{FACT_SERVERS_READY, FACT_WARMUP_PCT};
 use crate::actors::stage::{self, Drain, ServiceError, Stage, StageHandle, StageSpec, Staged};
 use crate::bus::{Bus, BusError};
+use crate::samples::IngestRules;
 use crate::settings::Settings;
 use crate::wire::{self, SCHEMA_VERSION, StageStatus};
 use actix::prelude::*;
 use async_nats::jetstream::{self, consumer::pull::OrderedError};
-use fleet::{Fleet, IngestRules};
+use fleet::Fleet;
 use futures::StreamExt;
 use ingest::{Extras, Ingest, Outgoing, Source};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use window::WindowShape;
 
 /// The stage name on `rejected.<stage>` and `status.<stage>`.
 pub const STAGE: &str = "window_keeper";
@@ -304,15 +303,7 @@ pub async fn spawn(
     bus: Bus,
 ) -> Result<StageHandle<WindowKeeper>, WindowKeeperError> {
     let keeper = &settings.window_keeper;
-    let rules = IngestRules {
-        shape: WindowShape {
-            context_steps: keeper.context_steps as usize,
-            step_seconds: i64::from(settings.time.step_seconds),
-        },
-        max_future_ms: i64::try_from(keeper.max_future_seconds.saturating_mul(1000))
-            .unwrap_or(i64::MAX),
-        min_observed: keeper.min_observed_steps as usize,
-    };
+    let rules = IngestRules::from_settings(settings);
     let mut stage = Stage::build(
         &bus,
         StageSpec::new(

@@ -3,8 +3,9 @@
 //! predict jobs.
 
 use super::WindowKeeper;
-use super::window::{MetricMask, ServerWindow, WindowShape};
+use super::window::ServerWindow;
 use crate::catalog::METRIC_COUNT;
+use crate::samples::{MetricMask, WindowShape};
 use crate::wire::PredictJob;
 use actix::prelude::*;
 

@@ -16,33 +16,7 @@
 //! step, so a server costs the same whether it has sent one sample or a million.
 
 use crate::catalog::{METRIC_COUNT, Metric, Profile};
-
-/// Bit mask with one bit per metric, bit `m` for `Metric::ALL[m]`.
-pub type MetricMask = u16;
-
-/// The mask with every metric's bit set.
-pub const ALL_METRICS: MetricMask = (1 << METRIC_COUNT) - 1;
-
-/// How a step bucket is sized and how many closed steps a window holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowShape {
-    /// Closed steps kept (the model's context length), at least 1.
-    pub context_steps: usize,
-    /// Step length in seconds, at least 1.
-    pub step_seconds: i64,
-}
-
-impl WindowShape {
-    /// The step a timestamp (unix ms) falls in: whole steps since the epoch.
-    pub fn step_of(&self, ts_ms: i64) -> i64 {
-        ts_ms.div_euclid(self.step_seconds * 1000)
-    }
-
-    /// Start of a step, unix seconds.
-    pub fn step_start_s(&self, step: i64) -> i64 {
-        step * self.step_seconds
-    }
-}
+use crate::samples::MetricMask;
 
 /// What happened to the window when a sample was added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -287,6 +261,7 @@ impl ServerWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::samples::{ALL_METRICS, WindowShape};
 
     const SHAPE: WindowShape = WindowShape {
         context_steps: 4,

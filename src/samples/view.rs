@@ -9,7 +9,7 @@
 //! a corpus of valid, broken and mutated payloads). `MetricSample` stays the documented wire
 //! type.
 
-use super::window::MetricMask;
+use super::MetricMask;
 use crate::catalog::{self, METRIC_COUNT, Metric, Profile};
 use crate::wire::{self, DecodeError, RejectKind};
 use serde::Deserialize;
@@ -388,7 +388,7 @@ mod tests {
         let view = decode(&payload).unwrap();
         assert_eq!(view.server, "ppdb001");
         assert_eq!(view.profile, Some("database"));
-        assert_eq!(view.metrics.present, super::super::window::ALL_METRICS);
+        assert_eq!(view.metrics.present, super::super::ALL_METRICS);
         assert_eq!(view.metrics.values[5], 5.5);
         assert!(view.metrics.unknown.is_empty());
     }

@@ -1,6 +1,6 @@
 //! From node_exporter series to fleetcast metrics: the derivations shared by the
-//! [`node_exporter`](super::node_exporter) scraper and the
-//! [`remote_write`](super::remote_write) receiver.
+//! [`node_exporter`](crate::actors::node_exporter) scraper and the
+//! [`remote_write`](crate::actors::remote_write) receiver.
 //!
 //! Both sources deliver the same series (node_exporter's names and labels) with a timestamp;
 //! [`NodeConfig::classify`] keeps the few this module uses and [`NodeState`] turns one host's
