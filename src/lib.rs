@@ -23,14 +23,15 @@
 //! micro service `fleetcast-<stage>`, with a `report` endpoint on
 //! `control.report.<stage>.<id>` (`StageReport`).
 //!
-//! Every actor but the gateway is built on the [stage toolkit](actors::stage) (one counters
-//! type, one rejection type, one bounded outbox, rate-limited logs, a NATS micro service per
-//! instance, a drain on stop); all are started by [`pipeline`], the one start-up path of the binary, the
-//! end-to-end tests and the benches.
+//! Every actor is built on the [stage toolkit](actors::stage) (one counters type, one
+//! rejection type, one bounded outbox, rate-limited logs, a NATS micro service per instance,
+//! a drain on stop); all are started by [`pipeline`], the one start-up path of the binary,
+//! the end-to-end tests and the benches.
 //!
 //! The two input actors share [`node_series`], which turns node_exporter series into
 //! the catalog's metrics. Supporting modules: [`sim`] (the simulation engine the generator and [`export`] share),
-//! [`checks`] (payload checks more than one stage applies), [`catalog`] (metrics and
+//! [`checks`] (payload checks more than one stage applies), [`samples`] (the sample decoding
+//! and ingest rule the window keeper and the gateway share), [`catalog`] (metrics and
 //! profiles), [`model`] (the model contract and the ONNX session), [`offline`] (`forecast`
 //! and `backtest` on files), [`settings`] (the TOML file, validated into typed settings), [`bus`] (the
 //! connection, streams and a private nats-server), [`subjects`] (every subject, built and
