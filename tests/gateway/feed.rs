@@ -30,12 +30,7 @@ async fn records_are_judged_as_the_window_keeper_judges_them() {
         .subscribe(bus.subjects().metrics_all())
         .await
         .unwrap();
-    let mut dead = bus
-        .client()
-        .subscribe(bus.subjects().rejected("gateway"))
-        .await
-        .unwrap();
-    bus.client().flush().await.unwrap();
+    let mut dead = dead_letters(&bus).await;
     let now = now_s();
     let records = json!({"records": [
         {"timestamp": iso(now), "server_name": "ppdb001", "profile": "database", "status": "healthy",

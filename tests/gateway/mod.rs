@@ -45,6 +45,18 @@ pub async fn start(settings: &Settings, bus: &Bus) -> Gateway {
         .expect("the gateway starts")
 }
 
+/// A subscription to the gateway's dead letters (`rejected.gateway`), confirmed with the
+/// server.
+pub async fn dead_letters(bus: &Bus) -> async_nats::Subscriber {
+    let dead = bus
+        .client()
+        .subscribe(bus.subjects().rejected("gateway"))
+        .await
+        .expect("a subscription");
+    bus.client().flush().await.expect("flushed");
+    dead
+}
+
 /// `http://<gateway><path>`.
 pub fn url(gateway: &Gateway, path: &str) -> String {
     format!("http://{}{path}", gateway.local_addr)

@@ -18,12 +18,7 @@ async fn the_gateway_is_a_micro_service_until_drained() {
     let bus = nats.bus().await;
     let settings = settings(&nats);
     let gateway = start(&settings, &bus).await;
-    let mut dead = bus
-        .client()
-        .subscribe(bus.subjects().rejected("gateway"))
-        .await
-        .unwrap();
-    bus.client().flush().await.unwrap();
+    let mut dead = dead_letters(&bus).await;
 
     let pings = ask(&bus, "$SRV.PING", 1).await;
     assert_eq!(pings.len(), 1, "{pings:?}");
