@@ -17,18 +17,20 @@
 //!   `received` feed records, `accepted` those stored, `rejected` those refused (by kind),
 //!   `published` (stored records and dead letters), `consumer_lag` (messages its
 //!   subscriptions hold); extras `requests` (HTTP requests served), `feed_posts` (`POST
-//!   /feed/data` requests), `rate_limited` (of those, refused by the rate limit), `not_stored` (accepted records the
-//!   stream did not store), `bus_messages` (messages taken off its subscriptions); facts
-//!   `listen` (the address), `servers` and `sse_clients`.
+//!   /feed/data` requests), `rate_limited` (of those, refused by the rate limit),
+//!   `not_stored` (accepted records the stream did not store), `bus_messages` (messages
+//!   taken off its subscriptions); facts `listen` (the address), `servers` and
+//!   `sse_clients`.
 //! - **State** ([`snapshot::Snapshot`]): per server the latest sample and the step means of
 //!   the last `gateway.recent_steps` steps, the latest forecast, risk score and open alerts;
 //!   the latest fleet summary and stage status. A request reads this state: it never runs the
 //!   model and never scans a stream, except the alert-history endpoints, which read the
 //!   ALERTS stream from the start of their range. Memory is O(servers × (horizon + recent
 //!   steps)).
-//! - **Start-up** ([`spawn`]): subscribes, then reads back the latest message per server of
-//!   the METRICS, FORECASTS and RISK streams and the ALERTS history (to know the open
-//!   alerts), binds the HTTP server (a bind failure stops the start), then goes live.
+//! - **Start-up** ([`spawn`]): builds its stage (micro service, outbox), subscribes, then
+//!   reads back the latest message per server of the METRICS, FORECASTS and RISK streams
+//!   and the ALERTS history (to know the open alerts), binds the HTTP server (a bind failure
+//!   stops the start), then goes live.
 //!   Messages that arrived during the read-back are applied after it; a duplicate or older
 //!   message changes nothing.
 //! - **Fails** only at start (its micro service, subscribing, reading the streams,

@@ -5,7 +5,7 @@
 //! | [`StageCounters`] ([`counters`]) | the same counters everywhere: received, accepted, rejected by kind, published, publish errors, outbox full, consumer lag, plus the actor's own extras; awaitable in tests |
 //! | [`Reject`] ([`reject`]) | the one rejection type: server, kind, reason |
 //! | [`Outbox`] ([`outbox`]) | the one publish path: bounded, in order, back-pressure, stream acknowledgements, flush |
-//! | [`AsyncStage`] | the same counters, outbox and rejection path for a stage's async tasks (a scrape loop, HTTP handlers) |
+//! | [`AsyncStage`] | the same counters, outbox and rejection path for a stage's async tasks (a scrape loop, HTTP handlers), and publishes confirmed before a reply ([`AsyncStage::publish_confirmed`]) |
 //! | [`RateLimited`] | one log line per interval for repeated trouble |
 //! | [`StageService`] ([`service`]) | the instance as a NATS micro service (`$SRV.PING/INFO/STATS`) reporting its counters and [`Facts`] |
 //! | [`Intake`] ([`intake`]) | input subscriptions with a measured lag and a drain that loses nothing |
