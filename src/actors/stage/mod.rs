@@ -536,23 +536,3 @@ pub struct RunningStage {
     /// Where to send [`Drain`].
     pub drain: Option<Recipient<Drain>>,
 }
-
-/// The next queued item, or `None` once every sender is gone. When nothing is queued it first
-/// waits for `stream`'s outstanding acknowledgements, so a failure is counted without waiting
-/// for more traffic; the second value is how many of those were not stored.
-///
-/// Kept for the window keeper's own publisher until it publishes through an [`Outbox`],
-/// which does this itself.
-pub async fn next_or_settle<T>(
-    receiver: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
-    stream: &mut crate::bus::StreamPublisher,
-) -> (Option<T>, u64) {
-    match receiver.try_recv() {
-        Ok(item) => (Some(item), 0),
-        Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-            let unstored = stream.flush().await;
-            (receiver.recv().await, unstored)
-        }
-        Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => (None, 0),
-    }
-}
