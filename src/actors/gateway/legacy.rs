@@ -342,7 +342,10 @@ pub async fn predictions_current(state: web::Data<AppState>, request: HttpReques
     let wants_gzip = accepts_gzip(&request);
     let cache = &state.predictions;
     let version = state.read().version;
-    if let Some((cached, plain, gzipped)) = cache.whole.lock().expect("cache lock").clone()
+    // Cloned out first: a guard in the `if let` would be held through its block, where the
+    // gzip branch locks again (a worker deadlocked on its own lock).
+    let whole = cache.whole.lock().expect("cache lock").clone();
+    if let Some((cached, plain, gzipped)) = whole
         && cached == version
     {
         // A first gzip client of this version compresses it once for the next ones.
