@@ -292,9 +292,12 @@ pub enum StreamKind {
     Metrics,
     /// `jobs.predict.>`: the predictor work queue, acked after the forecast is published.
     PredictJobs,
-    /// `forecasts.>`: latest per server.
+    /// `forecasts.>`: the latest `nats.forecast_history` per server (read through durable
+    /// consumers by the risk scorer and the alert router; "the latest" is the last per
+    /// subject).
     Forecasts,
-    /// `risk.>`: latest per server.
+    /// `risk.>`: the latest `nats.risk_history` per server (the alert router's durable
+    /// consumer reads it).
     Risk,
     /// `alerts.>`: history, replayable.
     Alerts,

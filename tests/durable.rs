@@ -282,3 +282,44 @@ async fn router_routes_a_burst_once_and_doubles_nothing_on_redelivery() {
     assert!(again.extra("superseded") > 0, "{again:?}");
     assert_eq!(stream_messages(&bus, StreamKind::Alerts).await, events);
 }
+
+/// A router stopped for longer than the RISK stream's per-server history loses the oldest
+/// scores of a server, and says so: the gap in the stream is counted as `skipped`.
+#[actix::test]
+async fn inputs_the_stream_dropped_are_counted_as_skipped() {
+    let nats = TestNats::start();
+    let mut settings = nats.settings.clone();
+    settings.nats.risk_history = 4;
+    let bus = Bus::connect(&settings.nats).await.unwrap();
+    bus.ensure_streams().await.unwrap();
+    let subjects = bus.subjects().clone();
+    let first = alert_router::spawn(&settings, bus.clone()).await.unwrap();
+    publish_all(
+        &bus,
+        &[(subjects.risk("ppgen001"), risk("ppgen001", 10.0, NOW))],
+    )
+    .await;
+    wait_long(&first.counters, |c| c.received >= 1).await;
+    first.send(Drain).await.unwrap();
+    let burst: Vec<_> = (1..=10)
+        .map(|step| {
+            (
+                subjects.risk("ppgen001"),
+                risk("ppgen001", 10.0, NOW + step * 300),
+            )
+        })
+        .collect();
+    publish_all(&bus, &burst).await;
+    let second = alert_router::spawn(&settings, bus.clone()).await.unwrap();
+    let counters = wait_long(&second.counters, |c| c.received >= 4).await;
+    second.send(Drain).await.unwrap();
+    assert_eq!(
+        (
+            counters.received,
+            counters.extra("skipped"),
+            counters.rejected
+        ),
+        (4, 6, 0),
+        "{counters:?}"
+    );
+}
