@@ -323,3 +323,75 @@ async fn inputs_the_stream_dropped_are_counted_as_skipped() {
         "{counters:?}"
     );
 }
+
+/// Inputs an instance took and never acknowledged (it died) go to the next instance at
+/// once, in order, not after `ack_wait` (ten minutes here): its consumer is rewound to the
+/// acknowledgement floor. The events are those of one router that saw everything.
+#[actix::test]
+async fn a_dead_instances_inputs_go_to_the_next_one_at_once() {
+    use futures::StreamExt;
+    let nats = TestNats::start();
+    let mut settings = nats.settings.clone();
+    settings.nats.ack_wait_seconds = 600;
+    let bus = nats.bus().await;
+    let subjects = bus.subjects().clone();
+    let first = alert_router::spawn(&settings, bus.clone()).await.unwrap();
+    first.send(Drain).await.unwrap();
+    let scores = [
+        10.0, 45.0, 85.0, 85.0, 50.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0,
+    ];
+    let burst: Vec<_> = scores
+        .iter()
+        .enumerate()
+        .map(|(step, &score)| {
+            (
+                subjects.risk("ppgen001"),
+                risk("ppgen001", score, NOW + step as i64 * 300),
+            )
+        })
+        .collect();
+    publish_all(&bus, &burst).await;
+    // The test takes every score as an instance that dies before acknowledging.
+    let consumer: async_nats::jetstream::consumer::PullConsumer = bus
+        .jetstream()
+        .get_stream(subjects.stream_name(StreamKind::Risk))
+        .await
+        .unwrap()
+        .get_consumer(&subjects.durable_consumer("alert_router", StreamKind::Risk))
+        .await
+        .unwrap();
+    let mut taken = consumer
+        .fetch()
+        .max_messages(scores.len())
+        .messages()
+        .await
+        .unwrap();
+    let mut held = 0;
+    while let Some(message) = taken.next().await {
+        message.unwrap();
+        held += 1;
+    }
+    assert_eq!(held, scores.len());
+
+    let mut book = AlertBook::new(BookConfig::from_settings(&settings.alerts));
+    let expected = burst
+        .iter()
+        .filter_map(|(_, score)| book.on_risk(score).unwrap())
+        .count() as u64;
+    assert!(expected >= 2, "the scores raise and resolve an alert");
+    let second = alert_router::spawn(&settings, bus.clone()).await.unwrap();
+    let counters = wait_long(&second.counters, |c| {
+        c.received >= scores.len() as u64 && c.published >= expected
+    })
+    .await;
+    second.send(Drain).await.unwrap();
+    assert_eq!(
+        (
+            counters.received,
+            counters.extra("events"),
+            counters.rejected
+        ),
+        (scores.len() as u64, expected, 0),
+        "{counters:?}"
+    );
+}

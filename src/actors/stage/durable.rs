@@ -24,6 +24,13 @@
 //!   out show as a gap in the stream sequence and are counted (`skipped`, warned), never
 //!   silent. Consumer errors (a missed heartbeat) are counted (`consumer_errors`); the
 //!   consumer goes on by itself.
+//! - **Takeover.** One instance of a stage reads its consumers. When [`Durable::open`] finds
+//!   messages handed out and never acknowledged (the previous instance died holding them),
+//!   it rewinds the consumer to its acknowledgement floor (deletes it and makes it again
+//!   from the floor's next sequence), so they come at once and in order, not after
+//!   `ack_wait` behind newer ones; anything past the floor that was handled already is older
+//!   than the state the stage read back (superseded) or republished under the same
+//!   `Nats-Msg-Id` (dropped by the stream).
 //! - **Drain.** [`Durable::stop`] ends the deliveries (what the client had fetched beyond
 //!   is redelivered after `ack_wait`); [`Durable::settled`] waits for every acknowledgement
 //!   to be sent.
@@ -58,7 +65,7 @@ pub struct DurableError {
     pub stream: String,
     /// The consumer.
     pub consumer: String,
-    /// What it was doing: `get stream`, `create consumer`, `pull`.
+    /// What it was doing: `get stream`, `create consumer`, `rewind consumer`, `pull`.
     pub step: &'static str,
     /// What the server or client said.
     #[source]
@@ -247,12 +254,39 @@ async fn open_one(
         max_ack_pending: settings.max_ack_pending,
         ..Default::default()
     };
-    let consumer: jetstream::consumer::PullConsumer = stream
-        .get_or_create_consumer(&consumer_name, config)
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(&consumer_name, config.clone())
         .await
         .map_err(|error| failed("create consumer")(error.into()))?;
-    let delivered = &consumer.cached_info().delivered;
-    let last = (delivered.consumer_sequence > 0).then_some(delivered.stream_sequence);
+    let info = consumer.cached_info();
+    let delivered = &info.delivered;
+    let mut last = (delivered.consumer_sequence > 0).then_some(delivered.stream_sequence);
+    if info.num_ack_pending > 0 {
+        // A previous instance died holding inputs: rewind to the acknowledgement floor so
+        // they come now, in order, instead of after `ack_wait` behind newer ones.
+        let floor = info.ack_floor.stream_sequence;
+        tracing::info!(
+            stage,
+            consumer = %consumer_name,
+            unacknowledged = info.num_ack_pending,
+            floor,
+            "inputs left unacknowledged by an earlier instance: consumer rewound to its acknowledgement floor"
+        );
+        stream
+            .delete_consumer(&consumer_name)
+            .await
+            .map_err(|error| failed("rewind consumer")(error.into()))?;
+        consumer = stream
+            .create_consumer(pull::Config {
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: floor + 1,
+                },
+                ..config
+            })
+            .await
+            .map_err(|error| failed("rewind consumer")(error.into()))?;
+        last = Some(floor);
+    }
     let messages = consumer
         .stream()
         .max_messages_per_batch(PULL_BATCH)
