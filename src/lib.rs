@@ -13,8 +13,8 @@
 //! | [`actors::generator`] | `control.scenario` (`ScenarioRequest`, replies `ScenarioReply`) | `metrics.<server>` (`MetricSample`), `rejected.generator` (`Rejection`) |
 //! | [`actors::window_keeper`] | `metrics.>` (`MetricSample`) | `jobs.predict.<server>` (`PredictJob`), `rejected.window_keeper` (`Rejection`), `status.window_keeper` (`StageStatus`) |
 //! | [`actors::predictor`] | `jobs.predict.>` (`PredictJob`, JetStream work queue), `control.model.load` (`ModelLoadRequest`) | `forecasts.<server>` (`Forecast`), `rejected.predictor` (`Rejection`) |
-//! | [`actors::risk_scorer`] | `metrics.>` (`MetricSample`), `forecasts.>` (`Forecast`) | `risk.<server>` (`RiskScore`), `summary.fleet` (`FleetSummary`), `rejected.risk_scorer` (`Rejection`) |
-//! | [`actors::alert_router`] | `risk.>` (`RiskScore`), `forecasts.>` (`Forecast`) | `alerts.<severity>.<server>` (`AlertEvent`), `rejected.alert_router` (`Rejection`) |
+//! | [`actors::risk_scorer`] | `metrics.>` (`MetricSample`), `forecasts.>` (`Forecast`), through durable consumers | `risk.<server>` (`RiskScore`), `summary.fleet` (`FleetSummary`), `rejected.risk_scorer` (`Rejection`) |
+//! | [`actors::alert_router`] | `risk.>` (`RiskScore`), `forecasts.>` (`Forecast`), through durable consumers | `alerts.<severity>.<server>` (`AlertEvent`), `rejected.alert_router` (`Rejection`) |
 //! | [`actors::gateway`] | `metrics.>`, `forecasts.>`, `risk.>`, `alerts.>`, `summary.fleet`, `status.>`; `$SRV.INFO`/`$SRV.STATS` replies | HTTP (the original's API, `/api/v1`, SSE, `/metrics`, the dashboard); `metrics.<server>` (`POST /feed/data`), `rejected.gateway`, `control.scenario` requests |
 //! | [`actors::node_exporter`] | node_exporter pages over HTTP (targets and `file_sd` files) | `metrics.<server>` (`MetricSample`), `status.node_exporter` (`TargetHealth`), `rejected.node_exporter` (`Rejection`) |
 //! | [`actors::remote_write`] | Prometheus remote-write requests (HTTP POST, snappy protobuf) | `metrics.<server>` (`MetricSample`), `status.remote_write` (`TargetHealth`), `rejected.remote_write` (`Rejection`) |

@@ -180,6 +180,13 @@ impl Subjects {
         format!("{}{}", self.stream_prefix(), kind.suffix())
     }
 
+    /// The durable consumer through which `stage` reads stream `kind`
+    /// (`risk_scorer-metrics`, `alert_router-forecasts`, ...). Consumer names live inside
+    /// their stream, so they need no prefix.
+    pub fn durable_consumer(&self, stage: &str, kind: StreamKind) -> String {
+        format!("{stage}-{}", kind.suffix().to_lowercase())
+    }
+
     /// What every stream name of this deployment starts with (`FLEETCAST_`).
     pub fn stream_prefix(&self) -> String {
         format!("{}_", self.prefix.to_uppercase().replace('-', "_"))
@@ -285,9 +292,12 @@ pub enum StreamKind {
     Metrics,
     /// `jobs.predict.>`: the predictor work queue, acked after the forecast is published.
     PredictJobs,
-    /// `forecasts.>`: latest per server.
+    /// `forecasts.>`: the latest `nats.forecast_history` per server (read through durable
+    /// consumers by the risk scorer and the alert router; "the latest" is the last per
+    /// subject).
     Forecasts,
-    /// `risk.>`: latest per server.
+    /// `risk.>`: the latest `nats.risk_history` per server (the alert router's durable
+    /// consumer reads it).
     Risk,
     /// `alerts.>`: history, replayable.
     Alerts,
@@ -395,6 +405,10 @@ mod tests {
         assert_eq!(
             Subjects::new("my-fleet").stream_name(StreamKind::Metrics),
             "MY_FLEET_METRICS"
+        );
+        assert_eq!(
+            subjects.durable_consumer("risk_scorer", StreamKind::Forecasts),
+            "risk_scorer-forecasts"
         );
     }
 }

@@ -6,6 +6,7 @@ mod util;
 mod alerts;
 mod bus;
 mod cli;
+mod durable;
 mod e2e;
 mod evaluate;
 mod export;

@@ -160,6 +160,9 @@ pub struct Bus {
     subjects: Subjects,
     /// Replicas of each JetStream stream (1 on a single server, 3 on a cluster).
     stream_replicas: usize,
+    /// Forecasts and risk scores the streams keep per server.
+    forecast_history: i64,
+    risk_history: i64,
 }
 
 impl Bus {
@@ -172,6 +175,8 @@ impl Bus {
             client: connect_client(settings, "fleetcast").await?,
             subjects: Subjects::new(&settings.prefix),
             stream_replicas: settings.stream_replicas,
+            forecast_history: settings.forecast_history,
+            risk_history: settings.risk_history,
         })
     }
 
@@ -323,7 +328,10 @@ impl Bus {
             .collect())
     }
 
-    /// Creates (or updates) the streams of the design's durability section. Idempotent.
+    /// Creates the streams of the design's durability section, or brings the per-server
+    /// history of an existing FORECASTS or RISK stream to the settings'
+    /// (`nats.forecast_history`, `nats.risk_history`; a stream made before they existed kept
+    /// only the latest). Idempotent.
     ///
     /// # Errors
     /// [`BusError::Stream`] when the server has no JetStream or refuses a stream.
@@ -349,13 +357,13 @@ impl Bus {
             jetstream::stream::Config {
                 name: subjects.stream_name(StreamKind::Forecasts),
                 subjects: vec![subjects.forecasts_all()],
-                max_messages_per_subject: 1,
+                max_messages_per_subject: self.forecast_history,
                 ..Default::default()
             },
             jetstream::stream::Config {
                 name: subjects.stream_name(StreamKind::Risk),
                 subjects: vec![subjects.risk_all()],
-                max_messages_per_subject: 1,
+                max_messages_per_subject: self.risk_history,
                 ..Default::default()
             },
             jetstream::stream::Config {
@@ -368,10 +376,24 @@ impl Bus {
         for mut config in configs {
             config.num_replicas = self.stream_replicas;
             let name = config.name.clone();
-            jetstream
+            let history = config.max_messages_per_subject;
+            let stream = jetstream
                 .get_or_create_stream(config)
                 .await
-                .map_err(|source| BusError::Stream { name, source })?;
+                .map_err(|source| BusError::Stream {
+                    name: name.clone(),
+                    source,
+                })?;
+            let held = &stream.cached_info().config;
+            if history > 0 && held.max_messages_per_subject != history {
+                let mut updated = held.clone();
+                updated.max_messages_per_subject = history;
+                tracing::info!(stream = %name, from = held.max_messages_per_subject, to = history, "per-subject history of a stream changed");
+                jetstream
+                    .update_stream(updated)
+                    .await
+                    .map_err(|source| BusError::Stream { name, source })?;
+            }
         }
         Ok(())
     }

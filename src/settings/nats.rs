@@ -28,6 +28,17 @@ pub struct NatsSettings {
     pub subscription_capacity: usize,
     /// Replicas of each JetStream stream: 1 on a single server, 3 on a three-node cluster.
     pub stream_replicas: usize,
+    /// Forecasts the FORECASTS stream keeps per server: how many steps the risk scorer and
+    /// the alert router may fall behind (or stay stopped) before the oldest are gone.
+    pub forecast_history: i64,
+    /// Risk scores the RISK stream keeps per server (about two per step): how far the alert
+    /// router may fall behind.
+    pub risk_history: i64,
+    /// How long the risk scorer's and alert router's durable consumers wait for an
+    /// acknowledgement before they hand a message out again, seconds.
+    pub ack_wait_seconds: u64,
+    /// Messages each of those consumers hands out before it waits for acknowledgements.
+    pub max_ack_pending: i64,
 }
 
 impl Default for NatsSettings {
@@ -40,6 +51,10 @@ impl Default for NatsSettings {
             server_bin: String::new(),
             subscription_capacity: 1 << 20,
             stream_replicas: 1,
+            forecast_history: 16,
+            risk_history: 64,
+            ack_wait_seconds: 10,
+            max_ack_pending: 20_000,
         }
     }
 }
@@ -75,6 +90,24 @@ impl NatsSettings {
             (1..=5).contains(&self.stream_replicas),
             "nats.stream_replicas",
             || format!("{} is outside 1–5", self.stream_replicas),
+        );
+        for (name, value) in [
+            ("nats.forecast_history", self.forecast_history),
+            ("nats.risk_history", self.risk_history),
+        ] {
+            problems.check((1..=10_000).contains(&value), name, || {
+                format!("{value} is outside 1–10000")
+            });
+        }
+        problems.check(
+            (1..=3600).contains(&self.ack_wait_seconds),
+            "nats.ack_wait_seconds",
+            || format!("{} is outside 1–3600", self.ack_wait_seconds),
+        );
+        problems.check(
+            (1..=1_000_000).contains(&self.max_ack_pending),
+            "nats.max_ack_pending",
+            || format!("{} is outside 1–1000000", self.max_ack_pending),
         );
     }
 }

@@ -345,7 +345,11 @@ impl AlertBook {
         if let Some(latest_ms) = alerts.forecast_ms
             && at_ms < latest_ms
         {
-            return Err(OutOfOrder { at_ms, latest_ms });
+            return Err(OutOfOrder {
+                at_ms,
+                latest_ms,
+                restored: false,
+            });
         }
         alerts.forecast_ms = Some(at_ms);
         let mut events = Vec::new();

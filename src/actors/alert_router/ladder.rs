@@ -58,6 +58,9 @@ pub struct OutOfOrder {
     pub at_ms: i64,
     /// The latest accepted time.
     pub latest_ms: i64,
+    /// The latest time was read back from the alert history at start-up, not observed
+    /// since: the refused observation was routed before the restart.
+    pub restored: bool,
 }
 
 /// One value's position on its ladder.
@@ -71,6 +74,8 @@ pub struct Ladder {
     above_since: Vec<Option<i64>>,
     /// Per level 1..=n: since when the value is below its threshold minus the hysteresis.
     below_since: Vec<Option<i64>>,
+    /// Put back from the history and not moved since.
+    restored: bool,
 }
 
 impl Ladder {
@@ -84,6 +89,7 @@ impl Ladder {
             latest_ms: None,
             above_since: vec![None; levels],
             below_since: vec![None; levels],
+            restored: false,
         }
     }
 
@@ -102,6 +108,7 @@ impl Ladder {
             entered_ms,
             opened_ms: (level > 0).then_some(opened_ms),
             latest_ms: Some(entered_ms),
+            restored: true,
             ..Ladder::new(config)
         }
     }
@@ -134,12 +141,17 @@ impl Ladder {
     ) -> Result<Option<Transition>, OutOfOrder> {
         if let Some(latest_ms) = self.latest_ms {
             if at_ms < latest_ms {
-                return Err(OutOfOrder { at_ms, latest_ms });
+                return Err(OutOfOrder {
+                    at_ms,
+                    latest_ms,
+                    restored: self.restored,
+                });
             }
         } else {
             self.entered_ms = at_ms;
         }
         self.latest_ms = Some(at_ms);
+        self.restored = false;
         for (index, &threshold) in config.thresholds.iter().enumerate() {
             let level = index + 1;
             self.above_since[level] = if value >= threshold {

@@ -1,7 +1,15 @@
 //! The alert router: turns risk scores and forecasts into alert events that raise, escalate,
 //! de-escalate and resolve, without flapping.
 //!
-//! - **Consumes** `risk.>` ([`RiskScore`]) and `forecasts.>` ([`Forecast`]).
+//! - **Consumes** `risk.>` ([`RiskScore`]) and `forecasts.>` ([`Forecast`]) through
+//!   JetStream durable consumers ([`Durable`]): `alert_router-risk` on RISK (which keeps
+//!   `nats.risk_history` scores per server) and `alert_router-forecasts` on FORECASTS.
+//!   Nothing published while the router is slow, busy or stopped is lost. An input is
+//!   acknowledged once every event it caused is stored in the ALERTS stream.
+//! - **No doubled event**: every event is published with `Nats-Msg-Id:
+//!   <id>-<action>-<severity>-<at_ms>` (the alert's id, the transition, and the input's own
+//!   time), so an event routed again from a redelivered input is dropped by the ALERTS stream
+//!   inside its duplicate window (2 minutes).
 //! - **Publishes** `alerts.<severity>.<server>` ([`AlertEvent`]), captured by the ALERTS
 //!   JetStream stream as history; refused inputs on `rejected.alert_router` ([`Rejection`](crate::wire::Rejection)).
 //!   The subject's severity is the higher of the event's new and previous severity
@@ -26,18 +34,21 @@
 //!   restarted router de-escalates and resolves the alerts it had raised instead of raising
 //!   them again; the raise and dwell waits start afresh.
 //! - **Observability and shutdown** come from the [stage toolkit](crate::actors::stage):
-//!   input through an [`Intake`] (so `consumer_lag` is measured), the
-//!   counters (extras `replayed`, `events`, `stale_forecasts`), the micro service `fleetcast-alert-router`
+//!   the consumers' pending counts as `consumer_lag`, the
+//!   counters (extras `replayed`, `events`, `stale_forecasts`, `superseded`: risk scores
+//!   older than the ladder that were routed before (redelivered, or older than the
+//!   history read back), acknowledged without a rejection; and the consumers' `redelivered`,
+//!   `skipped`, `consumer_errors`), the micro service `fleetcast-alert-router`
 //!   (fact `open_alerts`), a bounded outbox (events leave in order), and [`Drain`]: stop the
-//!   intake, route what was received, flush, stop.
+//!   deliveries, flush, send the last acknowledgements, stop.
 
 pub mod book;
 pub mod ladder;
 
 use self::book::{AlertBook, BookConfig, publish_severity};
 use crate::actors::stage::{
-    self, Drain, Extra, Intake, IntakeError, Reject, ReplayError, ServiceError, Stage, StageHandle,
-    StageSpec, Staged, Stop, Tracked, replay,
+    self, DURABLE_EXTRAS, Deliveries, Delivery, Drain, Durable, DurableError, Extra, Reject,
+    ReplayError, ServiceError, Stage, StageHandle, StageSpec, Staged, Stop, replay,
 };
 use crate::bus::Bus;
 use crate::checks::{check_forecast, check_risk};
@@ -61,7 +72,7 @@ pub enum AlertRouterError {
     Service(#[from] ServiceError),
     /// Its input could not be opened.
     #[error(transparent)]
-    Intake(#[from] IntakeError),
+    Durable(#[from] DurableError),
     /// The alert history could not be read back.
     #[error(transparent)]
     Replay(#[from] ReplayError),
@@ -75,11 +86,10 @@ pub struct AlertRouter {
     events: Extra,
     /// Forecasts older than the one held: superseded, counted, dropped.
     stale_forecasts: Extra,
-    intake: Intake,
-    inputs: Option<(
-        Tracked<async_nats::Subscriber>,
-        Tracked<async_nats::Subscriber>,
-    )>,
+    /// Risk scores routed before (redelivered, or older than the history read back).
+    superseded: Extra,
+    durable: Durable,
+    inputs: Option<Deliveries>,
 }
 
 impl Staged for AlertRouter {
@@ -92,9 +102,8 @@ impl Actor for AlertRouter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some((risk, forecasts)) = self.inputs.take() {
-            ctx.add_stream(risk);
-            ctx.add_stream(forecasts);
+        if let Some(inputs) = self.inputs.take() {
+            ctx.add_stream(inputs);
         }
         // Counting open alerts visits every server: once a second, not per event.
         ctx.run_interval(FACTS_INTERVAL, |router, _| {
@@ -106,11 +115,11 @@ impl Actor for AlertRouter {
     }
 }
 
-/// Builds the stage, subscribes to risk scores and forecasts, reads the alert history back,
-/// then starts the alert router.
+/// Builds the stage, binds its durable consumers on risk scores and forecasts, reads the
+/// alert history back, then starts the alert router.
 ///
 /// # Errors
-/// [`AlertRouterError`] when the service, a subscription or the replay fails.
+/// [`AlertRouterError`] when the service, a consumer or the replay fails.
 pub async fn spawn(
     settings: &Settings,
     bus: Bus,
@@ -122,13 +131,21 @@ pub async fn spawn(
             STAGE,
             "fleetcast alert router: raises, escalates and resolves alerts from risk scores and forecasts",
         )
-        .extras(&["replayed", "events", "stale_forecasts"]),
+        .extras(&["replayed", "events", "stale_forecasts", "superseded"])
+        .extras(&DURABLE_EXTRAS),
     )
     .await?;
-    let intake = Intake::new(&bus, stage.counters());
-    let risk = intake.subscribe(subjects.risk_all()).await?;
-    let forecasts = intake.subscribe(subjects.forecasts_all()).await?;
-    intake.confirm().await?;
+    let (durable, inputs) = Durable::open(
+        &bus,
+        stage.counters(),
+        STAGE,
+        &settings.nats,
+        &[
+            (StreamKind::Risk, subjects.risk_all()),
+            (StreamKind::Forecasts, subjects.forecasts_all()),
+        ],
+    )
+    .await?;
     let mut book = AlertBook::new(BookConfig::from_settings(&settings.alerts));
     let history = replay(
         &bus,
@@ -158,9 +175,10 @@ pub async fn spawn(
         book,
         events: stage.counters().extra("events"),
         stale_forecasts: stage.counters().extra("stale_forecasts"),
+        superseded: stage.counters().extra("superseded"),
         stage,
-        intake,
-        inputs: Some((risk, forecasts)),
+        durable,
+        inputs: Some(inputs),
     };
     Ok(stage::start(router))
 }
@@ -169,15 +187,34 @@ fn out_of_order(server: &str, error: impl std::fmt::Display) -> Reject {
     Reject::new(RejectKind::OutOfOrder, error.to_string()).with_server(server)
 }
 
+/// The `Nats-Msg-Id` of an event (see the module doc).
+fn event_msg_id(event: &AlertEvent) -> String {
+    format!(
+        "{}-{:?}-{}-{}",
+        event.id, event.action, event.severity, event.at_ms
+    )
+}
+
 impl AlertRouter {
-    fn on_risk(&mut self, subject: &str, payload: &[u8]) -> Result<Vec<AlertEvent>, Reject> {
+    /// A score older than the server's ladder was routed before when it is `redelivered`
+    /// or the ladder was read back from the history and has not moved since: `superseded`,
+    /// no rejection. Otherwise it is out of order, refused.
+    fn on_risk(
+        &mut self,
+        subject: &str,
+        payload: &[u8],
+        redelivered: bool,
+    ) -> Result<Vec<AlertEvent>, Reject> {
         let risk: RiskScore = wire::decode(payload)?;
         check_risk(&self.subjects, subject, &risk)?;
-        let event = self
-            .book
-            .on_risk(&risk)
-            .map_err(|error| out_of_order(&risk.server, error))?;
-        Ok(event.into_iter().collect())
+        match self.book.on_risk(&risk) {
+            Ok(event) => Ok(event.into_iter().collect()),
+            Err(error) if redelivered || error.restored => {
+                self.superseded.incr();
+                Ok(Vec::new())
+            }
+            Err(error) => Err(out_of_order(&risk.server, error)),
+        }
     }
 
     /// A forecast older than the one the book holds for its server is *stale*, not bad
@@ -198,27 +235,26 @@ impl AlertRouter {
     }
 }
 
-impl StreamHandler<async_nats::Message> for AlertRouter {
-    fn handle(&mut self, message: async_nats::Message, ctx: &mut Context<Self>) {
+impl StreamHandler<Delivery> for AlertRouter {
+    fn handle(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         self.stage.counters().received();
+        let message = &delivery.message;
         let subject = message.subject.as_str();
-        let outcome = if self.subjects.is_forecast(subject) {
-            self.on_forecast(subject, &message.payload)
-        } else {
-            self.on_risk(subject, &message.payload)
+        let outcome = match delivery.kind {
+            StreamKind::Forecasts => self.on_forecast(subject, &message.payload),
+            _ => self.on_risk(subject, &message.payload, delivery.redelivered),
         };
         let events = match outcome {
             Ok(events) => events,
             Err(reject) => {
                 let reject = reject.or_server(self.subjects.server_of(subject));
                 self.stage.reject(ctx, subject, reject);
+                self.durable.ack(delivery);
                 return;
             }
         };
         self.stage.counters().accepted();
-        if events.is_empty() {
-            return;
-        }
+        let mut receipts = Vec::with_capacity(events.len());
         for event in events {
             tracing::info!(
                 stage = STAGE,
@@ -231,17 +267,20 @@ impl StreamHandler<async_nats::Message> for AlertRouter {
             let subject = self
                 .subjects
                 .alerts(publish_severity(&event), &event.server);
-            self.stage.publish_to_stream(ctx, subject, &event);
+            let id = event_msg_id(&event);
+            receipts.push(self.stage.publish_to_stream_once(ctx, subject, &event, id));
             self.events.incr();
         }
+        self.durable.ack_after(delivery, receipts);
     }
 
-    fn finished(&mut self, _: &mut Context<Self>) {
-        if !self.intake.is_draining() {
-            tracing::warn!(
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if !self.durable.is_stopping() {
+            tracing::error!(
                 stage = STAGE,
-                "a subscription ended; the alert router goes on with the other"
+                "the consumers ended (connection closed): the alert router stops"
             );
+            ctx.stop();
         }
     }
 }
@@ -250,8 +289,7 @@ impl Handler<Drain> for AlertRouter {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
-        let intake = self.intake.clone();
-        stage::drain(async move { intake.drain().await }, |_, _| {})
+        stage::drain_durable(&self.durable, |_: &mut AlertRouter, _| {})
     }
 }
 

@@ -13,13 +13,24 @@
 //!   [`scoring`]); the level is the one scale's ([`crate::levels`]). "Now" is the latest
 //!   sample's own timestamp, so simulated time works as real time. A server with a forecast
 //!   but no sample yet is held until its first sample.
+//! - **Input** comes through JetStream durable consumers ([`Durable`]):
+//!   `risk_scorer-metrics` on METRICS and `risk_scorer-forecasts` on FORECASTS. Nothing
+//!   published while the scorer is slow, busy or stopped is lost (it waits in the streams;
+//!   FORECASTS keeps `nats.forecast_history` per server); the consumers' pending counts are
+//!   its `consumer_lag`. An input is acknowledged once the risk score it caused is stored
+//!   in the RISK stream (at once when it caused none).
+//! - **No doubles**: every risk score carries `Nats-Msg-Id: <server>-<sample_ms>-<forecast
+//!   origin_s or none>`, what it was computed from, so a score computed again (an input
+//!   redelivered after a crash) is dropped by the RISK stream inside its duplicate window.
 //! - **Restart**: before it starts, the scorer reads back the latest sample and forecast of
 //!   every server from the METRICS and FORECASTS JetStream streams (`LastPerSubject`), so
 //!   a restarted scorer has the fleet's view at once; replayed input is scored silently
 //!   (no risk is re-published until the server's next sample or forecast) and feeds the
-//!   next fleet summary.
-//! - **Input** comes through an [`Intake`], so the scorer's lag is measured
-//!   (`consumer_lag`) and a drain loses nothing already received.
+//!   next fleet summary. That view may be ahead of the consumers: inputs published while no
+//!   scorer ran are still to come. The first such input of a server older than its replayed
+//!   sample (or forecast) replaces the replayed one, so each is scored once, in order.
+//!   Afterwards an older input handed out again (`redelivered`) was handled before: counted
+//!   `superseded`, acknowledged, not refused.
 //! - **Fails** only at start (its service, subscribing, reading the streams back);
 //!   afterwards bad input (undecodable, another schema version, a sample or forecast for
 //!   another server than its subject, NaN or out-of-range values, wrong-length series, an
@@ -28,18 +39,19 @@
 //!   failed publish is counted (`publish_errors`) and logged.
 //! - **Observability and shutdown** come from the [stage toolkit](crate::actors::stage):
 //!   counters (extras `replayed`, `summaries`, `summary_checks`: intervals that passed,
-//!   `stale_forecasts`: forecasts older than the one held, dropped without a rejection), the
+//!   `stale_forecasts`: forecasts older than the one held, dropped without a rejection,
+//!   `superseded`, and the consumers' `redelivered`, `skipped`, `consumer_errors`), the
 //!   micro service `fleetcast-risk-scorer`
-//!   (fact `servers`), a bounded outbox, and [`Drain`]: stop the intake, score what was
-//!   received, publish a last summary, flush, stop.
+//!   (fact `servers`), a bounded outbox, and [`Drain`]: stop the deliveries, publish a last
+//!   summary, flush, send the last acknowledgements, stop.
 
 pub mod scoring;
 pub mod summary;
 
 use self::scoring::{RiskConfig, assess};
 use crate::actors::stage::{
-    self, Drain, Extra, Intake, IntakeError, Reject, ReplayError, ServiceError, Stage, StageHandle,
-    StageSpec, Staged, Stop, Tracked, replay,
+    self, DURABLE_EXTRAS, Deliveries, Delivery, Drain, Durable, DurableError, Extra, Reject,
+    ReplayError, ServiceError, Stage, StageHandle, StageSpec, Staged, Stop, replay,
 };
 use crate::bus::Bus;
 use crate::catalog::{Metric, Profile};
@@ -64,7 +76,7 @@ pub enum RiskScorerError {
     Service(#[from] ServiceError),
     /// Its input could not be opened.
     #[error(transparent)]
-    Intake(#[from] IntakeError),
+    Durable(#[from] DurableError),
     /// A stream could not be read back.
     #[error(transparent)]
     Replay(#[from] ReplayError),
@@ -80,6 +92,19 @@ struct ServerState {
     sample_ms: Option<i64>,
     forecast: Option<Forecast>,
     score: Option<f64>,
+    /// The sample held was read back at start-up, not taken from the consumer yet.
+    sample_replayed: bool,
+    /// The forecast held was read back at start-up.
+    forecast_replayed: bool,
+}
+
+/// What became of an accepted input.
+#[derive(Debug)]
+enum Taken {
+    /// Take it into `server`'s state and score it.
+    Score(String),
+    /// Older than what is held: nothing to score.
+    Nothing,
 }
 
 /// The risk scorer actor; start it with [`spawn`].
@@ -98,11 +123,10 @@ pub struct RiskScorer {
     summary_checks: Extra,
     /// Forecasts older than the one held: superseded, counted, dropped.
     stale_forecasts: Extra,
-    intake: Intake,
-    inputs: Option<(
-        Tracked<async_nats::Subscriber>,
-        Tracked<async_nats::Subscriber>,
-    )>,
+    /// Older inputs handed out again, handled before.
+    superseded: Extra,
+    durable: Durable,
+    inputs: Option<Deliveries>,
 }
 
 impl Staged for RiskScorer {
@@ -115,9 +139,8 @@ impl Actor for RiskScorer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let Some((metrics, forecasts)) = self.inputs.take() {
-            ctx.add_stream(metrics);
-            ctx.add_stream(forecasts);
+        if let Some(inputs) = self.inputs.take() {
+            ctx.add_stream(inputs);
         }
         ctx.run_interval(self.summary_interval, |actor, ctx| {
             actor.publish_summary(ctx);
@@ -126,11 +149,11 @@ impl Actor for RiskScorer {
     }
 }
 
-/// Builds the stage, subscribes to samples and forecasts, reads the latest of each back from
-/// the streams, then starts the risk scorer.
+/// Builds the stage, binds its durable consumers on samples and forecasts, reads the latest
+/// of each back from the streams, then starts the risk scorer.
 ///
 /// # Errors
-/// [`RiskScorerError`] when the service, a subscription or a replay fails.
+/// [`RiskScorerError`] when the service, a consumer or a replay fails.
 pub async fn spawn(
     settings: &Settings,
     bus: Bus,
@@ -142,13 +165,27 @@ pub async fn spawn(
             STAGE,
             "fleetcast risk scorer: risk per server from samples and forecasts, and the fleet summary",
         )
-        .extras(&["replayed", "summaries", "summary_checks", "stale_forecasts"]),
+        .extras(&[
+            "replayed",
+            "summaries",
+            "summary_checks",
+            "stale_forecasts",
+            "superseded",
+        ])
+        .extras(&DURABLE_EXTRAS),
     )
     .await?;
-    let intake = Intake::new(&bus, stage.counters());
-    let metrics = intake.subscribe(subjects.metrics_all()).await?;
-    let forecasts = intake.subscribe(subjects.forecasts_all()).await?;
-    intake.confirm().await?;
+    let (durable, inputs) = Durable::open(
+        &bus,
+        stage.counters(),
+        STAGE,
+        &settings.nats,
+        &[
+            (StreamKind::Metrics, subjects.metrics_all()),
+            (StreamKind::Forecasts, subjects.forecasts_all()),
+        ],
+    )
+    .await?;
     let mut scorer = RiskScorer {
         subjects,
         config: RiskConfig::from(&settings.risk),
@@ -160,12 +197,13 @@ pub async fn spawn(
         summaries: stage.counters().extra("summaries"),
         summary_checks: stage.counters().extra("summary_checks"),
         stale_forecasts: stage.counters().extra("stale_forecasts"),
+        superseded: stage.counters().extra("superseded"),
         stage,
-        intake,
-        inputs: Some((metrics, forecasts)),
+        durable,
+        inputs: Some(inputs),
     };
-    // The live subscriptions buffer while the streams are read back; a message seen twice
-    // has the same time as its replayed copy, which is accepted.
+    // The consumers wait while the streams are read back; a message seen twice has the same
+    // time as its replayed copy, which is accepted.
     let replayed = scorer.stage.counters().extra("replayed");
     let sources = [
         (StreamKind::Metrics, bus.subjects().metrics_all()),
@@ -175,13 +213,19 @@ pub async fn spawn(
         for message in replay(&bus, kind, filter, DeliverPolicy::LastPerSubject).await? {
             let subject = message.subject.as_str();
             let outcome = match kind {
-                StreamKind::Forecasts => scorer.on_forecast(subject, &message.payload),
-                _ => scorer.on_sample(subject, &message.payload).map(Some),
+                StreamKind::Forecasts => scorer.on_forecast(subject, &message.payload, false),
+                _ => scorer.on_sample(subject, &message.payload, false),
             };
             match outcome {
-                Ok(server) => {
-                    if let Some(server) = server {
+                Ok(taken) => {
+                    if let Taken::Score(server) = taken {
                         scorer.score(&server);
+                        if let Some(state) = scorer.servers.get_mut(&server) {
+                            match kind {
+                                StreamKind::Forecasts => state.forecast_replayed = true,
+                                _ => state.sample_replayed = true,
+                            }
+                        }
                     }
                     replayed.incr();
                 }
@@ -211,14 +255,34 @@ impl RiskScorer {
                 sample_ms: None,
                 forecast: None,
                 score: None,
+                sample_replayed: false,
+                forecast_replayed: false,
             })
     }
 
-    fn on_sample(&mut self, subject: &str, payload: &[u8]) -> Result<String, Reject> {
+    /// Takes a sample in. One older than the sample held replaces a replayed one (the
+    /// replay ran ahead of the consumer), is `superseded` when `redelivered` (handled
+    /// before), and is refused as out of order otherwise.
+    fn on_sample(
+        &mut self,
+        subject: &str,
+        payload: &[u8],
+        redelivered: bool,
+    ) -> Result<Taken, Reject> {
         let sample: MetricSample = wire::decode(payload)?;
         let profile = check_sample(&self.subjects, subject, &sample)?;
         let state = self.state_of(&sample.server, profile);
+        if std::mem::take(&mut state.sample_replayed)
+            && state.sample_ms.is_some_and(|latest| sample.ts_ms < latest)
+        {
+            state.sample_ms = None;
+            state.current.clear();
+        }
         if let Some(latest) = state.sample_ms.filter(|&latest| sample.ts_ms < latest) {
+            if redelivered {
+                self.superseded.incr();
+                return Ok(Taken::Nothing);
+            }
             return Err(Reject::new(
                 RejectKind::OutOfOrder,
                 format!(
@@ -235,15 +299,24 @@ impl RiskScorer {
                 state.current.insert(name, value);
             }
         }
-        Ok(sample.server)
+        Ok(Taken::Score(sample.server))
     }
 
-    /// Takes a forecast in; `None` when it is older than the one held (stale: counted and
-    /// dropped, nothing to score).
-    fn on_forecast(&mut self, subject: &str, payload: &[u8]) -> Result<Option<String>, Reject> {
+    /// Takes a forecast in; [`Taken::Nothing`] when it is older than the one held (stale:
+    /// counted and dropped, nothing to score), unless the one held was replayed (the
+    /// replay ran ahead of the consumer: the older one replaces it).
+    fn on_forecast(
+        &mut self,
+        subject: &str,
+        payload: &[u8],
+        _redelivered: bool,
+    ) -> Result<Taken, Reject> {
         let forecast: Forecast = wire::decode(payload)?;
         let profile = check_forecast(&self.subjects, subject, &forecast)?;
         let state = self.state_of(&forecast.server, profile);
+        if std::mem::take(&mut state.forecast_replayed) {
+            state.forecast = None;
+        }
         if let Some(latest) = state
             .forecast
             .as_ref()
@@ -260,11 +333,11 @@ impl RiskScorer {
                 held_origin_s = latest,
                 "stale forecast dropped"
             );
-            return Ok(None);
+            return Ok(Taken::Nothing);
         }
         let server = forecast.server.clone();
         state.forecast = Some(forecast);
-        Ok(Some(server))
+        Ok(Taken::Score(server))
     }
 
     /// Scores `server`, when it has a sample.
@@ -312,22 +385,38 @@ impl RiskScorer {
     }
 }
 
-impl StreamHandler<async_nats::Message> for RiskScorer {
-    fn handle(&mut self, message: async_nats::Message, ctx: &mut Context<Self>) {
+/// The `Nats-Msg-Id` of a risk score: what it was computed from (see the module doc).
+fn risk_msg_id(risk: &RiskScore) -> String {
+    match risk.forecast_origin_s {
+        Some(origin) => format!("{}-{}-{origin}", risk.server, risk.sample_ms),
+        None => format!("{}-{}-none", risk.server, risk.sample_ms),
+    }
+}
+
+impl StreamHandler<Delivery> for RiskScorer {
+    fn handle(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         self.stage.counters().received();
+        let message = &delivery.message;
         let subject = message.subject.as_str();
-        let outcome = if self.subjects.is_forecast(subject) {
-            self.on_forecast(subject, &message.payload)
-        } else {
-            self.on_sample(subject, &message.payload).map(Some)
+        let outcome = match delivery.kind {
+            StreamKind::Forecasts => {
+                self.on_forecast(subject, &message.payload, delivery.redelivered)
+            }
+            _ => self.on_sample(subject, &message.payload, delivery.redelivered),
         };
+        let mut receipts = Vec::new();
         match outcome {
-            Ok(None) => self.stage.counters().accepted(),
-            Ok(Some(server)) => {
+            Ok(Taken::Nothing) => self.stage.counters().accepted(),
+            Ok(Taken::Score(server)) => {
                 self.stage.counters().accepted();
                 if let Some(risk) = self.score(&server) {
-                    self.stage
-                        .publish_to_stream(ctx, self.subjects.risk(&server), &risk);
+                    let id = risk_msg_id(&risk);
+                    receipts.push(self.stage.publish_to_stream_once(
+                        ctx,
+                        self.subjects.risk(&server),
+                        &risk,
+                        id,
+                    ));
                 }
             }
             Err(reject) => {
@@ -335,14 +424,16 @@ impl StreamHandler<async_nats::Message> for RiskScorer {
                 self.stage.reject(ctx, subject, reject);
             }
         }
+        self.durable.ack_after(delivery, receipts);
     }
 
-    fn finished(&mut self, _: &mut Context<Self>) {
-        if !self.intake.is_draining() {
-            tracing::warn!(
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if !self.durable.is_stopping() {
+            tracing::error!(
                 stage = STAGE,
-                "a subscription ended; the risk scorer goes on with the other"
+                "the consumers ended (connection closed): the risk scorer stops"
             );
+            ctx.stop();
         }
     }
 }
@@ -351,11 +442,9 @@ impl Handler<Drain> for RiskScorer {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
-        let intake = self.intake.clone();
-        stage::drain(
-            async move { intake.drain().await },
-            |scorer: &mut RiskScorer, ctx| scorer.publish_summary(ctx),
-        )
+        stage::drain_durable(&self.durable, |scorer: &mut RiskScorer, ctx| {
+            scorer.publish_summary(ctx)
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 //! | [`RateLimited`] | one log line per interval for repeated trouble |
 //! | [`StageService`] ([`service`]) | the instance as a NATS micro service (`$SRV.PING/INFO/STATS`) reporting its counters and [`Facts`] |
 //! | [`Intake`] ([`intake`]) | input subscriptions with a measured lag and a drain that loses nothing |
+//! | [`Durable`] ([`durable`]) | input through JetStream durable consumers: nothing lost while the stage is slow or stopped, acknowledged once its outputs are stored |
 //! | [`replay`](replay::replay) | a JetStream stream read back at start-up |
 //! | [`Drain`], [`Stop`], [`StageHandle`] | the shutdown protocol and what `spawn` returns |
 //!
@@ -34,6 +35,7 @@
 //! the stages in pipeline order on SIGINT or SIGTERM.
 
 pub mod counters;
+pub mod durable;
 pub mod intake;
 pub mod outbox;
 pub mod reject;
@@ -42,6 +44,7 @@ pub mod service;
 
 pub use crate::ratelog::RateLimited;
 pub use counters::{Counters, Extra, StageCounters};
+pub use durable::{DURABLE_EXTRAS, Deliveries, Delivery, Durable, DurableError};
 pub use intake::{Intake, IntakeError, Tracked};
 pub use outbox::{Envelope, OUTBOX_CAPACITY, Outbox};
 pub use reject::Reject;
@@ -367,6 +370,27 @@ impl Stage {
         self.outbox.push(ctx, Envelope::stream(subject, message));
     }
 
+    /// Queues `message` on `subject`, which a stream captures, with the `Nats-Msg-Id`
+    /// `msg_id`: the stream drops a republished copy (same id) inside its duplicate window.
+    /// The receiver says whether it was stored (for [`Durable::ack_after`]).
+    pub fn publish_to_stream_once<A, T>(
+        &self,
+        ctx: &mut Context<A>,
+        subject: String,
+        message: &T,
+        msg_id: String,
+    ) -> tokio::sync::oneshot::Receiver<bool>
+    where
+        A: Actor<Context = Context<A>>,
+        T: WireMessage,
+    {
+        let (envelope, stored) = Envelope::stream(subject, message)
+            .with_msg_id(msg_id)
+            .with_receipt();
+        self.outbox.push(ctx, envelope);
+        stored
+    }
+
     /// Refuses the input that arrived on `subject`: counts it by kind, logs it (warn at most
     /// once per 10 s, debug otherwise) and publishes it on `rejected.<stage>`.
     pub fn reject<A>(&mut self, ctx: &mut Context<A>, subject: &str, reject: Reject)
@@ -450,6 +474,27 @@ pub fn drain<A: Staged>(
                 last(actor, ctx);
                 actix::fut::wrap_future(actor.stage().drained())
             })
+            .map(|(), _, ctx| ctx.stop()),
+    )
+}
+
+/// What the [`Drain`] handler of a stage reading through a [`Durable`] returns: ends the
+/// deliveries, runs `last` on the actor (a final summary), then [`Stage::drained`] (the
+/// outbox flushes, so every receipt is in), then waits until every acknowledgement is sent,
+/// then stops the actor. What the client had fetched beyond is redelivered after `ack_wait`.
+pub fn drain_durable<A: Staged>(
+    durable: &Durable,
+    last: impl FnOnce(&mut A, &mut Context<A>) + 'static,
+) -> ResponseActFuture<A, ()> {
+    durable.stop();
+    let settled = durable.settled();
+    Box::pin(
+        actix::fut::ready(())
+            .then(move |(), actor: &mut A, ctx| {
+                last(actor, ctx);
+                actix::fut::wrap_future(actor.stage().drained())
+            })
+            .then(move |(), _, _| actix::fut::wrap_future(settled))
             .map(|(), _, ctx| ctx.stop()),
     )
 }
