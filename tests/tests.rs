@@ -4,6 +4,7 @@
 mod util;
 
 mod alerts;
+mod auth;
 mod bus;
 mod cli;
 mod e2e;
