@@ -10,6 +10,7 @@ mod cli;
 mod e2e;
 mod evaluate;
 mod export;
+mod fuzz_live;
 mod gateway;
 mod generator;
 mod inputs;
