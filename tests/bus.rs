@@ -101,13 +101,15 @@ async fn tail_prints_json_lines() {
     assert!(lines[1]["subject"].as_str().unwrap().ends_with("ppdb002"));
 }
 
-/// The shipped nats-server configurations (single node and the three-node cluster) are valid.
+/// The shipped nats-server configurations (single node, the per-actor users and the
+/// three-node cluster, which includes them) are valid, given every user's password.
 #[test]
 fn shipped_nats_configs_are_valid() {
     let binary = fleetcast::bus::find_server_binary("").expect("nats-server installed");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let configs = [
         "nats/nats-server.conf",
+        "nats/auth.conf",
         "nats/cluster/n1.conf",
         "nats/cluster/n2.conf",
         "nats/cluster/n3.conf",
@@ -116,6 +118,15 @@ fn shipped_nats_configs_are_valid() {
         let output = std::process::Command::new(&binary)
             .args(["-t", "-c"])
             .arg(root.join(config))
+            .envs(fleetcast::settings::BusRole::ALL.map(|role| {
+                (
+                    format!(
+                        "FLEETCAST_NATS__USERS__{}__PASSWORD",
+                        role.key().to_uppercase()
+                    ),
+                    "test-password",
+                )
+            }))
             .output()
             .expect("nats-server runs");
         assert!(

@@ -224,3 +224,69 @@ async fn critical_scenario_raises_then_resolves() {
         "alerts still open three hours after the fleet healed: {open:?}"
     );
 }
+
+/// With `nats/auth.conf` every actor (the gateway too) connects as its own user on its own
+/// connection, and the pipeline still works end to end: samples in, forecasts, risk scores
+/// and alert events out, every stage answering `$SRV.PING`, and the server never refused
+/// anything an actor did (no permissions violation in its log).
+#[actix::test]
+async fn every_actor_runs_as_its_own_user() {
+    let nats = TestNats::start_authenticated();
+    let admin = Bus::connect(&nats.settings.nats)
+        .await
+        .expect("admin connects");
+    let watcher = Bus::connect_as(&nats.settings.nats, fleetcast::settings::BusRole::Client)
+        .await
+        .expect("the client user connects");
+    let mut settings = pipeline_settings(&nats, 6, Scenario::Critical, 100);
+    settings.gateway.bind = "127.0.0.1:0".parse().expect("an address");
+    let mut alerts = subscribe(&watcher, watcher.subjects().alerts_all()).await;
+    let mut forecasts = subscribe(&watcher, watcher.subjects().forecasts_all()).await;
+    let mut risk = subscribe(&watcher, watcher.subjects().risk_all()).await;
+    let mut actors = ActorKind::ALL.to_vec();
+    actors.push(ActorKind::Gateway);
+    let running = pipeline::start(&settings, &admin, &actors)
+        .await
+        .expect("the pipeline starts with every actor on its user");
+    let (events, _) = watch(
+        &mut alerts,
+        &mut forecasts,
+        live_step_s(12),
+        Duration::from_secs(90),
+    )
+    .await;
+    let score = tokio::time::timeout(Duration::from_secs(10), risk.next())
+        .await
+        .expect("a risk score")
+        .expect("the subscription is open");
+    wire::decode::<fleetcast::wire::RiskScore>(&score.payload).expect("a risk score");
+    assert!(
+        events
+            .iter()
+            .any(|event| event.action == AlertAction::Raise),
+        "no alert raised for a critical fleet in an hour: {events:#?}"
+    );
+    for name in [
+        "fleetcast-generator",
+        "fleetcast-window-keeper",
+        "fleetcast-predictor",
+        "fleetcast-risk-scorer",
+        "fleetcast-alert-router",
+    ] {
+        watcher
+            .client()
+            .request(format!("$SRV.PING.{name}"), "".into())
+            .await
+            .unwrap_or_else(|error| panic!("{name} does not answer $SRV.PING: {error}"));
+    }
+    drop(running);
+    let log = nats.server_log();
+    let violations: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("Violation"))
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "the server refused something an actor did: {violations:#?}"
+    );
+}

@@ -4,12 +4,14 @@
 mod util;
 
 mod alerts;
+mod auth;
 mod bus;
 mod cli;
 mod durable;
 mod e2e;
 mod evaluate;
 mod export;
+mod fuzz_live;
 mod gateway;
 mod generator;
 mod inputs;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use fleetcast::bus::{Bus, BusError, RequestError};
 use fleetcast::pipeline::{self, ActorKind, Embed};
-use fleetcast::settings::{Settings, SettingsError};
+use fleetcast::settings::{BusRole, Settings, SettingsError};
 use fleetcast::sim::Scenario;
 use fleetcast::wire::{
     ModelLoadReply, ModelLoadRequest, SCHEMA_VERSION, ScenarioReply, ScenarioRequest,
@@ -92,8 +92,11 @@ enum Command {
     /// Score the model on a history file against persistence and seasonal naive, per lead-time
     /// band (prints a table; --json writes it).
     Backtest(fleetcast::offline::backtest::BacktestArgs),
-    /// Check a settings file and print the settings in effect as JSON.
+    /// Check a settings file and print the settings in effect as JSON (passwords as ***).
     Config,
+    /// Create (or update) the JetStream streams and exit, as the `admin` user when one is
+    /// set: what a deployment whose actors run under least-privilege users does once.
+    Streams,
     /// Manage the model the predictor workers serve.
     Model {
         #[command(subcommand)]
@@ -344,8 +347,14 @@ fn run(cli: Cli) -> Result<()> {
             serve(settings, actors, Embed::WhenAbsent)
         }
         Command::Run { actor } => serve(settings, vec![actor.into()], Embed::Never),
-        Command::Status(args) => client(async move {
+        Command::Streams => client(async move {
             let bus = Bus::connect(&settings.nats).await?;
+            bus.ensure_streams().await?;
+            eprintln!("fleetcast: streams ready");
+            Ok(())
+        }),
+        Command::Status(args) => client(async move {
+            let bus = Bus::connect_as(&settings.nats, BusRole::Client).await?;
             fleetcast::status::run(&bus, &args, &mut std::io::stdout().lock())
                 .await
                 .map_err(|error| match error {
@@ -356,7 +365,7 @@ fn run(cli: Cli) -> Result<()> {
                 })
         }),
         Command::Tail(args) => client(async move {
-            let bus = Bus::connect(&settings.nats).await?;
+            let bus = Bus::connect_as(&settings.nats, BusRole::Client).await?;
             fleetcast::tail::run(&bus, &args, &mut std::io::stdout().lock()).await?;
             Ok(())
         }),
@@ -385,7 +394,7 @@ fn client(future: impl Future<Output = Result<()>>) -> Result<()> {
 }
 
 async fn switch_scenario(settings: Settings, scenario: String, json: bool) -> Result<()> {
-    let bus = Bus::connect(&settings.nats).await?;
+    let bus = Bus::connect_as(&settings.nats, BusRole::Operator).await?;
     let request = ScenarioRequest {
         v: SCHEMA_VERSION,
         scenario,
@@ -426,7 +435,7 @@ async fn switch_scenario(settings: Settings, scenario: String, json: bool) -> Re
 }
 
 async fn load_model(settings: Settings, dir: PathBuf, timeout: f64) -> Result<()> {
-    let bus = Bus::connect(&settings.nats).await?;
+    let bus = Bus::connect_as(&settings.nats, BusRole::Operator).await?;
     let request = ModelLoadRequest {
         v: SCHEMA_VERSION,
         path: dir.to_string_lossy().into_owned(),

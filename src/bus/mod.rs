@@ -10,10 +10,10 @@ mod server;
 pub use publisher::{Receipt, STREAM_PUBLISH_WINDOW, Settled, StreamPublisher};
 pub use server::{
     NatsServer, PID_FILE, STOP_GRACE, connect_or_embed, find_server_binary, loopback_port,
-    stop_stale_server,
+    password_env, stop_stale_server,
 };
 
-use crate::settings::NatsSettings;
+use crate::settings::{BusRole, NatsSettings};
 use crate::subjects::{StreamKind, Subjects};
 use crate::wire::{self, CONTENT_TYPE, DecodeError, WireMessage};
 use async_nats::jetstream;
@@ -60,7 +60,9 @@ pub enum BusError {
         source: std::io::Error,
     },
     /// The server process exited before it listened.
-    #[error("nats-server exited with {status} (is port {port} taken?)")]
+    #[error(
+        "nats-server exited with {status} (is port {port} taken, or its config refused? its log is nats-server.log in the data folder)"
+    )]
     ServerExited {
         /// How it exited.
         status: std::process::ExitStatus,
@@ -166,18 +168,42 @@ pub struct Bus {
 }
 
 impl Bus {
-    /// Connects to `settings.url`.
+    /// Connects to `settings.url` as [`BusRole::Admin`] (anonymously when `[nats.users.admin]`
+    /// names no user): what `up`, the tests and the benches use to create the streams.
     ///
     /// # Errors
-    /// [`BusError::Connect`] when nothing answers.
+    /// [`BusError::Connect`] when nothing answers or the server refuses the user.
     pub async fn connect(settings: &NatsSettings) -> Result<Bus, BusError> {
+        Bus::connect_as(settings, BusRole::Admin).await
+    }
+
+    /// Connects to `settings.url` as `role`: with its credentials when `[nats.users.<role>]`
+    /// names a user, anonymously otherwise.
+    ///
+    /// # Errors
+    /// [`BusError::Connect`] when nothing answers or the server refuses the user.
+    pub async fn connect_as(settings: &NatsSettings, role: BusRole) -> Result<Bus, BusError> {
+        let name = format!("fleetcast-{}", role.key().replace('_', "-"));
         Ok(Bus {
-            client: connect_client(settings, "fleetcast").await?,
+            client: connect_client(settings, &name, role).await?,
             subjects: Subjects::new(&settings.prefix),
             stream_replicas: settings.stream_replicas,
             forecast_history: settings.forecast_history,
             risk_history: settings.risk_history,
         })
+    }
+
+    /// The bus an actor of `role` uses: a connection of its own as that user when
+    /// `[nats.users.<role>]` names one, else this one (shared, as without authentication).
+    ///
+    /// # Errors
+    /// [`BusError::Connect`] when the server refuses the user.
+    pub async fn for_role(&self, settings: &NatsSettings, role: BusRole) -> Result<Bus, BusError> {
+        if settings.user(role).is_some() {
+            Bus::connect_as(settings, role).await
+        } else {
+            Ok(self.clone())
+        }
     }
 
     /// The raw client, for subscriptions and requests.
@@ -408,22 +434,38 @@ pub fn headers() -> async_nats::HeaderMap {
 
 /// Opens a connection named `name` (as `nats-server` and its monitoring list it) with the
 /// settings' buffer size, a 3-s connect timeout and slow-consumer warnings. [`Bus::connect`]
-/// opens the shared one; a stage that takes much input opens its own (see
-/// `actors::stage::Intake`), so its input never waits behind other traffic.
+/// opens the shared one; the window keeper opens its own for its input.
+///
+/// When `[nats.users.<role>]` names a user the connection authenticates as it and takes its
+/// replies on the inbox prefix `_INBOX_<role>` (what `nats/auth.conf` lets that user
+/// subscribe to). Errors the server reports on the connection (a permissions violation: a
+/// publish or subscription the user may not make) are logged as warnings, at most one line
+/// per [`LOG_INTERVAL`](crate::ratelog::LOG_INTERVAL) per connection.
 ///
 /// # Errors
-/// [`BusError::Connect`] when nothing answers.
+/// [`BusError::Connect`] when nothing answers or the server refuses the user.
 pub async fn connect_client(
     settings: &NatsSettings,
     name: &str,
+    role: BusRole,
 ) -> Result<async_nats::Client, BusError> {
     let connection = name.to_string();
-    async_nats::ConnectOptions::new()
+    let server_errors = std::sync::Arc::new(std::sync::Mutex::new(
+        crate::ratelog::RateLimited::every(crate::ratelog::LOG_INTERVAL),
+    ));
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(user) = settings.user(role) {
+        options = options
+            .user_and_password(user.user.clone(), user.password.clone())
+            .custom_inbox_prefix(format!("_INBOX_{}", role.key()));
+    }
+    options
         .name(name)
         .subscription_capacity(settings.subscription_capacity)
         .connection_timeout(Duration::from_secs(3))
         .event_callback(move |event| {
             let connection = connection.clone();
+            let server_errors = server_errors.clone();
             async move {
                 match event {
                     async_nats::Event::SlowConsumer(sid) => {
@@ -432,6 +474,18 @@ pub async fn connect_client(
                             subscription = sid,
                             "slow consumer: messages dropped"
                         )
+                    }
+                    async_nats::Event::ServerError(error) => {
+                        let due = server_errors.lock().expect("rate limit lock").check();
+                        match due {
+                            Some(held_back) => tracing::warn!(
+                                connection,
+                                %error,
+                                held_back,
+                                "the nats server reports an error"
+                            ),
+                            None => tracing::debug!(connection, %error, "nats server error"),
+                        }
                     }
                     other => tracing::debug!(connection, event = %other, "nats event"),
                 }

@@ -54,6 +54,25 @@ impl NatsServer {
     /// [`BusError::ServerSilent`] when it does not start, exits, or does not listen within
     /// 10 s.
     pub fn start(binary: &Path, port: u16, data_dir: &Path) -> Result<NatsServer, BusError> {
+        NatsServer::start_with(binary, port, data_dir, None, &[])
+    }
+
+    /// As [`NatsServer::start`], reading `config` first when given (`nats-server -c`; e.g.
+    /// `nats/auth.conf` with the per-actor users). The address, port, JetStream and data
+    /// folder given here override the file's. The server inherits this process's
+    /// environment plus `env`, where `nats/auth.conf` finds its passwords
+    /// ([`password_env`]).
+    ///
+    /// # Errors
+    /// As [`NatsServer::start`]; a config the server refuses (a password variable unset) is
+    /// [`BusError::ServerExited`], with the reason in `data_dir/nats-server.log`.
+    pub fn start_with(
+        binary: &Path,
+        port: u16,
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<NatsServer, BusError> {
         std::fs::create_dir_all(data_dir).map_err(|source| BusError::DataDir {
             path: data_dir.to_path_buf(),
             source,
@@ -64,6 +83,10 @@ impl NatsServer {
             port.to_string()
         };
         let mut command = Command::new(binary);
+        if let Some(config) = config {
+            command.arg("-c").arg(config);
+        }
+        command.envs(env.iter().map(|(name, value)| (name, value)));
         command
             .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
             .arg(data_dir)
@@ -349,23 +372,58 @@ pub async fn connect_or_embed(
     match Bus::connect(settings).await {
         Ok(bus) => Ok((bus, None)),
         Err(error) => {
-            let Some(port) = port else {
+            let refused = matches!(
+                &error,
+                BusError::Connect { source, .. }
+                    if source.kind() == async_nats::ConnectErrorKind::AuthorizationViolation
+            );
+            // A server answers but refuses the user: starting another on its port would fail.
+            let Some(port) = port.filter(|_| !refused) else {
                 return Err(error);
             };
             tracing::info!(url = %settings.url, reason = %error, "nothing answers: starting a private nats-server");
             let binary = find_server_binary(&settings.server_bin)?;
-            let mut server = NatsServer::start(&binary, port, &settings.data_dir)?;
+            let config =
+                (!settings.server_config.is_empty()).then(|| Path::new(&settings.server_config));
+            let mut server = NatsServer::start_with(
+                &binary,
+                port,
+                &settings.data_dir,
+                config,
+                &password_env(settings),
+            )?;
             server.write_pid_file(&settings.data_dir);
             tracing::info!(
                 binary = %binary.display(),
                 pid = server.pid(),
                 data_dir = %settings.data_dir.display(),
+                config = settings.server_config,
                 "private nats-server started (jetstream on); it stops when fleetcast exits"
             );
             let bus = Bus::connect(settings).await?;
             Ok((bus, Some(server)))
         }
     }
+}
+
+/// The settings' passwords as the environment variables `nats/auth.conf` reads
+/// (`FLEETCAST_NATS__USERS__<ROLE>__PASSWORD`), so a private server started with it accepts
+/// the users fleetcast connects as, whether their passwords came from the file or the
+/// environment.
+pub fn password_env(settings: &NatsSettings) -> Vec<(String, String)> {
+    crate::settings::BusRole::ALL
+        .iter()
+        .filter_map(|&role| {
+            let user = settings.user(role)?;
+            Some((
+                format!(
+                    "FLEETCAST_NATS__USERS__{}__PASSWORD",
+                    role.key().to_uppercase()
+                ),
+                user.password.clone(),
+            ))
+        })
+        .collect()
 }
 
 /// The client port in a nats-server ports file (`{"nats":["nats://127.0.0.1:PORT"]}`), once

@@ -24,7 +24,7 @@ use crate::actors::risk_scorer::{self, RiskScorer, RiskScorerError};
 use crate::actors::stage::{Drain, RunningStage, StageHandle};
 use crate::actors::window_keeper::{self, WindowKeeper, WindowKeeperError};
 use crate::bus::{self, Bus, BusError, NatsServer};
-use crate::settings::Settings;
+use crate::settings::{BusRole, Settings};
 use std::time::{Duration, Instant};
 
 /// How long a drain may take in all, leaving time inside the 10 s a service manager allows
@@ -84,6 +84,20 @@ impl ActorKind {
             actors.push(ActorKind::Gateway);
         }
         actors
+    }
+
+    /// Its user on the bus (`[nats.users.<role>]`, `nats/auth.conf`).
+    pub fn role(self) -> BusRole {
+        match self {
+            ActorKind::NodeExporter => BusRole::NodeExporter,
+            ActorKind::RemoteWrite => BusRole::RemoteWrite,
+            ActorKind::Generator => BusRole::Generator,
+            ActorKind::WindowKeeper => BusRole::WindowKeeper,
+            ActorKind::Predictor => BusRole::Predictor,
+            ActorKind::RiskScorer => BusRole::RiskScorer,
+            ActorKind::AlertRouter => BusRole::AlertRouter,
+            ActorKind::Gateway => BusRole::Gateway,
+        }
     }
 
     /// The name on the command line (`window-keeper`).
@@ -166,7 +180,9 @@ pub struct DrainReport {
     pub undrainable: Vec<String>,
 }
 
-/// Creates the streams and starts `actors` on the current actix system, last to first.
+/// Creates the streams (on `bus`) and starts `actors` on the current actix system, last to
+/// first. An actor whose role has credentials (`[nats.users.<role>]`) runs on a connection
+/// of its own as that user; the others share `bus`.
 ///
 /// # Errors
 /// [`PipelineError`] naming the first actor that could not start.
@@ -192,6 +208,8 @@ pub async fn start(
     order.sort_unstable();
     order.dedup();
     for actor in order.into_iter().rev() {
+        // With credentials for its role, each actor gets a connection of its own as its user.
+        let bus = &bus.for_role(&settings.nats, actor.role()).await?;
         let stages = match actor {
             ActorKind::Gateway => {
                 let gateway = gateway::spawn(settings, bus.clone()).await?;
@@ -288,6 +306,15 @@ pub enum Embed {
     Never,
 }
 
+/// Who `run <actor>` checks the streams as: `admin` when it has credentials (it creates
+/// missing streams), else the one actor's own user (it may only read that they exist).
+fn setup_role(settings: &Settings, actors: &[ActorKind]) -> BusRole {
+    match actors {
+        [actor] if settings.nats.user(BusRole::Admin).is_none() => actor.role(),
+        _ => BusRole::Admin,
+    }
+}
+
 /// Runs `actors` until `shutdown` resolves, then drains them: connects (or, with
 /// [`Embed::WhenAbsent`], starts a private nats-server), starts the pipeline, calls `started`
 /// with it (the binary prints the dashboard's address), waits, drains
@@ -304,7 +331,10 @@ pub async fn run(
 ) -> Result<DrainReport, PipelineError> {
     let (bus, server): (Bus, Option<NatsServer>) = match embed {
         Embed::WhenAbsent => bus::connect_or_embed(&settings.nats).await?,
-        Embed::Never => (Bus::connect(&settings.nats).await?, None),
+        Embed::Never => (
+            Bus::connect_as(&settings.nats, setup_role(settings, actors)).await?,
+            None,
+        ),
     };
     let pipeline = start(settings, &bus, actors).await?;
     started(&pipeline);

@@ -27,7 +27,7 @@ pub use inputs::{
     NodeExporterSettings, NodeMetricsSettings, RawNodeMetricsSettings, RawRemoteWriteSettings,
     RemoteWriteSettings,
 };
-pub use nats::{DEFAULT_NATS_URL, LogSettings, NatsSettings, TimeSettings};
+pub use nats::{BusRole, BusUser, DEFAULT_NATS_URL, LogSettings, NatsSettings, TimeSettings};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -155,6 +155,15 @@ fn setting_overrides(
     .collect()
 }
 
+/// The settings source of the `FLEETCAST_<SECTION>__<KEY>` variables among `vars`.
+fn environment(vars: impl Iterator<Item = (String, String)>) -> config::Environment {
+    config::Environment::with_prefix("FLEETCAST")
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(setting_overrides(vars)))
+}
+
 impl RawSettings {
     /// Checks every value, reporting all problems at once with their keys, and builds the
     /// typed settings.
@@ -207,13 +216,7 @@ impl Settings {
             builder = builder.add_source(config::File::from(path).required(true));
         }
         let raw: RawSettings = builder
-            .add_source(
-                config::Environment::with_prefix("FLEETCAST")
-                    .prefix_separator("_")
-                    .separator("__")
-                    .try_parsing(true)
-                    .source(Some(setting_overrides(std::env::vars()))),
-            )
+            .add_source(environment(std::env::vars()))
             .build()?
             .try_deserialize()?;
         raw.validate()
@@ -233,13 +236,7 @@ impl Settings {
         if let Some(path) = path {
             builder = builder.add_source(config::File::from(path).required(true));
         }
-        builder = builder.add_source(
-            config::Environment::with_prefix("FLEETCAST")
-                .prefix_separator("_")
-                .separator("__")
-                .try_parsing(true)
-                .source(Some(setting_overrides(std::env::vars()))),
-        );
+        builder = builder.add_source(environment(std::env::vars()));
         for (key, value) in overrides {
             builder = builder.set_override(key.as_str(), value.as_str())?;
         }
@@ -427,6 +424,50 @@ mod tests {
         assert_eq!(json["node_metrics"]["load"], "load15");
         assert_eq!(json["node_metrics"]["close_wait_metric"], "");
         assert_eq!(json["remote_write"]["listen"], "0.0.0.0:9301");
+    }
+
+    /// Bus users come from the file and the environment (the password as
+    /// `FLEETCAST_NATS__USERS__<ROLE>__PASSWORD`); a user without a password, a password
+    /// without a user and an unknown role are refused with their keys; `config` prints no
+    /// password.
+    #[test]
+    fn bus_users_from_file_and_environment() {
+        let file = "[nats]\nserver_config = \"nats/auth.conf\"\n[nats.users.predictor]\nuser = \"predictor\"\n";
+        let vars = [(
+            "FLEETCAST_NATS__USERS__PREDICTOR__PASSWORD".to_string(),
+            "s3cret".to_string(),
+        )];
+        let raw: RawSettings = config::Config::builder()
+            .add_source(config::File::from_str(file, config::FileFormat::Toml))
+            .add_source(environment(vars.into_iter()))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        let settings = raw.validate().expect("valid");
+        let user = settings
+            .nats
+            .user(BusRole::Predictor)
+            .expect("a predictor user");
+        assert_eq!(
+            (user.user.as_str(), user.password.as_str()),
+            ("predictor", "s3cret")
+        );
+        assert_eq!(settings.nats.user(BusRole::Gateway), None);
+        let json = serde_json::to_string(&settings).unwrap();
+        assert!(!json.contains("s3cret") && json.contains("***"), "{json}");
+
+        let text = "[nats]\nserver_config = \"nowhere.conf\"\n[nats.users.predictor]\nuser = \"p\"\n\
+                    [nats.users.gateway]\npassword = \"x\"\n[nats.users.root]\nuser = \"r\"\npassword = \"x\"\n";
+        let message = Settings::from_toml(text).unwrap_err().to_string();
+        for key in [
+            "nats.server_config",
+            "nats.users.predictor.password",
+            "nats.users.gateway.user",
+            "nats.users.root",
+        ] {
+            assert!(message.contains(key), "{key}: {message}");
+        }
     }
 
     /// A misspelt key is refused, naming the key.

@@ -3,6 +3,7 @@
 
 use super::Problems;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The local URL `up` serves itself with a private nats-server by default.
@@ -39,6 +40,93 @@ pub struct NatsSettings {
     pub ack_wait_seconds: u64,
     /// Messages each of those consumers hands out before it waits for acknowledgements.
     pub max_ack_pending: i64,
+    /// A nats-server configuration file the private server of `up` is started with (e.g.
+    /// `nats/auth.conf` for the per-actor users); empty: none, anyone may connect.
+    pub server_config: String,
+    /// Credentials per [`BusRole`] (`[nats.users.<role>]`): a role with a user connects as it,
+    /// on a connection of its own; a role without connects anonymously on the shared one.
+    pub users: BTreeMap<String, BusUser>,
+}
+
+/// Who a connection to the bus is: one role per actor, `client` (read-only: `tail`,
+/// `status`), `operator` (client plus `scenario` and `model load`) and `admin` (creates the
+/// JetStream streams). `nats/auth.conf` grants each exactly its subjects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BusRole {
+    /// Creates and updates the streams (`up`, `streams`).
+    Admin,
+    /// Reads: `tail`, `status`, subscribers.
+    Client,
+    /// Reads and steers: `scenario`, `model load`.
+    Operator,
+    /// The synthetic fleet.
+    Generator,
+    /// The per-server windows.
+    WindowKeeper,
+    /// The predictor workers.
+    Predictor,
+    /// The risk scorer.
+    RiskScorer,
+    /// The alert router.
+    AlertRouter,
+    /// The HTTP gateway.
+    Gateway,
+    /// The node_exporter scraper.
+    NodeExporter,
+    /// The remote-write receiver.
+    RemoteWrite,
+}
+
+impl BusRole {
+    /// Every role.
+    pub const ALL: [BusRole; 11] = [
+        BusRole::Admin,
+        BusRole::Client,
+        BusRole::Operator,
+        BusRole::Generator,
+        BusRole::WindowKeeper,
+        BusRole::Predictor,
+        BusRole::RiskScorer,
+        BusRole::AlertRouter,
+        BusRole::Gateway,
+        BusRole::NodeExporter,
+        BusRole::RemoteWrite,
+    ];
+
+    /// Its key under `[nats.users]`, which is also its user name in `nats/auth.conf` and its
+    /// inbox prefix (`_INBOX_<key>`).
+    pub fn key(self) -> &'static str {
+        match self {
+            BusRole::Admin => "admin",
+            BusRole::Client => "client",
+            BusRole::Operator => "operator",
+            BusRole::Generator => "generator",
+            BusRole::WindowKeeper => "window_keeper",
+            BusRole::Predictor => "predictor",
+            BusRole::RiskScorer => "risk_scorer",
+            BusRole::AlertRouter => "alert_router",
+            BusRole::Gateway => "gateway",
+            BusRole::NodeExporter => "node_exporter",
+            BusRole::RemoteWrite => "remote_write",
+        }
+    }
+}
+
+/// `[nats.users.<role>]`: one NATS user. The password is best given by the environment
+/// (`FLEETCAST_NATS__USERS__<ROLE>__PASSWORD`, the variable `nats/auth.conf` reads too), so
+/// no secret sits in a file; `fleetcast config` prints it as `***`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusUser {
+    /// The user name.
+    pub user: String,
+    /// Its password.
+    #[serde(serialize_with = "redact")]
+    pub password: String,
+}
+
+fn redact<S: serde::Serializer>(password: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(if password.is_empty() { "" } else { "***" })
 }
 
 impl Default for NatsSettings {
@@ -55,12 +143,55 @@ impl Default for NatsSettings {
             risk_history: 64,
             ack_wait_seconds: 10,
             max_ack_pending: 20_000,
+            server_config: String::new(),
+            users: BTreeMap::new(),
         }
     }
 }
 
 impl NatsSettings {
+    /// The credentials of `role`, when `[nats.users.<role>]` names a user.
+    pub fn user(&self, role: BusRole) -> Option<&BusUser> {
+        self.users
+            .get(role.key())
+            .filter(|user| !user.user.is_empty())
+    }
+
     pub(super) fn check(&self, problems: &mut Problems) {
+        for (key, user) in &self.users {
+            let name = format!("nats.users.{key}");
+            if !BusRole::ALL.iter().any(|role| role.key() == key) {
+                problems.add(
+                    &name,
+                    format!(
+                        "`{key}` is not a role; valid: {}",
+                        BusRole::ALL.map(BusRole::key).join(", ")
+                    ),
+                );
+                continue;
+            }
+            problems.check(
+                user.user.is_empty() || !user.password.is_empty(),
+                &format!("{name}.password"),
+                || {
+                    format!(
+                        "user `{}` has no password (set FLEETCAST_NATS__USERS__{}__PASSWORD)",
+                        user.user,
+                        key.to_uppercase()
+                    )
+                },
+            );
+            problems.check(
+                !user.user.is_empty() || user.password.is_empty(),
+                &format!("{name}.user"),
+                || "a password without a user".to_string(),
+            );
+        }
+        problems.check(
+            self.server_config.is_empty() || std::path::Path::new(&self.server_config).is_file(),
+            "nats.server_config",
+            || format!("`{}` is not a file", self.server_config),
+        );
         problems.check(
             self.url.starts_with("nats://") || self.url.starts_with("tls://"),
             "nats.url",

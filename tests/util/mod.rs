@@ -7,8 +7,8 @@ pub mod browser;
 pub mod programs;
 
 use fleetcast::actors::stage::{Counters, StageCounters};
-use fleetcast::bus::{Bus, NatsServer, find_server_binary};
-use fleetcast::settings::Settings;
+use fleetcast::bus::{Bus, NatsServer, find_server_binary, password_env};
+use fleetcast::settings::{BusRole, BusUser, Settings};
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -40,11 +40,69 @@ impl TestNats {
         }
     }
 
+    /// Starts nats-server with `nats/auth.conf` (one user per actor, no anonymous access);
+    /// the settings carry every role's user with a password made for this test, which the
+    /// server gets through its environment as `fleetcast up` gives it.
+    pub fn start_authenticated() -> TestNats {
+        let binary = find_server_binary("")
+            .unwrap_or_else(|error| panic!("integration tests need nats-server: {error}"));
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let mut settings = Settings::default();
+        for role in BusRole::ALL {
+            settings.nats.users.insert(
+                role.key().to_string(),
+                BusUser {
+                    user: role.key().to_string(),
+                    password: format!("pw-{}-{}", role.key(), std::process::id()),
+                },
+            );
+        }
+        let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("nats/auth.conf");
+        let server = NatsServer::start_with(
+            &binary,
+            0,
+            dir.path(),
+            Some(&config),
+            &password_env(&settings.nats),
+        )
+        .expect("nats-server starts with nats/auth.conf");
+        settings.nats.url = server.url().to_string();
+        settings.nats.embedded = false;
+        settings.nats.data_dir = dir.path().to_path_buf();
+        TestNats {
+            server,
+            settings,
+            _dir: dir,
+        }
+    }
+
+    /// The server's log (`nats-server.log` in its data folder), e.g. to find permission
+    /// violations.
+    pub fn server_log(&self) -> String {
+        std::fs::read_to_string(self.settings.nats.data_dir.join("nats-server.log"))
+            .unwrap_or_default()
+    }
+
     /// A connected bus with the streams created.
     pub async fn bus(&self) -> Bus {
         let bus = Bus::connect(&self.settings.nats).await.expect("connect");
         bus.ensure_streams().await.expect("streams");
         bus
+    }
+}
+
+impl Drop for TestNats {
+    /// A failing test on an authenticated server shows what the server refused.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for line in self
+                .server_log()
+                .lines()
+                .filter(|l| l.contains("Violation"))
+            {
+                eprintln!("nats-server: {line}");
+            }
+        }
     }
 }
 

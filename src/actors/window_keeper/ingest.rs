@@ -130,21 +130,15 @@ impl Ingest {
     }
 }
 
-/// Opens the keeper's own connection, so its ingest never waits behind the bus's traffic.
+/// Opens the keeper's own connection (as the `window_keeper` user when one is set), so its
+/// ingest never waits behind the bus's traffic.
 pub(super) async fn connect_ingest(settings: &Settings) -> Result<async_nats::Client, BusError> {
-    let nats = &settings.nats;
-    async_nats::ConnectOptions::new()
-        .name("fleetcast-window-keeper")
-        .connection_timeout(Duration::from_secs(3))
-        .event_callback(|event| async move {
-            tracing::debug!(event = %event, "window keeper nats event");
-        })
-        .connect(nats.url.as_str())
-        .await
-        .map_err(|source| BusError::Connect {
-            url: nats.url.clone(),
-            source,
-        })
+    crate::bus::connect_client(
+        &settings.nats,
+        "fleetcast-window-keeper",
+        crate::settings::BusRole::WindowKeeper,
+    )
+    .await
 }
 
 /// Opens the ordered consumer on the `METRICS` stream (creating the streams when missing) and,
