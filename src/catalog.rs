@@ -109,6 +109,17 @@ impl Metric {
         }
     }
 
+    /// The share of the diurnal swing ([`Profile::diurnal`]) the metric follows: activity
+    /// (cpu, java, network, sockets, load) fully, memory and swap in use a quarter (they
+    /// do not scale with request load), disk and uptime not at all.
+    pub fn diurnal_share(self) -> f64 {
+        match self {
+            Metric::DiskUsagePct | Metric::UptimeDays => 0.0,
+            Metric::MemUsedPct | Metric::SwapUsedPct => 0.25,
+            _ => 1.0,
+        }
+    }
+
     /// Unit for humans and `SUBJECTS.md`.
     pub fn unit(self) -> &'static str {
         match self.kind() {
@@ -255,6 +266,56 @@ impl Profile {
         100.0 * (1.0 - baseline.mean[idle] + sigmas * baseline.std[idle])
     }
 
+    /// A memory threshold written for the generic profile (limit 90 %, the original's
+    /// tables) moved to this profile's limit: it keeps its share of the headroom above the
+    /// limit, `100 − (100 − t) · max(100 − limit, 1) / 10`, rounded to 0.01. The floor of one
+    /// point keeps a database's (limit 100) thresholds distinct and reachable.
+    pub fn memory_threshold(self, generic: f64) -> f64 {
+        let headroom = (100.0 - self.memory_limit_pct()).max(1.0);
+        let moved = 100.0 - (100.0 - generic) * headroom / (100.0 - GENERIC_MEMORY_LIMIT);
+        (moved * 100.0).round() / 100.0
+    }
+
+    /// The diurnal load factor of this profile at UTC `hour` (catalog §3): a base curve
+    /// (0.8 at night, 1.0 mornings and evenings, 1.1 in business hours, 1.2 at 16–19 h) with
+    /// per-profile adjustments, clipped to 0.5–1.5. Activity metrics scale by it.
+    pub fn diurnal(self, hour: u32) -> f64 {
+        let base: f64 = match hour {
+            0..7 => 0.8,
+            7..9 => 1.0,
+            9..16 => 1.1,
+            16..19 => 1.2,
+            _ => 1.0,
+        };
+        let business = (9..16).contains(&hour);
+        let evening = (16..19).contains(&hour);
+        let adjust = match self {
+            Profile::MlCompute if !(7..19).contains(&hour) => 1.15,
+            Profile::Database if business => 1.1,
+            Profile::Database if evening => 1.2,
+            Profile::WebApi if business => 1.15,
+            Profile::WebApi if !(7..=20).contains(&hour) => 0.6,
+            Profile::RiskAnalytics if evening => 1.3,
+            Profile::DataIngest if business => 1.2,
+            _ => 1.0,
+        };
+        (base * adjust).clamp(0.5, 1.5)
+    }
+
+    /// [`Self::normal_top`] at UTC `hour`: scaled by the hour's diurnal factor as far as
+    /// the metric follows it ([`Metric::diurnal_share`]).
+    pub fn normal_top_at(self, metric: Metric, sigmas: f64, hour: u32) -> f64 {
+        let factor = 1.0 + metric.diurnal_share() * (self.diurnal(hour) - 1.0);
+        self.normal_top(metric, sigmas) * factor
+    }
+
+    /// The top of this profile's normal CPU busy percent at UTC `hour`: its
+    /// [`Self::normal_busy_top`] scaled by the hour's [`Self::diurnal`] factor, as the
+    /// profile's activity is. A risk_analytics server's evening peak is normal for it.
+    pub fn normal_busy_top_at(self, sigmas: f64, hour: u32) -> f64 {
+        self.normal_busy_top(sigmas) * self.diurnal(hour)
+    }
+
     /// Memory-used limit (percent) above which this profile is in trouble: the per-profile
     /// limits the original documented but never implemented (catalog §2).
     pub fn memory_limit_pct(self) -> f64 {
@@ -377,6 +438,10 @@ pub const PROFILE_LIFTED: [Metric; 4] = [
     Metric::LoadAverage,
 ];
 
+/// The memory limit of the generic profile, to which the original's memory thresholds
+/// belong.
+const GENERIC_MEMORY_LIMIT: f64 = 90.0;
+
 /// Highest normal top a percentage's thresholds are lifted to: a profile whose normal reaches
 /// 100 % still alerts in its last percent.
 const HIGHEST_PERCENT_TOP: f64 = 99.0;
@@ -404,6 +469,54 @@ pub fn lift_above_normal(threshold: f64, anchor: f64, top: f64, kind: MetricKind
         _ => threshold + (top - anchor),
     };
     (lifted * 100.0).round() / 100.0
+}
+
+/// A metric's predictive warning and critical thresholds for a server of `profile`
+/// (profile-aware thresholds; `sigmas ≤ 0` keeps them as given for every profile):
+///
+/// - `mem_used_pct` follows the profile's memory limit the way the risk score's memory rows
+///   do ([`Profile::memory_threshold`]): the generic 90 / 98 become the limit and its share
+///   of the headroom;
+/// - the metrics of [`PROFILE_LIFTED`] and `cpu_user_pct` move above the profile's normal
+///   top at UTC `hour` ([`Profile::normal_top_at`]: `sigmas` standard deviations above its
+///   baseline mean, scaled by the hour's diurnal factor, so a risk_analytics server's
+///   evening peak or a database's evening iowait is its normal), the warning value being
+///   the anchor ([`lift_above_normal`]).
+///
+/// The alert router's predictive rules and the ground truth's crossings (`sim::labels`)
+/// both use it, so "crossing a threshold" means one thing.
+pub fn profile_thresholds(
+    metric: Metric,
+    warning: f64,
+    critical: f64,
+    profile: Profile,
+    sigmas: f64,
+    hour: u32,
+) -> (f64, f64) {
+    if sigmas <= 0.0 {
+        return (warning, critical);
+    }
+    if metric == Metric::MemUsedPct {
+        return (
+            profile.memory_threshold(warning),
+            profile.memory_threshold(critical),
+        );
+    }
+    if !PROFILE_LIFTED.contains(&metric) && metric != Metric::CpuUserPct {
+        return (warning, critical);
+    }
+    let top = profile.normal_top_at(metric, sigmas, hour);
+    let kind = metric.kind();
+    (
+        lift_above_normal(warning, warning, top, kind),
+        lift_above_normal(critical, warning, top, kind),
+    )
+}
+
+/// The UTC hour (0–23) of a unix time in milliseconds: the hour the diurnal curve is read
+/// at.
+pub fn utc_hour(unix_ms: i64) -> u32 {
+    u32::try_from(unix_ms.div_euclid(1000).rem_euclid(86_400) / 3600).unwrap_or(0)
 }
 
 /// Whether `name` can be a server name: it becomes a NATS subject token, so it must be
@@ -489,5 +602,64 @@ mod tests {
         assert!(!is_valid_server_name("a*"));
         assert!(!is_valid_server_name("a b"));
         assert!(!is_valid_server_name(">"));
+    }
+
+    /// The diurnal curve peaks in the late afternoon and stays within 0.5–1.5.
+    #[test]
+    fn diurnal_curve_shape() {
+        for profile in Profile::ALL {
+            for hour in 0..24 {
+                let factor = profile.diurnal(hour);
+                assert!((0.5..=1.5).contains(&factor));
+            }
+            assert!(profile.diurnal(17) > profile.diurnal(3), "{profile}");
+        }
+        assert_eq!(Profile::WebApi.diurnal(3), 0.5);
+        assert!((Profile::RiskAnalytics.diurnal(17) - 1.5).abs() < 1e-12);
+    }
+
+    /// Profile-aware predictive thresholds: memory follows the profile's limit, iowait and
+    /// cpu_user move above the profile's normal at the hour, a generic server keeps the
+    /// catalog's numbers, and `sigmas = 0` keeps them for everyone.
+    #[test]
+    fn profile_thresholds_follow_limit_normal_and_hour() {
+        let mem = Metric::MemUsedPct;
+        assert_eq!(
+            profile_thresholds(mem, 90.0, 98.0, Profile::WebApi, 2.5, 12),
+            (85.0, 97.0)
+        );
+        assert_eq!(
+            profile_thresholds(mem, 90.0, 98.0, Profile::Generic, 2.5, 12),
+            (90.0, 98.0)
+        );
+        let user = Metric::CpuUserPct;
+        // risk_analytics: (55 + 2.5 · 15) % = 92.5 % at night (factor 0.8 → 74: below 85).
+        assert_eq!(
+            profile_thresholds(user, 85.0, 95.0, Profile::RiskAnalytics, 2.5, 3),
+            (85.0, 95.0)
+        );
+        let (warning, critical) =
+            profile_thresholds(user, 85.0, 95.0, Profile::RiskAnalytics, 2.5, 17);
+        assert_eq!((warning, critical), (99.0, 99.67));
+        // A database's iowait top is 27.5 % at 08 h (factor 1.0), 39.6 % at 17 h (1.44).
+        let iowait = Metric::CpuIowaitPct;
+        assert_eq!(
+            profile_thresholds(iowait, 20.0, 30.0, Profile::Database, 2.5, 8).0,
+            27.5
+        );
+        assert_eq!(
+            profile_thresholds(iowait, 20.0, 30.0, Profile::Database, 2.5, 17).0,
+            39.6
+        );
+        for profile in Profile::ALL {
+            for metric in [mem, user, iowait] {
+                assert_eq!(
+                    profile_thresholds(metric, 20.0, 30.0, profile, 0.0, 17),
+                    (20.0, 30.0)
+                );
+            }
+        }
+        assert_eq!(utc_hour((17 * 3600 + 86_400 * 3 + 59) * 1000), 17);
+        assert_eq!(utc_hour(-1), 23);
     }
 }

@@ -72,6 +72,11 @@ pub struct ExportArgs {
     /// episode, with its first threshold crossings) to this JSON file.
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Standard deviations above a profile's normal the labels' thresholds are lifted by,
+    /// as the alert router lifts its rules: `alerts.profile_normal_sigmas` from the
+    /// settings (0: the catalog's thresholds for every profile).
+    #[arg(skip)]
+    pub profile_normal_sigmas: f64,
 }
 
 impl ExportArgs {
@@ -87,6 +92,7 @@ impl ExportArgs {
             problem_child_share: 0.10,
             out: out.into(),
             labels: None,
+            profile_normal_sigmas: crate::settings::AlertSettings::default().profile_normal_sigmas,
         }
     }
 }
@@ -290,7 +296,7 @@ pub fn run(args: &ExportArgs) -> Result<ExportSummary, ExportError> {
         scenario,
     })?;
     if args.labels.is_some() {
-        fleet.record_labels(&CATALOG_THRESHOLDS);
+        fleet.record_labels(&CATALOG_THRESHOLDS, args.profile_normal_sigmas);
     }
     let servers = fleet.servers().len();
     let steps_per_day = (86_400 / args.step_seconds) as usize;
@@ -379,7 +385,9 @@ pub fn run(args: &ExportArgs) -> Result<ExportSummary, ExportError> {
                 start_ms,
                 steps,
                 scenario,
-                thresholds: labeller.thresholds().to_vec(),
+                thresholds: labeller.thresholds().base().to_vec(),
+                profile_normal_sigmas: labeller.thresholds().sigmas(),
+                profile_thresholds: labeller.thresholds().lifted(),
                 labels: labeller.labels(),
             };
             let json = serde_json::to_vec_pretty(&file).expect("labels serialize");

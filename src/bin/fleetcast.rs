@@ -283,14 +283,15 @@ fn run(cli: Cli) -> Result<()> {
     };
     init_tracing(level);
     match cli.command {
-        Command::Export(args) => {
+        Command::Export(mut args) => {
+            args.profile_normal_sigmas = settings.alerts.profile_normal_sigmas;
             fleetcast::export::run(&args).context("export")?;
             Ok(())
         }
         Command::Evaluate {
-            command: EvaluateCommand::Alerts(args),
+            command: EvaluateCommand::Alerts(mut args),
         } => {
-            let servers = args.servers as usize;
+            args.profile_normal_sigmas = settings.alerts.profile_normal_sigmas;
             let mut detectors = Vec::new();
             if !args.baselines_only {
                 let variants = args
@@ -302,7 +303,7 @@ fn run(cli: Cli) -> Result<()> {
                     .context("evaluate alerts: loading the model")?;
                 detectors.push(Box::new(pipeline) as Box<dyn fleetcast::evaluate::Detector>);
             }
-            detectors.extend(fleetcast::evaluate::harness::baselines(servers));
+            detectors.extend(fleetcast::evaluate::harness::baselines(&args));
             let report =
                 fleetcast::evaluate::evaluate(&args, &mut detectors).context("evaluate alerts")?;
             if args.json {

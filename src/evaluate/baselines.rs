@@ -12,9 +12,9 @@
 //! series, so its rules resolve. One alert per (server, metric), subject = the metric name.
 
 use super::score::AlertChange;
-use crate::catalog::METRIC_COUNT;
+use crate::catalog::{METRIC_COUNT, Profile};
 use crate::levels::Level;
-use crate::sim::Threshold;
+use crate::sim::{ProfileThresholds, Threshold};
 use std::collections::VecDeque;
 
 /// What a rule compares with the thresholds.
@@ -56,18 +56,27 @@ struct RuleState {
 pub struct RuleBaseline {
     signal: Signal,
     for_ms: i64,
-    thresholds: Vec<Threshold>,
+    /// The thresholds of each profile and hour (the same metrics in the same order for
+    /// every profile).
+    thresholds: ProfileThresholds,
     /// Per server, per threshold.
     states: Vec<Vec<RuleState>>,
 }
 
 impl RuleBaseline {
-    /// Rules on `signal` for `servers` servers, firing after `for_ms`.
-    pub fn new(signal: Signal, for_ms: i64, thresholds: &[Threshold], servers: usize) -> Self {
+    /// Rules on `signal` for `servers` servers, firing after `for_ms`, at `thresholds`
+    /// lifted for each server's profile and hour by `sigmas` ([`ProfileThresholds`]).
+    pub fn new(
+        signal: Signal,
+        for_ms: i64,
+        thresholds: &[Threshold],
+        sigmas: f64,
+        servers: usize,
+    ) -> Self {
         RuleBaseline {
             signal,
             for_ms,
-            thresholds: thresholds.to_vec(),
+            thresholds: ProfileThresholds::new(thresholds, sigmas),
             states: vec![vec![RuleState::default(); thresholds.len()]; servers],
         }
     }
@@ -77,17 +86,19 @@ impl RuleBaseline {
         self.signal
     }
 
-    /// Evaluates the rules of server `index` (named `server`) at `ts_ms` on its sample
-    /// (`None`: it reported nothing), pushing every alert change onto `out`.
+    /// Evaluates the rules of server `index` (named `server`, of `profile`) at `ts_ms` on
+    /// its sample (`None`: it reported nothing), pushing every alert change onto `out`.
     pub fn observe(
         &mut self,
         index: usize,
         server: &str,
+        profile: Profile,
         ts_ms: i64,
         values: Option<&[f64; METRIC_COUNT]>,
         out: &mut Vec<AlertChange>,
     ) {
-        for (threshold, state) in self.thresholds.iter().zip(&mut self.states[index]) {
+        let thresholds = self.thresholds.get(profile, ts_ms);
+        for (threshold, state) in thresholds.iter().zip(&mut self.states[index]) {
             let value = values.map(|values| values[threshold.metric.index()]);
             let signal = match (self.signal, value) {
                 (_, None) => None,
@@ -182,11 +193,11 @@ mod tests {
     }
 
     fn run(signal: Signal, series: &[Option<f64>]) -> Vec<(i64, Level)> {
-        let mut baseline = RuleBaseline::new(signal, STEP, &CATALOG_THRESHOLDS, 1);
+        let mut baseline = RuleBaseline::new(signal, STEP, &CATALOG_THRESHOLDS, 0.0, 1);
         let mut out = Vec::new();
         for (step, cpu) in series.iter().enumerate() {
             let sample = cpu.map(values);
-            baseline.observe(0, "a", step as i64 * STEP, sample.as_ref(), &mut out);
+            baseline.observe(0, "a", Profile::Generic, step as i64 * STEP, sample.as_ref(), &mut out);
         }
         assert!(out.iter().all(|change| change.subject == "cpu_user_pct"));
         out.iter()

@@ -45,6 +45,14 @@ pub struct EvaluateArgs {
     /// Minutes after an episode's end an alert still belongs to it.
     #[arg(long, default_value_t = 30)]
     pub late_minutes: i64,
+    /// Test the ground truth's crossings and the baselines' rules against the catalog's
+    /// thresholds for every profile, instead of the thresholds the alert router uses (lifted
+    /// above each profile's normal by `alerts.profile_normal_sigmas`).
+    #[arg(long)]
+    pub catalog_thresholds: bool,
+    /// `alerts.profile_normal_sigmas` from the settings (set by the binary).
+    #[arg(skip)]
+    pub profile_normal_sigmas: f64,
     /// Score only the two baselines (no model, no pipeline).
     #[arg(long)]
     pub baselines_only: bool,
@@ -78,6 +86,19 @@ impl EvaluateArgs {
             variants: Vec::new(),
             json: false,
             dump: None,
+            catalog_thresholds: false,
+            profile_normal_sigmas: crate::settings::AlertSettings::default().profile_normal_sigmas,
+        }
+    }
+
+    /// Standard deviations above each profile's normal the ground truth's and the
+    /// baselines' thresholds are lifted by: the alert router's `profile_normal_sigmas`, or
+    /// 0 with `--catalog-thresholds`.
+    pub fn threshold_sigmas(&self) -> f64 {
+        if self.catalog_thresholds {
+            0.0
+        } else {
+            self.profile_normal_sigmas
         }
     }
 }
@@ -158,6 +179,7 @@ impl Detector for RuleBaseline {
                 self,
                 index,
                 &spec.name,
+                spec.profile,
                 step.ts_ms,
                 row.values.as_ref(),
                 &mut outs[0],
@@ -167,15 +189,19 @@ impl Detector for RuleBaseline {
     }
 }
 
-/// The two baselines on `servers` servers: `cpu > 85 for 5m` style static thresholds and
-/// `predict_linear(metric[1h], 3600)` against the same thresholds.
-pub fn baselines(servers: usize) -> Vec<Box<dyn Detector>> {
+/// The two baselines for `args`: `cpu > 85 for 5m` style static thresholds and
+/// `predict_linear(metric[1h], 3600)`, at the thresholds the ground truth is tested on
+/// ([`EvaluateArgs::threshold_sigmas`]).
+pub fn baselines(args: &EvaluateArgs) -> Vec<Box<dyn Detector>> {
     const FOR_MS: i64 = 5 * 60_000;
+    let servers = args.servers as usize;
+    let sigmas = args.threshold_sigmas();
     vec![
         Box::new(RuleBaseline::new(
             Signal::Current,
             FOR_MS,
             &CATALOG_THRESHOLDS,
+            sigmas,
             servers,
         )),
         Box::new(RuleBaseline::new(
@@ -185,6 +211,7 @@ pub fn baselines(servers: usize) -> Vec<Box<dyn Detector>> {
             },
             FOR_MS,
             &CATALOG_THRESHOLDS,
+            sigmas,
             servers,
         )),
     ]
@@ -279,7 +306,7 @@ pub fn evaluate(
     );
     for index in 0..warmup_steps + scored_steps {
         if index == warmup_steps {
-            fleet.record_labels(&CATALOG_THRESHOLDS);
+            fleet.record_labels(&CATALOG_THRESHOLDS, args.threshold_sigmas());
         }
         let step = fleet.step();
         let view = StepView {

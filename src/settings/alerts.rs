@@ -16,8 +16,9 @@ pub struct RiskSettings {
     pub current_weight: f64,
     /// Weight of the predicted points (the original's 0.3).
     pub predicted_weight: f64,
-    /// Standard deviations above a profile's baseline mean (catalog §2) where its iowait,
-    /// swap and load tiers start; 0 keeps the original's tables for every profile.
+    /// Standard deviations above a profile's baseline mean (catalog §2), scaled by its
+    /// diurnal factor at the hour (§3), where its CPU, iowait, swap and load tiers start;
+    /// 0 keeps the original's tables for every profile.
     pub profile_normal_sigmas: f64,
 }
 
@@ -134,6 +135,8 @@ pub struct RawAlertSettings {
     pub critical: f64,
     /// See [`AlertSettings::hysteresis_points`].
     pub hysteresis_points: f64,
+    /// See [`AlertSettings::metric_hysteresis`].
+    pub metric_hysteresis: f64,
     /// See [`AlertSettings::min_dwell_seconds`].
     pub min_dwell_seconds: u64,
     /// See [`AlertSettings::raise_after_seconds`].
@@ -156,6 +159,7 @@ impl Default for RawAlertSettings {
             warning: defaults.warning,
             critical: defaults.critical,
             hysteresis_points: defaults.hysteresis_points,
+            metric_hysteresis: defaults.metric_hysteresis,
             min_dwell_seconds: defaults.min_dwell_seconds,
             raise_after_seconds: defaults.raise_after_seconds,
             predictive_steps: defaults.predictive_steps,
@@ -178,6 +182,10 @@ pub struct AlertSettings {
     pub critical: f64,
     /// To go down from a level, the value must fall this far below that level's threshold.
     pub hysteresis_points: f64,
+    /// The same for the predictive metric alerts, in the metric's own unit (percentage
+    /// points for percentages): a predicted peak must fall this far below a metric's
+    /// threshold to count as having left its level.
+    pub metric_hysteresis: f64,
     /// Seconds (message time) the value must stay below a level's threshold minus the
     /// hysteresis before the alert steps down from it or resolves.
     pub min_dwell_seconds: u64,
@@ -188,9 +196,11 @@ pub struct AlertSettings {
     pub predictive_steps: u32,
     /// Quantile the predictive metric alerts test.
     pub predictive_quantile: Quantile,
-    /// Standard deviations above a profile's baseline mean where its predictive iowait, swap
-    /// and disk thresholds start (the warning value moves there when the profile's normal is
-    /// above it); 0 keeps the same thresholds for every profile.
+    /// Profile-aware predictive thresholds ([`crate::catalog::profile_thresholds`]):
+    /// memory follows the profile's limit, and iowait, swap, disk and cpu_user start at the
+    /// profile's baseline mean plus this many standard deviations (scaled by its diurnal
+    /// factor at the hour) when that is higher; 0 keeps the same thresholds for every
+    /// profile.
     pub profile_normal_sigmas: f64,
     /// Predictive metric thresholds: metric name (one of the 14) → warning and critical
     /// values. Giving this table replaces the whole default set.
@@ -207,10 +217,11 @@ impl Default for AlertSettings {
             // Tuned with `fleetcast evaluate alerts` (README, "Alert evaluation"): raise at
             // the first score at a level, step down only 10 points under it after 30 min.
             hysteresis_points: 10.0,
+            metric_hysteresis: 3.0,
             min_dwell_seconds: 1800,
             raise_after_seconds: 0,
             predictive_steps: 12,
-            predictive_quantile: Quantile::P50,
+            predictive_quantile: Quantile::P90,
             profile_normal_sigmas: 2.5,
             // Catalog §5 "Alerts": (critical, warning) per metric.
             metrics: BTreeMap::from([
@@ -259,6 +270,11 @@ impl RawAlertSettings {
                     self.hysteresis_points, self.watch
                 )
             },
+        );
+        problems.check(
+            self.metric_hysteresis.is_finite() && self.metric_hysteresis >= 0.0,
+            "alerts.metric_hysteresis",
+            || format!("{} is not a number of at least 0", self.metric_hysteresis),
         );
         problems.check(
             self.min_dwell_seconds <= 7 * 86_400,
@@ -312,6 +328,7 @@ impl RawAlertSettings {
             warning: self.warning,
             critical: self.critical,
             hysteresis_points: self.hysteresis_points,
+            metric_hysteresis: self.metric_hysteresis,
             min_dwell_seconds: self.min_dwell_seconds,
             raise_after_seconds: self.raise_after_seconds,
             predictive_steps: self.predictive_steps,

@@ -35,6 +35,25 @@ pub struct Threshold {
 }
 
 impl Threshold {
+    /// This threshold for a server of `profile` at UTC `hour`, lifted above the profile's
+    /// normal by `sigmas` ([`crate::catalog::profile_thresholds`], as the alert router
+    /// lifts its rules; 0 keeps it).
+    pub fn for_profile(&self, profile: Profile, sigmas: f64, hour: u32) -> Threshold {
+        let (warning, critical) = crate::catalog::profile_thresholds(
+            self.metric,
+            self.warning,
+            self.critical,
+            profile,
+            sigmas,
+            hour,
+        );
+        Threshold {
+            metric: self.metric,
+            warning,
+            critical,
+        }
+    }
+
     /// The level a value stands at: `Critical`, `Warning` or `Healthy`.
     pub fn level_of(&self, value: f64) -> Level {
         if value >= self.critical {
@@ -173,6 +192,65 @@ impl Label {
     }
 }
 
+/// Thresholds for every profile and UTC hour, lifted from one set
+/// ([`Threshold::for_profile`]): what "crossing a threshold" means for a given server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileThresholds {
+    base: Vec<Threshold>,
+    sigmas: f64,
+    /// By `profile.index() * 24 + hour`.
+    table: Vec<Vec<Threshold>>,
+}
+
+impl ProfileThresholds {
+    /// `base` lifted for every profile and hour by `sigmas` (0: `base` everywhere).
+    pub fn new(base: &[Threshold], sigmas: f64) -> ProfileThresholds {
+        let table = Profile::ALL
+            .iter()
+            .flat_map(|&profile| {
+                (0..24).map(move |hour| {
+                    base.iter()
+                        .map(|threshold| threshold.for_profile(profile, sigmas, hour))
+                        .collect()
+                })
+            })
+            .collect();
+        ProfileThresholds {
+            base: base.to_vec(),
+            sigmas,
+            table,
+        }
+    }
+
+    /// The thresholds before the lift.
+    pub fn base(&self) -> &[Threshold] {
+        &self.base
+    }
+
+    /// Standard deviations above a profile's normal the thresholds are lifted by.
+    pub fn sigmas(&self) -> f64 {
+        self.sigmas
+    }
+
+    /// The thresholds of a server of `profile` at unix time `ts_ms`, in the order of
+    /// [`Self::base`].
+    pub fn get(&self, profile: Profile, ts_ms: i64) -> &[Threshold] {
+        let hour = crate::catalog::utc_hour(ts_ms) as usize;
+        &self.table[profile.index() * 24 + hour]
+    }
+
+    /// Per profile whose thresholds differ from the base at some hour, its thresholds at
+    /// each UTC hour 0–23, by profile name.
+    pub fn lifted(&self) -> std::collections::BTreeMap<String, Vec<Vec<Threshold>>> {
+        Profile::ALL
+            .iter()
+            .zip(self.table.chunks(24))
+            .filter(|(_, hours)| hours.iter().any(|thresholds| *thresholds != self.base))
+            .map(|(profile, hours)| (profile.name().to_string(), hours.to_vec()))
+            .collect()
+    }
+}
+
 /// The kinds tracked per server, one slot each.
 const SLOTS: [LabelKind; 4] = [
     LabelKind::Degrading, // incident ramps; becomes Critical when one heads there
@@ -184,7 +262,7 @@ const SLOTS: [LabelKind; 4] = [
 /// Builds the labels step by step from the engine's own rows.
 #[derive(Debug, Clone)]
 pub struct Labeller {
-    thresholds: Vec<Threshold>,
+    thresholds: ProfileThresholds,
     /// Per server, per slot: the episode in progress.
     open: Vec<[Option<Label>; 4]>,
     done: Vec<Label>,
@@ -192,10 +270,11 @@ pub struct Labeller {
 }
 
 impl Labeller {
-    /// A labeller for `servers` servers testing crossings against `thresholds`.
-    pub fn new(servers: usize, thresholds: &[Threshold]) -> Labeller {
+    /// A labeller for `servers` servers testing crossings against `thresholds`, lifted for
+    /// each server's profile by `sigmas` ([`Threshold::for_profile`]; 0: as given).
+    pub fn new(servers: usize, thresholds: &[Threshold], sigmas: f64) -> Labeller {
         Labeller {
-            thresholds: thresholds.to_vec(),
+            thresholds: ProfileThresholds::new(thresholds, sigmas),
             open: vec![[None, None, None, None]; servers],
             done: Vec::new(),
             next_id: 0,
@@ -203,7 +282,7 @@ impl Labeller {
     }
 
     /// The thresholds crossings are tested against.
-    pub fn thresholds(&self) -> &[Threshold] {
+    pub fn thresholds(&self) -> &ProfileThresholds {
         &self.thresholds
     }
 
@@ -264,7 +343,7 @@ impl Labeller {
                 let Some(values) = &row.values else {
                     continue;
                 };
-                for threshold in &self.thresholds {
+                for threshold in self.thresholds.get(spec.profile, ts_ms) {
                     if !label.metrics.contains(&threshold.metric) {
                         continue;
                     }
@@ -319,8 +398,14 @@ pub struct LabelsFile {
     pub steps: u64,
     /// Scenario simulated.
     pub scenario: super::Scenario,
-    /// The thresholds crossings were tested against.
+    /// The thresholds crossings were tested against (before the profile lift).
     pub thresholds: Vec<Threshold>,
+    /// Standard deviations above a profile's normal the thresholds were lifted by
+    /// (`alerts.profile_normal_sigmas`; 0: not lifted).
+    pub profile_normal_sigmas: f64,
+    /// The lifted thresholds of the profiles they differ for, by profile name, one list
+    /// per UTC hour 0–23.
+    pub profile_thresholds: std::collections::BTreeMap<String, Vec<Vec<Threshold>>>,
     /// Every episode, by id.
     pub labels: Vec<Label>,
 }
@@ -361,11 +446,15 @@ mod tests {
     use super::*;
     use crate::sim::{RELEASE_STEPS, Scenario, SimConfig, Simulation};
 
+    /// Standard deviations the labels' thresholds are lifted by in these tests (the
+    /// alert router's default).
+    const SIGMAS: f64 = 2.5;
+
     fn fleet(scenario: Scenario) -> Simulation {
         let mut config = SimConfig::new(90, 42);
         config.scenario = scenario;
         let mut fleet = Simulation::new(&config).unwrap();
-        fleet.record_labels(&CATALOG_THRESHOLDS);
+        fleet.record_labels(&CATALOG_THRESHOLDS, SIGMAS);
         fleet
     }
 
@@ -380,7 +469,8 @@ mod tests {
 
     /// Every label matches the rows the engine produced: active from its start to its end,
     /// not just before or at its end, and each crossing is the first value at or above the
-    /// threshold inside the episode.
+    /// threshold inside the episode, the threshold being the server's profile-aware one at
+    /// that step's hour.
     #[test]
     fn labels_follow_the_rows() {
         let mut fleet = fleet(Scenario::Natural);
@@ -391,7 +481,16 @@ mod tests {
             .map(|(i, spec)| (spec.name.clone(), i))
             .collect();
         let steps = 288 * 2;
-        let rows: Vec<Vec<Row>> = (0..steps).map(|_| fleet.step().rows.to_vec()).collect();
+        let mut times = Vec::new();
+        let rows: Vec<Vec<Row>> = (0..steps)
+            .map(|_| {
+                let step = fleet.step();
+                times.push(step.ts_ms);
+                step.rows.to_vec()
+            })
+            .collect();
+        let lifted = ProfileThresholds::new(&CATALOG_THRESHOLDS, SIGMAS);
+        let profiles: Vec<Profile> = fleet.servers().iter().map(|spec| spec.profile).collect();
         let labels = fleet.labeller().unwrap().labels();
         let mut kinds = std::collections::BTreeSet::new();
         let mut crossings = 0;
@@ -410,9 +509,10 @@ mod tests {
             if end < steps && label.kind != LabelKind::Cascade {
                 assert!(!active(label.kind, &rows[end][server]), "{label:?}");
             }
-            for threshold in &CATALOG_THRESHOLDS {
+            for (slot, threshold) in CATALOG_THRESHOLDS.iter().enumerate() {
                 for level in [Level::Warning, Level::Critical] {
                     let expected = (start..end).find(|&step| {
+                        let threshold = lifted.get(profiles[server], times[step])[slot];
                         label.metrics.contains(&threshold.metric)
                             && rows[step][server].values.is_some_and(|values| {
                                 threshold.level_of(values[threshold.metric.index()]) >= level

@@ -84,7 +84,8 @@ mod step;
 mod tests;
 
 pub use labels::{
-    CATALOG_THRESHOLDS, Crossing, LABELS_VERSION, Label, LabelKind, Labeller, LabelsFile, Threshold,
+    CATALOG_THRESHOLDS, Crossing, LABELS_VERSION, Label, LabelKind, Labeller, LabelsFile, ProfileThresholds,
+    Threshold,
 };
 pub use layout::{FleetLayout, ServerSpec, composition, server_name};
 pub use profiles::State;
@@ -299,9 +300,10 @@ impl Simulation {
     }
 
     /// Records ground truth from the next step on: every episode of trouble, with the
-    /// first step each of `thresholds` was crossed ([`labels`]).
-    pub fn record_labels(&mut self, thresholds: &[Threshold]) {
-        self.labeller = Some(Labeller::new(self.states.len(), thresholds));
+    /// first step each of `thresholds`, lifted for the server's profile by `sigmas`
+    /// ([`ProfileThresholds`]), was crossed ([`labels`]).
+    pub fn record_labels(&mut self, thresholds: &[Threshold], sigmas: f64) {
+        self.labeller = Some(Labeller::new(self.states.len(), thresholds, sigmas));
     }
 
     /// The ground truth so far, when [`Simulation::record_labels`] was called.
@@ -420,7 +422,4 @@ impl Simulation {
     }
 }
 
-/// The UTC hour of a unix-ms instant.
-pub fn utc_hour(ts_ms: i64) -> u32 {
-    (ts_ms.div_euclid(1000).rem_euclid(86_400) / 3600) as u32
-}
+pub use crate::catalog::utc_hour;

@@ -14,8 +14,6 @@ pub(crate) const IOWAIT: usize = Metric::CpuIowaitPct as usize;
 pub(crate) const IDLE: usize = Metric::CpuIdlePct as usize;
 pub(crate) const JAVA: usize = Metric::JavaCpuPct as usize;
 pub(crate) const MEM: usize = Metric::MemUsedPct as usize;
-pub(crate) const SWAP: usize = Metric::SwapUsedPct as usize;
-pub(crate) const DISK: usize = Metric::DiskUsagePct as usize;
 pub(crate) const NET_IN: usize = Metric::NetInMbS as usize;
 pub(crate) const NET_OUT: usize = Metric::NetOutMbS as usize;
 pub(crate) const BACK_CW: usize = Metric::BackCloseWait as usize;
@@ -216,41 +214,12 @@ impl State {
 /// ml_compute servers to 100 % memory every afternoon in a fleet held healthy. Disk and
 /// uptime do not follow it (catalog §3).
 pub(crate) fn diurnal_share(metric: usize) -> f64 {
-    match metric {
-        DISK | UPTIME => 0.0,
-        MEM | SWAP => 0.25,
-        _ => 1.0,
-    }
+    Metric::ALL[metric].diurnal_share()
 }
 
 /// The diurnal factor of `metric` given the load factor `diurnal` (see [`diurnal_share`]).
 pub(crate) fn diurnal_of(metric: usize, diurnal: f64) -> f64 {
     1.0 + diurnal_share(metric) * (diurnal - 1.0)
-}
-
-/// The diurnal load factor for `profile` at UTC `hour` (catalog §3, lines 383-410): a base
-/// curve with per-profile adjustments, clipped to 0.5–1.5.
-pub(crate) fn diurnal(profile: Profile, hour: u32) -> f64 {
-    let base: f64 = match hour {
-        0..7 => 0.8,
-        7..9 => 1.0,
-        9..16 => 1.1,
-        16..19 => 1.2,
-        _ => 1.0,
-    };
-    let business = (9..16).contains(&hour);
-    let evening = (16..19).contains(&hour);
-    let adjust = match profile {
-        Profile::MlCompute if !(7..19).contains(&hour) => 1.15,
-        Profile::Database if business => 1.1,
-        Profile::Database if evening => 1.2,
-        Profile::WebApi if business => 1.15,
-        Profile::WebApi if !(7..=20).contains(&hour) => 0.6,
-        Profile::RiskAnalytics if evening => 1.3,
-        Profile::DataIngest if business => 1.2,
-        _ => 1.0,
-    };
-    (base * adjust).clamp(0.5, 1.5)
 }
 
 /// How an upstream failure hurts a dependent (catalog §3 cascades).
@@ -440,19 +409,4 @@ mod tests {
             State::CriticalIssue.next(0, false, 0.0),
             State::CriticalIssue
         );
-    }
-
-    /// The diurnal curve peaks in the late afternoon and stays within 0.5–1.5.
-    #[test]
-    fn diurnal_curve_shape() {
-        for profile in Profile::ALL {
-            for hour in 0..24 {
-                let factor = diurnal(profile, hour);
-                assert!((0.5..=1.5).contains(&factor));
-            }
-            assert!(diurnal(profile, 17) > diurnal(profile, 3), "{profile}");
-        }
-        assert_eq!(diurnal(Profile::WebApi, 3), 0.5);
-        assert!((diurnal(Profile::RiskAnalytics, 17) - 1.5).abs() < 1e-12);
-    }
-}
+    }}

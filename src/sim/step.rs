@@ -41,7 +41,7 @@ impl ServerState {
     /// profile's mean under the diurnal curve, healthy, no incident.
     pub(super) fn new(seed: u64, spec: &ServerSpec, hour: u32) -> ServerState {
         let base = profiles::baseline(spec.profile);
-        let diurnal = profiles::diurnal(spec.profile, hour);
+        let diurnal = spec.profile.diurnal(hour);
         let mut ar = [0.0; METRIC_COUNT];
         for (m, value) in ar.iter_mut().enumerate() {
             *value = base.mean[m] * profiles::diurnal_of(m, diurnal);
@@ -93,7 +93,7 @@ pub(super) fn step_server(
     // Draw, scale, smooth.
     let base = profiles::baseline(spec.profile);
     let multipliers = state.state.multipliers();
-    let diurnal = profiles::diurnal(spec.profile, context.hour);
+    let diurnal = spec.profile.diurnal(context.hour);
     for (m, ar) in state.ar.iter_mut().enumerate() {
         // Two draws per metric whatever happens next, so the stream never shifts.
         let z: f64 = state.values_rng.sample(StandardNormal);

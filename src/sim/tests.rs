@@ -421,7 +421,7 @@ fn uptime_survives_offline() {
 #[test]
 fn cascades_last_minutes_not_hours() {
     let mut fleet = fleet(90, 42, Scenario::Natural);
-    fleet.record_labels(&CATALOG_THRESHOLDS);
+    fleet.record_labels(&CATALOG_THRESHOLDS, 0.0);
     let steps = 288 * 14;
     let (mut under, mut dependents) = (0_u64, 0_u64);
     for _ in 0..steps {

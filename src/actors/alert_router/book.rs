@@ -18,7 +18,7 @@
 //! An alert's id is `<server>-<subject>-<opened_ms>`, the same on every event of its life.
 
 use super::ladder::{Ladder, LadderConfig, OutOfOrder, Transition};
-use crate::catalog::{Metric, MetricKind, PROFILE_LIFTED, Profile, lift_above_normal};
+use crate::catalog::{Metric, MetricKind, Profile, profile_thresholds, utc_hour};
 use crate::levels::{Level, Scale};
 use crate::settings::{AlertSettings, Quantile};
 use crate::wire::{AlertAction, AlertEvent, FactorSource, Forecast, RiskScore, SCHEMA_VERSION};
@@ -79,7 +79,7 @@ impl BookConfig {
                 dwell_ms,
                 raise_after_ms,
             },
-            hysteresis: settings.hysteresis_points,
+            hysteresis: settings.metric_hysteresis,
             dwell_ms,
             raise_after_ms,
             predictive_steps: settings.predictive_steps as usize,
@@ -99,17 +99,21 @@ impl BookConfig {
         }
     }
 
-    /// `rule` for a server of `profile`: lifted above the profile's normal (module doc).
-    pub fn rule_for(&self, rule: &MetricRule, profile: Profile) -> MetricRule {
-        if self.profile_normal_sigmas <= 0.0 || !PROFILE_LIFTED.contains(&rule.metric) {
-            return *rule;
-        }
-        let top = profile.normal_top(rule.metric, self.profile_normal_sigmas);
-        let kind = rule.metric.kind();
+    /// `rule` for a server of `profile` at UTC `hour`: lifted above the profile's normal
+    /// (module doc).
+    pub fn rule_for(&self, rule: &MetricRule, profile: Profile, hour: u32) -> MetricRule {
+        let (warning, critical) = profile_thresholds(
+            rule.metric,
+            rule.warning,
+            rule.critical,
+            profile,
+            self.profile_normal_sigmas,
+            hour,
+        );
         MetricRule {
             metric: rule.metric,
-            warning: lift_above_normal(rule.warning, rule.warning, top, kind),
-            critical: lift_above_normal(rule.critical, rule.warning, top, kind),
+            warning,
+            critical,
         }
     }
 
@@ -357,7 +361,7 @@ impl AlertBook {
             let Some(series) = forecast.metrics.get(rule.metric.name()) else {
                 continue;
             };
-            let rule = &config.rule_for(rule, profile);
+            let rule = &config.rule_for(rule, profile, utc_hour(at_ms));
             let values: Vec<f64> = quantile
                 .of(series)
                 .iter()
@@ -435,13 +439,15 @@ mod tests {
     const MIN: i64 = 60_000;
     const T0: i64 = 1_700_000_000_000;
 
-    /// The settings these tests' timings are written for: hysteresis 5, dwell 15 min,
-    /// raise after 5 min (the defaults before tuning).
+    /// The settings these tests' timings are written for: hysteresis 5 (metrics too),
+    /// dwell 15 min, raise after 5 min, p50 (the defaults before tuning).
     fn settings() -> AlertSettings {
         AlertSettings {
             hysteresis_points: 5.0,
+            metric_hysteresis: 5.0,
             min_dwell_seconds: 900,
             raise_after_seconds: 300,
+            predictive_quantile: Quantile::P50,
             ..AlertSettings::default()
         }
     }
@@ -573,6 +579,36 @@ mod tests {
             "{}",
             db[0].reason
         );
+    }
+
+    /// Metric alerts step down by `metric_hysteresis` (in the metric's unit), not by the
+    /// risk scale's `hysteresis_points`: a memory alert raised at 91 % resolves once the
+    /// predicted peak has stayed at 88.5 % for the dwell with a 1-point band, and stays up
+    /// with a 5-point one.
+    #[test]
+    fn metric_alerts_use_their_own_hysteresis() {
+        let run = |metric_hysteresis: f64| {
+            let config = BookConfig::from_settings(&AlertSettings {
+                hysteresis_points: 10.0,
+                metric_hysteresis,
+                ..settings()
+            });
+            let mut book = AlertBook::new(config);
+            let mut actions = Vec::new();
+            for (i, level) in [91.0, 91.0, 88.5, 88.5, 88.5, 88.5, 88.5, 88.5]
+                .into_iter()
+                .enumerate()
+            {
+                let mut f = forecast(96, &[("mem_used_pct", vec![level; 96])]);
+                let shift = i as i64 * 300;
+                f.origin_s += shift;
+                f.step_s.iter_mut().for_each(|s| *s += shift);
+                actions.extend(book.on_forecast(&f).unwrap().into_iter().map(|e| e.action));
+            }
+            actions
+        };
+        assert_eq!(run(1.0), [AlertAction::Raise, AlertAction::Resolve]);
+        assert_eq!(run(5.0), [AlertAction::Raise]);
     }
 
     #[test]

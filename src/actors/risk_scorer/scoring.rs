@@ -63,7 +63,7 @@
 //! CPU is not lifted: a high-CPU profile's incidents overlap its normal (see
 //! `PROFILE_LIFTED`). `profile_normal_sigmas = 0` turns the lift off.
 
-use crate::catalog::{Metric, MetricKind, PROFILE_LIFTED, Profile, lift_above_normal};
+use crate::catalog::{Metric, MetricKind, PROFILE_LIFTED, Profile, lift_above_normal, utc_hour};
 use crate::levels::Scale;
 use crate::wire::{FactorSource, Forecast, QuantileSeries, RiskFactor, RiskScore, SCHEMA_VERSION};
 use std::collections::BTreeMap;
@@ -88,9 +88,6 @@ pub const IOWAIT_PREDICTED: [(f64, f64); 2] = [(30.0, 25.0), (20.0, 15.0)];
 pub const SWAP_CURRENT: [(f64, f64); 3] = [(50.0, 30.0), (25.0, 20.0), (10.0, 10.0)];
 /// Load average, current only.
 pub const LOAD_CURRENT: [(f64, f64); 2] = [(12.0, 20.0), (8.0, 10.0)];
-
-/// The memory limit of the generic profile, to which the original's memory tiers belong.
-const GENERIC_MEMORY_LIMIT: f64 = 90.0;
 
 /// Name of the CPU factor (`100 − cpu_idle_pct`, or `cpu_user_pct` when idle is absent).
 pub const CPU_FACTOR: &str = "cpu";
@@ -117,6 +114,8 @@ type Table = Vec<(f64, f64)>;
 
 /// The profile-aware tables of one server (module doc).
 struct Tables {
+    cpu_current: Table,
+    cpu_predicted: Table,
     iowait_current: Table,
     iowait_predicted: Table,
     memory_current: Table,
@@ -126,11 +125,12 @@ struct Tables {
 }
 
 impl Tables {
-    fn new(profile: Profile, sigmas: f64) -> Tables {
+    /// The tables of a server of `profile` at UTC `hour`.
+    fn new(profile: Profile, sigmas: f64, hour: u32) -> Tables {
         // `tiers` of `metric` lifted, anchored at the lowest tier of its current table.
         let lift = |metric: Metric, current: &Tiers, tiers: &Tiers| {
             let top = if sigmas > 0.0 && PROFILE_LIFTED.contains(&metric) {
-                profile.normal_top(metric, sigmas)
+                profile.normal_top_at(metric, sigmas, hour)
             } else {
                 f64::NEG_INFINITY
             };
@@ -138,7 +138,23 @@ impl Tables {
             lifted_tiers(tiers, anchor, top, metric.kind())
         };
         let iowait = Metric::CpuIowaitPct;
+        let busy_top = if sigmas > 0.0 {
+            profile.normal_busy_top_at(sigmas, hour)
+        } else {
+            f64::NEG_INFINITY
+        };
+        let cpu_anchor = CPU_CURRENT.last().map_or(f64::INFINITY, |(lowest, _)| *lowest);
+        // A profile whose normal busy reaches 100 % at this hour: its CPU says nothing.
+        let cpu = |tiers: &Tiers| {
+            if busy_top >= 100.0 {
+                Vec::new()
+            } else {
+                lifted_tiers(tiers, cpu_anchor, busy_top, MetricKind::Percent)
+            }
+        };
         Tables {
+            cpu_current: cpu(&CPU_CURRENT),
+            cpu_predicted: cpu(&CPU_PREDICTED),
             iowait_current: lift(iowait, &IOWAIT_CURRENT, &IOWAIT_CURRENT),
             iowait_predicted: lift(iowait, &IOWAIT_CURRENT, &IOWAIT_PREDICTED),
             memory_current: memory_tiers(profile, &MEMORY_CURRENT_GENERIC),
@@ -151,14 +167,9 @@ impl Tables {
 
 /// `generic` memory tiers moved to `profile`'s memory limit (see the module doc).
 pub fn memory_tiers(profile: Profile, generic: &Tiers) -> Vec<(f64, f64)> {
-    let headroom = (100.0 - profile.memory_limit_pct()).max(1.0);
-    let share = headroom / (100.0 - GENERIC_MEMORY_LIMIT);
     generic
         .iter()
-        .map(|&(lowest, points)| {
-            let moved = 100.0 - (100.0 - lowest) * share;
-            ((moved * 100.0).round() / 100.0, points)
-        })
+        .map(|&(lowest, points)| (profile.memory_threshold(lowest), points))
         .collect()
 }
 
@@ -315,14 +326,14 @@ pub fn assess(
         points
     };
     let value = |metric: Metric| current.get(metric.name()).copied();
-    let tables = Tables::new(profile, config.profile_normal_sigmas);
+    let tables = Tables::new(profile, config.profile_normal_sigmas, utc_hour(now_s * 1000));
 
     let mut current_points = 0.0;
     let cpu = value(Metric::CpuIdlePct)
         .map(|idle| 100.0 - idle)
         .or_else(|| value(Metric::CpuUserPct));
     if let Some(cpu) = cpu {
-        current_points += add(CPU_FACTOR, FactorSource::Current, cpu, &CPU_CURRENT);
+        current_points += add(CPU_FACTOR, FactorSource::Current, cpu, &tables.cpu_current);
     }
     let current_rows: [(Metric, &Tiers); 4] = [
         (Metric::MemUsedPct, &tables.memory_current),
@@ -354,7 +365,7 @@ pub fn assess(
                     });
                 if let Some(cpu) = cpu {
                     predicted_points +=
-                        add(CPU_FACTOR, FactorSource::Predicted, cpu, &CPU_PREDICTED);
+                        add(CPU_FACTOR, FactorSource::Predicted, cpu, &tables.cpu_predicted);
                 }
                 let predicted_rows: [(Metric, &Tiers); 2] = [
                     (Metric::MemUsedPct, &tables.memory_predicted),
@@ -720,11 +731,34 @@ mod tests {
         assert_eq!(risk.current, 0.0, "{:?}", risk.factors);
         let generic = assess(&RiskConfig::default(), Profile::Generic, &load, None, NOW);
         assert_eq!(generic.current, 20.0);
-        // CPU is never lifted: 95 % busy scores the same on a risk_analytics server.
-        let busy = sample(&[("cpu_idle_pct", 5.0)]);
+    }
+
+    /// CPU follows the profile's normal at the hour: 100 % busy at 17 h UTC is a
+    /// risk_analytics server's evening peak (its normal top reaches 100 %: no CPU points)
+    /// but 60 points on a generic server; at 03 h its top is 82 %, so 99 % busy scores as
+    /// anywhere; with `profile_normal_sigmas = 0` the evening scores too.
+    #[test]
+    fn cpu_follows_the_profile_normal_at_the_hour() {
+        let midnight = NOW - NOW.rem_euclid(86_400);
+        let (evening, night) = (midnight + 17 * 3600, midnight + 3 * 3600);
+        let config = RiskConfig::default();
+        let full = sample(&[("cpu_idle_pct", 0.0)]);
+        let risk = assess(&config, Profile::RiskAnalytics, &full, None, evening);
+        assert_eq!(risk.current, 0.0, "{:?}", risk.factors);
+        let generic = assess(&config, Profile::Generic, &full, None, evening);
+        assert_eq!(generic.current, 60.0);
+        let off = RiskConfig {
+            profile_normal_sigmas: 0.0,
+            ..config
+        };
+        assert_eq!(
+            assess(&off, Profile::RiskAnalytics, &full, None, evening).current,
+            60.0
+        );
+        let busy = sample(&[("cpu_idle_pct", 1.0)]);
         for profile in [Profile::RiskAnalytics, Profile::Generic] {
-            let a = assess(&RiskConfig::default(), profile, &busy, None, NOW);
-            assert_eq!(a.current, 40.0, "{profile}");
+            let a = assess(&config, profile, &busy, None, night);
+            assert_eq!(a.current, 60.0, "{profile}");
         }
     }
 
