@@ -16,18 +16,18 @@ fn a_healthy_day_is_scored_for_every_detector() {
     settings.predictor.model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tft-v3");
     let variant = {
         let mut variant = settings.clone();
-        variant.alerts.predictive_quantile = fleetcast::settings::Quantile::P90;
-        ("p90".to_string(), variant)
+        variant.alerts.predictive_quantile = fleetcast::settings::Quantile::P50;
+        ("p50".to_string(), variant)
     };
     let pipeline = PipelineDetector::build(&settings, &[variant]).expect("the model loads");
     let mut detectors: Vec<Box<dyn Detector>> = vec![Box::new(pipeline)];
-    detectors.extend(baselines(12));
     let args = EvaluateArgs {
         days: 1,
         servers: 12,
         scenario: Scenario::Healthy,
         ..EvaluateArgs::new()
     };
+    detectors.extend(baselines(&args));
     let report = evaluate(&args, &mut detectors).expect("the evaluation runs");
     let names: Vec<&str> = report
         .detectors
@@ -36,7 +36,7 @@ fn a_healthy_day_is_scored_for_every_detector() {
         .collect();
     assert_eq!(
         names,
-        ["fleetcast", "fleetcast p90", "threshold", "predict_linear"]
+        ["fleetcast", "fleetcast p50", "threshold", "predict_linear"]
     );
     assert!(report.episodes.is_empty(), "healthy: {:?}", report.episodes);
     let summary = report.detectors[1].summary.as_deref().unwrap_or_default();
@@ -50,5 +50,5 @@ fn a_healthy_day_is_scored_for_every_detector() {
     let fleetcast = &report.detectors[0].scores;
     assert_eq!(fleetcast.false_per_server_day["critical"], 0.0);
     let table = report.table();
-    assert!(table.contains("| fleetcast p90 |") && table.contains("| predict_linear |"));
+    assert!(table.contains("| fleetcast p50 |") && table.contains("| predict_linear |"));
 }
