@@ -197,7 +197,14 @@ mod tests {
         let mut out = Vec::new();
         for (step, cpu) in series.iter().enumerate() {
             let sample = cpu.map(values);
-            baseline.observe(0, "a", Profile::Generic, step as i64 * STEP, sample.as_ref(), &mut out);
+            baseline.observe(
+                0,
+                "a",
+                Profile::Generic,
+                step as i64 * STEP,
+                sample.as_ref(),
+                &mut out,
+            );
         }
         assert!(out.iter().all(|change| change.subject == "cpu_user_pct"));
         out.iter()

@@ -84,8 +84,8 @@ mod step;
 mod tests;
 
 pub use labels::{
-    CATALOG_THRESHOLDS, Crossing, LABELS_VERSION, Label, LabelKind, Labeller, LabelsFile, ProfileThresholds,
-    Threshold,
+    CATALOG_THRESHOLDS, Crossing, LABELS_VERSION, Label, LabelKind, Labeller, LabelsFile,
+    ProfileThresholds, Threshold,
 };
 pub use layout::{FleetLayout, ServerSpec, composition, server_name};
 pub use profiles::State;

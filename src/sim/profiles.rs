@@ -409,4 +409,5 @@ mod tests {
             State::CriticalIssue.next(0, false, 0.0),
             State::CriticalIssue
         );
-    }}
+    }
+}

@@ -143,7 +143,9 @@ impl Tables {
         } else {
             f64::NEG_INFINITY
         };
-        let cpu_anchor = CPU_CURRENT.last().map_or(f64::INFINITY, |(lowest, _)| *lowest);
+        let cpu_anchor = CPU_CURRENT
+            .last()
+            .map_or(f64::INFINITY, |(lowest, _)| *lowest);
         // A profile whose normal busy reaches 100 % at this hour: its CPU says nothing.
         let cpu = |tiers: &Tiers| {
             if busy_top >= 100.0 {
@@ -326,7 +328,11 @@ pub fn assess(
         points
     };
     let value = |metric: Metric| current.get(metric.name()).copied();
-    let tables = Tables::new(profile, config.profile_normal_sigmas, utc_hour(now_s * 1000));
+    let tables = Tables::new(
+        profile,
+        config.profile_normal_sigmas,
+        utc_hour(now_s * 1000),
+    );
 
     let mut current_points = 0.0;
     let cpu = value(Metric::CpuIdlePct)
@@ -364,8 +370,12 @@ pub fn assess(
                         series(Metric::CpuUserPct).and_then(|user| mean_of(&user.p90, &steps))
                     });
                 if let Some(cpu) = cpu {
-                    predicted_points +=
-                        add(CPU_FACTOR, FactorSource::Predicted, cpu, &tables.cpu_predicted);
+                    predicted_points += add(
+                        CPU_FACTOR,
+                        FactorSource::Predicted,
+                        cpu,
+                        &tables.cpu_predicted,
+                    );
                 }
                 let predicted_rows: [(Metric, &Tiers); 2] = [
                     (Metric::MemUsedPct, &tables.memory_predicted),
