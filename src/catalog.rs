@@ -427,10 +427,11 @@ impl FromStr for Profile {
     }
 }
 
-/// The metrics whose alert thresholds move above a profile's normal ([`lift_above_normal`]).
-/// Not CPU: on a high-CPU profile its incidents overlap its normal (the critical scenario
-/// takes cpu_user to 90 %, inside a risk_analytics server's 55 ± 15 %), so a lift would hide
-/// them. Not memory: the risk score already follows each profile's documented memory limit.
+/// The metrics whose alert thresholds move above a profile's normal at the hour
+/// ([`lift_above_normal`], [`Profile::normal_top_at`]) in the risk score and the predictive
+/// rules. CPU is lifted too, by its own rule in each (the risk score's busy rows by
+/// [`Profile::normal_busy_top_at`], the predictive cpu_user rule in [`profile_thresholds`]);
+/// memory follows the profile's documented limit instead ([`Profile::memory_threshold`]).
 pub const PROFILE_LIFTED: [Metric; 4] = [
     Metric::CpuIowaitPct,
     Metric::SwapUsedPct,

@@ -6,14 +6,15 @@
 //! - **risk** (`subject = "risk"`): the server's risk score on the one scale (healthy /
 //!   watch / warning / critical), timed by the score's `sample_ms`.
 //! - **predictive, per metric** (`subject = <metric>`): the forecast's chosen quantile
-//!   (`alerts.predictive_quantile`, p50 by default as the original) over the first
+//!   (`alerts.predictive_quantile`, p90 by default; the original's p50) over the first
 //!   `alerts.predictive_steps` steps against the metric's warning / critical values, timed
 //!   by the forecast's `origin_s`. One ladder per server and metric, so one open alert per
-//!   server and metric however many steps exceed (the original raised one per step). For
-//!   the metrics in [`crate::catalog::PROFILE_LIFTED`], a profile whose normal reaches above
-//!   the warning value (its baseline mean plus `alerts.profile_normal_sigmas` standard
-//!   deviations: a database's iowait and disk) has both values lifted by
-//!   [`crate::catalog::lift_above_normal`], the warning value to that normal top.
+//!   server and metric however many steps exceed (the original raised one per step); it
+//!   steps down `alerts.metric_hysteresis` (metric units) under a value. The values are the
+//!   server's profile-aware ones at the origin's UTC hour
+//!   ([`crate::catalog::profile_thresholds`]): memory at the profile's limit, and cpu_user,
+//!   iowait, swap and disk lifted above the profile's normal at the hour (a risk_analytics
+//!   server's evening cpu_user, a database's iowait) when that is above the warning value.
 //!
 //! An alert's id is `<server>-<subject>-<opened_ms>`, the same on every event of its life.
 

@@ -47,10 +47,11 @@
 //! | web_api (85) | 97 | 92.5 | 85 | 77.5 | 97 | 92.5 |
 //! | risk_analytics (95) | 99 | 97.5 | 95 | 92.5 | 99 | 97.5 |
 //!
-//! # Profile-aware iowait, swap and load
+//! # Profile-aware CPU, iowait, swap and load, by the hour
 //!
 //! What is normal for a profile is not a risk: a database's iowait sits at 15 ± 5 % and a
-//! risk_analytics server's load at 8.2 ± 2.5 (catalog §2 baselines). The original scored
+//! risk_analytics server's load at 8.2 ± 2.5 (catalog §2 baselines), and a risk_analytics
+//! server's busy CPU reaches 100 % in its 16–19 h peak (catalog §3 diurnal curve). The original scored
 //! both on the generic tables, so a healthy fleet raised alerts all day. The iowait, swap
 //! and load rows ([`crate::catalog::PROFILE_LIFTED`]) are lifted above the profile's
 //! **normal top**, its baseline mean plus `risk.profile_normal_sigmas` (2.5) standard
@@ -59,9 +60,14 @@
 //! is capped at 99 %); load tiers shift by the difference. A profile whose normal top is
 //! below the lowest tier keeps the original's numbers. With the default 2.5 σ, for example:
 //! database iowait 27.5 / 35.56 / 43.61 (for 10 / 20 / 30), data_ingest iowait
-//! 15.5 / 24.89 / 34.28, risk_analytics load 14.45 / 18.45, ml_compute load 11.5 / 15.5.
-//! CPU is not lifted: a high-CPU profile's incidents overlap its normal (see
-//! `PROFILE_LIFTED`). `profile_normal_sigmas = 0` turns the lift off.
+//! 15.5 / 24.89 / 34.28, risk_analytics load 14.45 / 18.45, ml_compute load 11.5 / 15.5
+//! (at a diurnal factor of 1). Every top is scaled by the profile's diurnal factor at the
+//! latest sample's UTC hour as far as the metric follows it ([`Profile::normal_top_at`]).
+//! The CPU rows move the same way above the profile's normal busy top at the hour
+//! ([`Profile::normal_busy_top_at`], anchored at the 80 % tier); where that top reaches
+//! 100 % the CPU rows score nothing (the profile's normal saturates: a CPU of 100 % says
+//! nothing about trouble then, memory, iowait and load still do). `profile_normal_sigmas = 0`
+//! turns the lift off.
 
 use crate::catalog::{Metric, MetricKind, PROFILE_LIFTED, Profile, lift_above_normal, utc_hour};
 use crate::levels::Scale;
