@@ -14,7 +14,8 @@ use fleetcast::wire::{
 };
 use std::time::Duration;
 
-fn risk(server: &str, score: f64, ts_s: i64) -> RiskScore {
+/// A risk score of `server` at `ts_s` (a generic server, current points only).
+pub(crate) fn risk(server: &str, score: f64, ts_s: i64) -> RiskScore {
     RiskScore {
         v: SCHEMA_VERSION,
         server: server.into(),

@@ -3,6 +3,7 @@
 //! is scored / routed exactly once when it starts again; every input handed out again (the
 //! acknowledgements lost, as when an instance dies) doubles no risk score and no alert event.
 
+use crate::alerts::risk;
 use crate::risk::{NOW, sample};
 use crate::util::TestNats;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
@@ -13,7 +14,7 @@ use fleetcast::actors::stage::{Counters, Drain, StageHandle, replay};
 use fleetcast::bus::{Bus, StreamPublisher};
 use fleetcast::settings::Settings;
 use fleetcast::subjects::StreamKind;
-use fleetcast::wire::{self, AlertEvent, RiskScore, SCHEMA_VERSION};
+use fleetcast::wire::{self, AlertEvent, RiskScore};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -176,23 +177,6 @@ async fn scorer_scores_a_burst_once_and_doubles_nothing_on_redelivery() {
         total,
         "scores computed again are not stored again"
     );
-}
-
-fn risk(server: &str, score: f64, ts_s: i64) -> RiskScore {
-    RiskScore {
-        v: SCHEMA_VERSION,
-        server: server.into(),
-        profile: "generic".into(),
-        at_ms: 0,
-        sample_ms: ts_s * 1000,
-        forecast_origin_s: None,
-        score,
-        current: score / 0.7,
-        predicted: 0.0,
-        level: String::new(),
-        factors: vec![],
-        forecast_status: "missing".into(),
-    }
 }
 
 /// What identifies an event, for comparing runs.
