@@ -110,14 +110,22 @@ impl Metric {
     }
 
     /// The share of the diurnal swing ([`Profile::diurnal`]) the metric follows: activity
-    /// (cpu, java, network, sockets, load) fully, memory and swap in use a quarter (they
-    /// do not scale with request load), disk and uptime not at all.
+    /// (cpu, java, network, sockets, load) fully; memory and swap in use a quarter (they do
+    /// not scale with request load, and the original's full factor, up to 1.5, drove
+    /// risk_analytics and ml_compute servers to 100 % memory every afternoon in a fleet
+    /// held healthy); disk and uptime not at all (catalog §3).
     pub fn diurnal_share(self) -> f64 {
         match self {
             Metric::DiskUsagePct | Metric::UptimeDays => 0.0,
             Metric::MemUsedPct | Metric::SwapUsedPct => 0.25,
             _ => 1.0,
         }
+    }
+
+    /// The factor this metric scales by when a profile's load factor is `diurnal`
+    /// ([`Profile::diurnal`]): `1 + share · (diurnal − 1)`.
+    pub fn diurnal_factor(self, diurnal: f64) -> f64 {
+        1.0 + self.diurnal_share() * (diurnal - 1.0)
     }
 
     /// Unit for humans and `SUBJECTS.md`.
@@ -305,8 +313,7 @@ impl Profile {
     /// [`Self::normal_top`] at UTC `hour`: scaled by the hour's diurnal factor as far as
     /// the metric follows it ([`Metric::diurnal_share`]).
     pub fn normal_top_at(self, metric: Metric, sigmas: f64, hour: u32) -> f64 {
-        let factor = 1.0 + metric.diurnal_share() * (self.diurnal(hour) - 1.0);
-        self.normal_top(metric, sigmas) * factor
+        self.normal_top(metric, sigmas) * metric.diurnal_factor(self.diurnal(hour))
     }
 
     /// The top of this profile's normal CPU busy percent at UTC `hour`: its

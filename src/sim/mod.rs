@@ -28,7 +28,7 @@
 //!   lasted 5–60 h and kept dependents under a cascade 15–37 % of the time).
 //! - **Values.** Per metric: draw N(mean, std), multiply by the state multiplier and the
 //!   diurnal factor (fully for activity metrics, a quarter of its swing for memory and swap,
-//!   not at all for disk and uptime: `profiles::diurnal_share`), then AR(1) `y = .85·y + .15·x + N(0, .1·std)`.
+//!   not at all for disk and uptime: `Metric::diurnal_share`), then AR(1) `y = .85·y + .15·x + N(0, .1·std)`.
 //!   Cascade effects and incident forcing apply **after** the AR(1) filter, because their
 //!   envelopes are already smooth ramps: a ramp of k steps reaches its target in k steps
 //!   (the original filtered them too, lagging every ramp by ~6 steps). Forcing moves

@@ -208,18 +208,10 @@ impl State {
     }
 }
 
-/// The share of the diurnal swing a metric follows. Activity (cpu, java, network, sockets,
-/// load) follows it fully. Memory and swap in use follow a quarter of it: they do not scale
-/// with request load, and the original's full factor (up to 1.5) drove risk_analytics and
-/// ml_compute servers to 100 % memory every afternoon in a fleet held healthy. Disk and
-/// uptime do not follow it (catalog §3).
-pub(crate) fn diurnal_share(metric: usize) -> f64 {
-    Metric::ALL[metric].diurnal_share()
-}
-
-/// The diurnal factor of `metric` given the load factor `diurnal` (see [`diurnal_share`]).
+/// The diurnal factor of the metric at index `metric` given the load factor `diurnal`
+/// ([`Metric::diurnal_factor`]).
 pub(crate) fn diurnal_of(metric: usize, diurnal: f64) -> f64 {
-    1.0 + diurnal_share(metric) * (diurnal - 1.0)
+    Metric::ALL[metric].diurnal_factor(diurnal)
 }
 
 /// How an upstream failure hurts a dependent (catalog §3 cascades).

@@ -25,28 +25,13 @@ impl TestNats {
     /// Starts nats-server with JetStream. Panics, loudly, when no binary is installed:
     /// these tests never skip.
     pub fn start() -> TestNats {
-        let binary = find_server_binary("")
-            .unwrap_or_else(|error| panic!("integration tests need nats-server: {error}"));
-        let dir = tempfile::tempdir().expect("temporary folder");
-        let server = NatsServer::start(&binary, 0, dir.path()).expect("nats-server starts");
-        let mut settings = Settings::default();
-        settings.nats.url = server.url().to_string();
-        settings.nats.embedded = false;
-        settings.nats.data_dir = dir.path().to_path_buf();
-        TestNats {
-            server,
-            settings,
-            _dir: dir,
-        }
+        TestNats::launch(Settings::default(), None)
     }
 
     /// Starts nats-server with `nats/auth.conf` (one user per actor, no anonymous access);
     /// the settings carry every role's user with a password made for this test, which the
     /// server gets through its environment as `fleetcast up` gives it.
     pub fn start_authenticated() -> TestNats {
-        let binary = find_server_binary("")
-            .unwrap_or_else(|error| panic!("integration tests need nats-server: {error}"));
-        let dir = tempfile::tempdir().expect("temporary folder");
         let mut settings = Settings::default();
         for role in BusRole::ALL {
             settings.nats.users.insert(
@@ -58,14 +43,23 @@ impl TestNats {
             );
         }
         let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("nats/auth.conf");
+        TestNats::launch(settings, Some(&config))
+    }
+
+    /// Starts nats-server on a free port in a temporary folder, with `config` when given and
+    /// the passwords of `settings`' users in its environment, and points `settings` at it.
+    fn launch(mut settings: Settings, config: Option<&std::path::Path>) -> TestNats {
+        let binary = find_server_binary("")
+            .unwrap_or_else(|error| panic!("integration tests need nats-server: {error}"));
+        let dir = tempfile::tempdir().expect("temporary folder");
         let server = NatsServer::start_with(
             &binary,
             0,
             dir.path(),
-            Some(&config),
+            config,
             &password_env(&settings.nats),
         )
-        .expect("nats-server starts with nats/auth.conf");
+        .unwrap_or_else(|error| panic!("nats-server starts (config {config:?}): {error}"));
         settings.nats.url = server.url().to_string();
         settings.nats.embedded = false;
         settings.nats.data_dir = dir.path().to_path_buf();
