@@ -489,7 +489,8 @@ pub fn lift_above_normal(threshold: f64, anchor: f64, top: f64, kind: MetricKind
 ///   top at UTC `hour` ([`Profile::normal_top_at`]: `sigmas` standard deviations above its
 ///   baseline mean, scaled by the hour's diurnal factor, so a risk_analytics server's
 ///   evening peak or a database's evening iowait is its normal), the warning value being
-///   the anchor ([`lift_above_normal`]).
+///   the anchor ([`lift_above_normal`]). The normal of the hour before counts too (the
+///   higher of the two): a busy hour's load fades after the hour turns.
 ///
 /// The alert router's predictive rules and the ground truth's crossings (`sim::labels`)
 /// both use it, so "crossing a threshold" means one thing.
@@ -513,7 +514,11 @@ pub fn profile_thresholds(
     if !PROFILE_LIFTED.contains(&metric) && metric != Metric::CpuUserPct {
         return (warning, critical);
     }
-    let top = profile.normal_top_at(metric, sigmas, hour);
+    // A busy hour's normal holds through the next one: load fades after the hour turns,
+    // and a forecast made just after it still carries the busy hour's level.
+    let top = profile
+        .normal_top_at(metric, sigmas, hour)
+        .max(profile.normal_top_at(metric, sigmas, (hour + 23) % 24));
     let kind = metric.kind();
     (
         lift_above_normal(warning, warning, top, kind),

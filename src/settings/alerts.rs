@@ -145,6 +145,8 @@ pub struct RawAlertSettings {
     pub predictive_steps: u32,
     /// A quantile name.
     pub predictive_quantile: String,
+    /// A quantile name.
+    pub critical_quantile: String,
     /// See [`AlertSettings::profile_normal_sigmas`].
     pub profile_normal_sigmas: f64,
     /// See [`AlertSettings::metrics`].
@@ -164,6 +166,7 @@ impl Default for RawAlertSettings {
             raise_after_seconds: defaults.raise_after_seconds,
             predictive_steps: defaults.predictive_steps,
             predictive_quantile: defaults.predictive_quantile.name().into(),
+            critical_quantile: defaults.critical_quantile.name().into(),
             profile_normal_sigmas: defaults.profile_normal_sigmas,
             metrics: defaults.metrics,
         }
@@ -194,8 +197,12 @@ pub struct AlertSettings {
     pub raise_after_seconds: u64,
     /// Forecast steps a predictive metric alert looks at (the original's 12 = 1 hour).
     pub predictive_steps: u32,
-    /// Quantile the predictive metric alerts test.
+    /// Quantile the predictive metric alerts test against the warning value.
     pub predictive_quantile: Quantile,
+    /// Quantile that must reach the critical value for a predictive metric alert to be
+    /// critical (when it is lower than `predictive_quantile`, an upper band that reaches
+    /// critical while this one does not makes a warning).
+    pub critical_quantile: Quantile,
     /// Profile-aware predictive thresholds ([`crate::catalog::profile_thresholds`]):
     /// memory follows the profile's limit, and iowait, swap, disk and cpu_user start at the
     /// profile's baseline mean plus this many standard deviations (scaled by its diurnal
@@ -222,6 +229,7 @@ impl Default for AlertSettings {
             raise_after_seconds: 0,
             predictive_steps: 12,
             predictive_quantile: Quantile::P90,
+            critical_quantile: Quantile::P50,
             profile_normal_sigmas: 2.5,
             // Catalog §5 "Alerts": (critical, warning) per metric.
             metrics: BTreeMap::from([
@@ -291,13 +299,14 @@ impl RawAlertSettings {
             "alerts.predictive_steps",
             || format!("{} is outside 1–10000", self.predictive_steps),
         );
-        let quantile = self.predictive_quantile.parse().unwrap_or_else(|()| {
-            problems.add(
-                "alerts.predictive_quantile",
-                format!("`{}` is not one of p10, p50, p90", self.predictive_quantile),
-            );
-            Quantile::P50
-        });
+        let mut quantile = |key: &str, name: &str| {
+            name.parse().unwrap_or_else(|()| {
+                problems.add(key, format!("`{name}` is not one of p10, p50, p90"));
+                Quantile::P50
+            })
+        };
+        let predictive_quantile = quantile("alerts.predictive_quantile", &self.predictive_quantile);
+        let critical_quantile = quantile("alerts.critical_quantile", &self.critical_quantile);
         check_sigmas(
             problems,
             "alerts.profile_normal_sigmas",
@@ -332,7 +341,8 @@ impl RawAlertSettings {
             min_dwell_seconds: self.min_dwell_seconds,
             raise_after_seconds: self.raise_after_seconds,
             predictive_steps: self.predictive_steps,
-            predictive_quantile: quantile,
+            predictive_quantile,
+            critical_quantile,
             profile_normal_sigmas: self.profile_normal_sigmas,
             metrics: self.metrics,
         }

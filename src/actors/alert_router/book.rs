@@ -7,13 +7,14 @@
 //!   watch / warning / critical), timed by the score's `sample_ms`.
 //! - **predictive, per metric** (`subject = <metric>`): the forecast's chosen quantile
 //!   (`alerts.predictive_quantile`, p90 by default; the original's p50) over the first
-//!   `alerts.predictive_steps` steps against the metric's warning / critical values, timed
-//!   by the forecast's `origin_s`. One ladder per server and metric, so one open alert per
+//!   `alerts.predictive_steps` steps against the metric's warning value, and
+//!   `alerts.critical_quantile` (p50) against its critical value (an upper band at
+//!   critical whose median is not makes a warning), timed by the forecast's `origin_s`. One ladder per server and metric, so one open alert per
 //!   server and metric however many steps exceed (the original raised one per step); it
 //!   steps down `alerts.metric_hysteresis` (metric units) under a value. The values are the
 //!   server's profile-aware ones at the origin's UTC hour
 //!   ([`crate::catalog::profile_thresholds`]): memory at the profile's limit, and cpu_user,
-//!   iowait, swap and disk lifted above the profile's normal at the hour (a risk_analytics
+//!   iowait, swap and disk lifted above the profile's normal at the hour or the one before (a risk_analytics
 //!   server's evening cpu_user, a database's iowait) when that is above the warning value.
 //!
 //! An alert's id is `<server>-<subject>-<opened_ms>`, the same on every event of its life.
@@ -54,8 +55,10 @@ pub struct BookConfig {
     pub raise_after_ms: i64,
     /// Forecast steps the metric alerts look at.
     pub predictive_steps: usize,
-    /// Quantile they test.
+    /// Quantile they test against the warning value.
     pub quantile: Quantile,
+    /// Quantile that must reach the critical value for critical.
+    pub critical_quantile: Quantile,
     /// Metric rules.
     pub rules: Vec<MetricRule>,
     /// Standard deviations above a profile's baseline mean where its rules start (0: off).
@@ -85,6 +88,7 @@ impl BookConfig {
             raise_after_ms,
             predictive_steps: settings.predictive_steps as usize,
             quantile: settings.predictive_quantile,
+            critical_quantile: settings.critical_quantile,
             rules: settings
                 .metrics
                 .iter()
@@ -126,6 +130,11 @@ impl BookConfig {
             raise_after_ms: self.raise_after_ms,
         }
     }
+}
+
+/// The largest of `values` (−∞ for none).
+fn peak_of(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// Levels of a metric ladder: none, warning, critical.
@@ -363,22 +372,34 @@ impl AlertBook {
                 continue;
             };
             let rule = &config.rule_for(rule, profile, utc_hour(at_ms));
-            let values: Vec<f64> = quantile
-                .of(series)
-                .iter()
-                .take(steps)
-                .map(|&v| f64::from(v))
-                .collect();
-            if values.is_empty() {
+            let over_steps = |quantile: Quantile| -> Vec<f64> {
+                quantile
+                    .of(series)
+                    .iter()
+                    .take(steps)
+                    .map(|&v| f64::from(v))
+                    .collect()
+            };
+            let values = over_steps(quantile);
+            let critical_values = over_steps(config.critical_quantile);
+            if values.is_empty() || critical_values.is_empty() {
                 continue;
             }
-            let peak = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let peak = peak_of(&values);
+            let critical_peak = peak_of(&critical_values);
+            // The ladder's value: the warning quantile's peak, held just under critical
+            // unless the critical quantile reaches critical too.
+            let level_value = if critical_peak >= rule.critical {
+                critical_peak
+            } else {
+                peak.min(rule.critical.next_down())
+            };
             let ladder_config = config.metric_ladder(rule);
             let ladder = alerts
                 .metrics
                 .entry(rule.metric)
                 .or_insert_with(|| Ladder::new(&ladder_config));
-            let Some(transition) = ladder.observe(&ladder_config, peak, at_ms)? else {
+            let Some(transition) = ladder.observe(&ladder_config, level_value, at_ms)? else {
                 continue;
             };
             let to = METRIC_LEVELS[transition.to];
@@ -390,17 +411,22 @@ impl AlertBook {
                     rule.warning
                 }
             };
+            let (shown, shown_quantile, shown_peak) = if to == Level::Critical {
+                (&critical_values, config.critical_quantile, critical_peak)
+            } else {
+                (&values, quantile, peak)
+            };
             let reason = if transition.to > transition.from {
                 let limit = threshold(to);
-                let first = values.iter().position(|&v| v >= limit).unwrap_or(0);
+                let first = shown.iter().position(|&v| v >= limit).unwrap_or(0);
                 let ahead_ms = (forecast.step_s[first] - forecast.origin_s) * 1000;
                 format!(
                     "{} predicted to reach {} in about {}, {} (peak {} over the next {}; warning {}, critical {})",
                     rule.metric,
-                    format_value(rule.metric, values[first]),
+                    format_value(rule.metric, shown[first]),
                     minutes(ahead_ms),
-                    quantile.name(),
-                    format_value(rule.metric, peak),
+                    shown_quantile.name(),
+                    format_value(rule.metric, shown_peak),
                     minutes(horizon_ms),
                     format_value(rule.metric, rule.warning),
                     format_value(rule.metric, rule.critical),
@@ -409,9 +435,13 @@ impl AlertBook {
                 format!(
                     "{} predicted peak {} over the next {}, {}: below {from} {} - {} for {}",
                     rule.metric,
-                    format_value(rule.metric, peak),
+                    format_value(rule.metric, peak.max(critical_peak)),
                     minutes(horizon_ms),
-                    quantile.name(),
+                    if critical_peak > peak {
+                        config.critical_quantile.name()
+                    } else {
+                        quantile.name()
+                    },
                     format_value(rule.metric, threshold(from)),
                     config.hysteresis,
                     minutes(config.dwell_ms)
@@ -423,7 +453,7 @@ impl AlertBook {
                 rule.metric.name(),
                 &transition,
                 &METRIC_LEVELS,
-                peak,
+                shown_peak,
                 reason,
             ));
         }
@@ -610,6 +640,50 @@ mod tests {
         };
         assert_eq!(run(1.0), [AlertAction::Raise, AlertAction::Resolve]);
         assert_eq!(run(5.0), [AlertAction::Raise]);
+    }
+
+    /// With p90 for warning and p50 for critical, an upper band at critical whose median
+    /// stays under it raises a warning (reason in p90); the median reaching critical
+    /// escalates (reason in p50), and the alert steps down only when both have left.
+    #[test]
+    fn critical_needs_the_critical_quantile() {
+        let mut book = AlertBook::new(BookConfig::from_settings(&AlertSettings {
+            predictive_quantile: Quantile::P90,
+            critical_quantile: Quantile::P50,
+            ..settings()
+        }));
+        let mut feed = |i: i64, p50: f32, p90: f32| {
+            let mut f = forecast(96, &[("mem_used_pct", vec![p50; 96])]);
+            let series = f.metrics.get_mut("mem_used_pct").unwrap();
+            series.p90 = vec![p90; 96];
+            f.origin_s += i * 300;
+            f.step_s.iter_mut().for_each(|s| *s += i * 300);
+            book.on_forecast(&f).unwrap()
+        };
+        // generic: memory warning 90, critical 98.
+        let raise = [feed(0, 93.0, 99.0), feed(1, 93.0, 99.0)].concat();
+        assert_eq!(raise.len(), 1, "{raise:?}");
+        assert_eq!(
+            (raise[0].action, raise[0].severity.as_str()),
+            (AlertAction::Raise, "warning")
+        );
+        assert!(
+            raise[0].reason.contains(", p90 (peak 99.0%"),
+            "{}",
+            raise[0].reason
+        );
+        let escalate = [feed(2, 98.5, 99.5), feed(3, 98.5, 99.5)].concat();
+        assert_eq!(escalate.len(), 1, "{escalate:?}");
+        assert_eq!(escalate[0].severity, "critical");
+        assert!(
+            escalate[0].reason.contains(", p50 (peak 98.5%"),
+            "{}",
+            escalate[0].reason
+        );
+        // The median falls back but the upper band stays within the hysteresis of
+        // critical: still critical.
+        let held: Vec<_> = (4..12).flat_map(|i| feed(i, 93.0, 97.0)).collect();
+        assert!(held.is_empty(), "{held:?}");
     }
 
     #[test]
