@@ -14,8 +14,9 @@
 //!   steps down `alerts.metric_hysteresis` (metric units) under a value. The values are the
 //!   server's profile-aware ones at the origin's UTC hour
 //!   ([`crate::catalog::profile_thresholds`]): memory at the profile's limit, and cpu_user,
-//!   iowait, swap and disk lifted above the profile's normal at the hour or the one before (a risk_analytics
-//!   server's evening cpu_user, a database's iowait) when that is above the warning value.
+//!   iowait, swap and disk lifted above the profile's normal at the hour or the one
+//!   before (a risk_analytics server's evening cpu_user, a database's iowait) when that is
+//!   above the warning value.
 //!
 //! An alert's id is `<server>-<subject>-<opened_ms>`, the same on every event of its life.
 
