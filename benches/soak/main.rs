@@ -12,8 +12,8 @@
 //! apart. The generator starts alone and backfills `--backfill-hours` of history; once it is
 //! live (one step every `--step-ms`), the other stages start, as after a restart: the window
 //! keeper rebuilds its windows from the stream, the durable consumers begin at the next
-//! message. After a warm-up (until the window keeper and the predictor are less than one
-//! step behind, at most `--warmup-max-s`) it measures for `--minutes`, sampling every
+//! message. After a warm-up (until forecasts flow and the window keeper and the risk scorer
+//! are less than one step behind, at most `--warmup-max-s`) it measures for `--minutes`, sampling every
 //! `--interval-s`: every stage's counters (`$SRV.STATS`, as `fleetcast status` reads them),
 //! every JetStream consumer's pending count, every stream's size, each process's RSS
 //! (`VmRSS` of `/proc/<pid>/status`) and CPU, the load average, and the dead letters seen on
@@ -184,7 +184,9 @@ async fn soak(args: &Args) -> anyhow::Result<String> {
         args.servers
     );
 
-    // 2. Every other stage, as after a restart; warm-up until they are less than a step behind.
+    // 2. Every other stage, as after a restart; warm-up until the window keeper and the risk
+    // scorer are less than a step behind and forecasts flow (the predictor's queue is bounded
+    // at two jobs per server, and stays full when it cannot keep up).
     for (stage, command) in CONSUMER_STAGES {
         if stage == "gateway" && args.no_gateway {
             continue;
@@ -200,7 +202,7 @@ async fn soak(args: &Args) -> anyhow::Result<String> {
         let answered = sample.value("stages_answered") as usize;
         let caught_up = answered >= expected
             && sample.value("lag.window_keeper") < f64::from(args.servers)
-            && sample.value("lag.predictor") < f64::from(args.servers)
+            && sample.value("lag.risk_scorer") < f64::from(args.servers)
             && sample.value("predictor.published") > 0.0;
         bar.set_position(warm_started.elapsed().as_secs());
         show(&bar, &sample);
