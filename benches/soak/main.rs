@@ -244,7 +244,9 @@ async fn soak(args: &Args) -> anyhow::Result<String> {
     let bar = progress(args.settle_max_s, "settle s");
     let settled = loop {
         let sample = take_sample(&bus, &mut processes, &mut cpu, &dead_letters, started).await?;
-        let idle = sample.value("lag.total") == 0.0 && sample.value("ack_pending.total") == 0.0;
+        let idle = sample.has("lag.total")
+            && sample.value("lag.total") == 0.0
+            && sample.value("ack_pending.total") == 0.0;
         bar.set_position(settle_started.elapsed().as_secs());
         show(&bar, &sample);
         samples.push(sample.in_phase(Phase::Settle));
@@ -406,21 +408,24 @@ async fn take_sample(
             *values.entry("ack_pending.total".into()).or_default() += consumer.ack_pending as f64;
         }
     }
+    // The keeper's and gateway's lag is what they report: none (not 0) when they did not
+    // answer in time, so the curve has a gap there instead of a false zero.
     for stage in ["window_keeper", "gateway"] {
-        let lag = values.get(&format!("{stage}.consumer_lag")).copied();
-        values.insert(format!("lag.{stage}"), lag.unwrap_or(0.0));
+        if let Some(lag) = values.get(&format!("{stage}.consumer_lag")).copied() {
+            values.insert(format!("lag.{stage}"), lag);
+        }
     }
-    let total: f64 = [
+    let lags = [
         "window_keeper",
         "predictor",
         "risk_scorer",
         "alert_router",
         "gateway",
     ]
-    .iter()
-    .map(|stage| values.get(&format!("lag.{stage}")).copied().unwrap_or(0.0))
-    .sum();
-    values.insert("lag.total".into(), total);
+    .map(|stage| values.get(&format!("lag.{stage}")).copied());
+    if lags.iter().all(Option::is_some) {
+        values.insert("lag.total".into(), lags.iter().flatten().sum());
+    }
     values.entry("ack_pending.total".into()).or_insert(0.0);
     for stream in &status.streams {
         let name = short(&stream.name);

@@ -56,6 +56,11 @@ impl Sample {
         self.t_s
     }
 
+    /// Whether the sample has `key` (a stage that did not answer in time has no counters).
+    pub fn has(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
     /// A value, 0 when the sample does not have it.
     pub fn value(&self, key: &str) -> f64 {
         self.values.get(key).copied().unwrap_or(0.0)
