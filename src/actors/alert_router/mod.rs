@@ -33,6 +33,12 @@
 //!   and puts every open alert back at its level with its id and opening time, so a
 //!   restarted router de-escalates and resolves the alerts it had raised instead of raising
 //!   them again; the raise and dwell waits start afresh.
+//! - **Partitioned** (`partitions.count` > 1, [`stage::partition`]): the router reads only
+//!   the partitions it owns, from `FLEETCAST_IN_ALERT_ROUTER`, and does not read the alert
+//!   history back; a claimed partition's ladders are rebuilt from its inputs up to its
+//!   consumer's acknowledgement floor (their events dropped: published by the earlier
+//!   owner, counted `replayed`), so the events that follow are those one router would
+//!   route; a lost partition's ladders are forgotten.
 //! - **Observability and shutdown** come from the [stage toolkit](crate::actors::stage):
 //!   the consumers' pending counts as `consumer_lag`, the
 //!   counters (extras `replayed`, `events`, `stale_forecasts`, `superseded`: risk scores

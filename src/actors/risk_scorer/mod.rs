@@ -31,6 +31,10 @@
 //!   sample (or forecast) replaces the replayed one, so each is scored once, in order.
 //!   Afterwards an older input handed out again (`redelivered`) was handled before: counted
 //!   `superseded`, acknowledged, not refused.
+//! - **Partitioned** (`partitions.count` > 1, [`stage::partition`]): the scorer reads only
+//!   the partitions it owns, from `FLEETCAST_IN_RISK_SCORER`, and skips the read-back above;
+//!   a claimed partition's servers are rebuilt from its history (scored silently, counted
+//!   `replayed`), a lost one's are forgotten.
 //! - **Fails** only at start (its service, subscribing, reading the streams back);
 //!   afterwards bad input (undecodable, another schema version, a sample or forecast for
 //!   another server than its subject, NaN or out-of-range values, wrong-length series, an

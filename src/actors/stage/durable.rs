@@ -24,6 +24,10 @@
 //!   out show as a gap in the stream sequence and are counted (`skipped`, warned), never
 //!   silent. Consumer errors (a missed heartbeat) are counted (`consumer_errors`); the
 //!   consumer goes on by itself.
+//! - **Partitioned.** With `partitions.count` above 1, [`Durable::open_stage`] reads the
+//!   stage's partitioned input instead ([`partition`](super::partition)): one consumer per
+//!   partition the instance owns, the rest of this module (acknowledgements, drain) alike;
+//!   the actor is also handed [`Input::Claimed`] and [`Input::Lost`].
 //! - **Takeover.** One instance of a stage reads its consumers. When [`Durable::open`] finds
 //!   messages handed out and never acknowledged (the previous instance died holding them),
 //!   it rewinds the consumer to its acknowledgement floor (deletes it and makes it again

@@ -706,7 +706,11 @@ mod tests {
     fn fair_share() {
         assert_eq!(to_claim(4, 0, &set(&[]), 1, &set(&[]), 0), vec![0, 1, 2, 3]);
         assert_eq!(to_claim(4, 0, &set(&[]), 2, &set(&[]), 1), vec![1, 2]);
-        assert_eq!(to_claim(4, 2, &set(&[1, 2]), 2, &set(&[]), 0), vec![0, 3]);
+        assert_eq!(to_claim(4, 0, &set(&[1, 2]), 2, &set(&[]), 0), vec![0, 3]);
+        assert_eq!(
+            to_claim(4, 2, &set(&[1, 2]), 2, &set(&[]), 0),
+            Vec::<u32>::new()
+        );
         assert_eq!(
             to_claim(4, 2, &set(&[0, 1, 2]), 2, &set(&[]), 0),
             Vec::<u32>::new()
