@@ -101,6 +101,18 @@ impl Run {
         run
     }
 
+    /// Starts one more scorer and router on a connection of their own.
+    async fn add_instance(&mut self) {
+        let bus = Bus::connect(&self.settings.nats).await.expect("connect");
+        self.scorers.push(
+            risk_scorer::spawn(&self.settings, bus.clone())
+                .await
+                .unwrap(),
+        );
+        self.routers
+            .push(alert_router::spawn(&self.settings, bus).await.unwrap());
+    }
+
     /// The partitions each instance owns now (its fact `partitions`), scorers then routers.
     fn owned(&self) -> Vec<Vec<u32>> {
         self.scorers
@@ -345,4 +357,35 @@ async fn a_killed_instance_is_taken_over_within_two_steps() {
     assert_eq!(stored, events.len(), "no event doubled");
     assert_eq!(events, expected, "the events of one instance, none missing");
     eprintln!("takeover after {takeover:?}");
+}
+
+/// One scorer and one router own all 4 partitions; a second of each joins mid-stream: the
+/// first hands two partitions of each stage over, and the events are still exactly those of
+/// one instance.
+#[actix::test]
+async fn a_joining_instance_gets_its_share() {
+    let input = samples(&Settings::default().subjects());
+    let expected = reference(&input).await;
+
+    let mut run = Run::start(1, PARTITIONS).await;
+    let (first, second) = input.split_at(input.len() / 2);
+    run.publish(first).await;
+    run.add_instance().await;
+    run.wait_shares(2).await;
+    for handle in [&run.scorers[0].counters, &run.routers[0].counters] {
+        assert_eq!(
+            handle.snapshot().extra("handoffs"),
+            2,
+            "two partitions handed over"
+        );
+    }
+    run.publish(second).await;
+    run.settle(input.len() as u64).await;
+    let (events, stored) = run.events().await;
+    assert_eq!(stored, events.len(), "no event doubled");
+    assert_eq!(events, expected, "the events of one instance, none missing");
+    assert!(
+        run.routers[1].counters.snapshot().received > 0,
+        "the new router works"
+    );
 }
