@@ -191,6 +191,76 @@ impl Subjects {
     pub fn stream_prefix(&self) -> String {
         format!("{}_", self.prefix.to_uppercase().replace('-', "_"))
     }
+
+    /// The stream holding `stage`'s partitioned input (`FLEETCAST_IN_RISK_SCORER`): it
+    /// sources the stage's input streams with [`Subjects::partition_transform`].
+    pub fn partition_stream(&self, stage: &str) -> String {
+        format!("{}IN_{}", self.stream_prefix(), stage.to_uppercase())
+    }
+
+    /// The transform (`(source, destination)`) a partitioned input stream sources stream
+    /// `kind` with: `<prefix>.metrics.*` becomes
+    /// `<prefix>.part.<stage>.{{partition(<count>,1)}}.<prefix>.metrics.{{wildcard(1)}}`,
+    /// the partition (a stable hash of the server name) in front of the original subject.
+    /// `None` for a stream whose subjects do not end in one server token.
+    pub fn partition_transform(
+        &self,
+        stage: &str,
+        count: u32,
+        kind: StreamKind,
+    ) -> Option<(String, String)> {
+        let token = match kind {
+            StreamKind::Metrics => "metrics",
+            StreamKind::Forecasts => "forecasts",
+            StreamKind::Risk => "risk",
+            StreamKind::PredictJobs | StreamKind::Alerts => return None,
+        };
+        let prefix = &self.prefix;
+        Some((
+            format!("{prefix}.{token}.*"),
+            format!(
+                "{prefix}.part.{stage}.{{{{partition({count},1)}}}}.{prefix}.{token}.{{{{wildcard(1)}}}}"
+            ),
+        ))
+    }
+
+    /// Everything of one partition in `stage`'s partitioned input stream:
+    /// `<prefix>.part.<stage>.<partition>.>`.
+    pub fn partition_input(&self, stage: &str, partition: u32) -> String {
+        format!("{}.part.{stage}.{partition}.>", self.prefix)
+    }
+
+    /// A subject of `stage`'s partitioned input stream taken apart: its partition and the
+    /// original subject (`<prefix>.metrics.<server>`).
+    pub fn partition_original<'a>(&self, stage: &str, subject: &'a str) -> Option<(u32, &'a str)> {
+        let rest = subject
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(".part.")?
+            .strip_prefix(stage)?
+            .strip_prefix('.')?;
+        let (partition, original) = rest.split_once('.')?;
+        Some((partition.parse().ok()?, original))
+    }
+
+    /// The durable consumer through which `stage` reads one partition (`risk_scorer-p3`).
+    pub fn partition_consumer(&self, stage: &str, partition: u32) -> String {
+        format!("{stage}-p{partition}")
+    }
+
+    /// The key-value bucket of the partitions' leases (`FLEETCAST_PARTITIONS`).
+    pub fn partitions_bucket(&self) -> String {
+        format!("{}PARTITIONS", self.stream_prefix())
+    }
+
+    /// The lease key of one partition of `stage` (`risk_scorer.3`); its value is the owner.
+    pub fn lease_key(&self, stage: &str, partition: u32) -> String {
+        format!("{stage}.{partition}")
+    }
+
+    /// The key by which an instance of `stage` says it is alive (`risk_scorer.member.<owner>`).
+    pub fn member_key(&self, stage: &str, owner: &str) -> String {
+        format!("{stage}.member.{owner}")
+    }
 }
 
 impl Default for Subjects {
@@ -318,6 +388,37 @@ impl StreamKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A partitioned input subject gives back its partition and the original subject.
+    #[test]
+    fn partition_subjects_round_trip() {
+        let subjects = Subjects::new("fc");
+        let (source, destination) = subjects
+            .partition_transform("risk_scorer", 4, StreamKind::Metrics)
+            .unwrap();
+        assert_eq!(source, "fc.metrics.*");
+        assert_eq!(
+            destination,
+            "fc.part.risk_scorer.{{partition(4,1)}}.fc.metrics.{{wildcard(1)}}"
+        );
+        assert_eq!(
+            subjects.partition_original("risk_scorer", "fc.part.risk_scorer.3.fc.metrics.a-1"),
+            Some((3, "fc.metrics.a-1"))
+        );
+        assert_eq!(
+            subjects.partition_original("alert_router", "fc.part.risk_scorer.3.fc.metrics.a"),
+            None
+        );
+        assert_eq!(
+            subjects.partition_input("risk_scorer", 2),
+            "fc.part.risk_scorer.2.>"
+        );
+        assert!(
+            subjects
+                .partition_transform("x", 2, StreamKind::Alerts)
+                .is_none()
+        );
+    }
 
     /// A forecast subject is recognised under its own prefix only.
     #[test]

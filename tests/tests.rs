@@ -16,6 +16,7 @@ mod gateway;
 mod generator;
 mod inputs;
 mod offline;
+mod partition;
 mod pipeline;
 mod predictor;
 mod risk;

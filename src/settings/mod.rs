@@ -7,7 +7,7 @@
 //!
 //! One file per group of sections: [`nats`] (`[nats]`, `[time]`, `[log]`), [`generator`],
 //! [`forecasting`] (`[window_keeper]`, `[predictor]`), [`alerts`] (`[risk]`, `[alerts]`,
-//! `[summary]`), [`gateway`], [`inputs`] (`[node_metrics]`, `[node_exporter]`, `[remote_write]`). `fleetcast.toml` at the repository root is the commented example; a test
+//! `[summary]`), [`gateway`], [`inputs`] (`[node_metrics]`, `[node_exporter]`, `[remote_write]`), [`partitions`]. `fleetcast.toml` at the repository root is the commented example; a test
 //! parses it.
 
 pub mod alerts;
@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod generator;
 pub mod inputs;
 pub mod nats;
+pub mod partitions;
 
 pub use alerts::{
     AlertSettings, MetricThresholds, Quantile, RawAlertSettings, RiskSettings, SummarySettings,
@@ -28,6 +29,7 @@ pub use inputs::{
     RemoteWriteSettings,
 };
 pub use nats::{BusRole, BusUser, DEFAULT_NATS_URL, LogSettings, NatsSettings, TimeSettings};
+pub use partitions::PartitionSettings;
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -62,6 +64,8 @@ pub struct RawSettings {
     pub node_exporter: NodeExporterSettings,
     /// `[remote_write]`.
     pub remote_write: RawRemoteWriteSettings,
+    /// `[partitions]`.
+    pub partitions: PartitionSettings,
 }
 
 /// Every setting, validated. Sections mirror the actors.
@@ -93,6 +97,8 @@ pub struct Settings {
     pub node_exporter: NodeExporterSettings,
     /// The Prometheus remote-write receiver.
     pub remote_write: RemoteWriteSettings,
+    /// Scale-out of the risk scorer and the alert router.
+    pub partitions: PartitionSettings,
 }
 
 /// One bad value: its key and what is wrong with it.
@@ -180,6 +186,7 @@ impl RawSettings {
         self.predictor.check(&mut problems);
         self.log.check(&mut problems);
         self.node_exporter.check(&mut problems);
+        self.partitions.check(&mut problems);
         let settings = Settings {
             node_metrics: self.node_metrics.validate(&mut problems),
             remote_write: self.remote_write.validate(&mut problems),
@@ -194,6 +201,7 @@ impl RawSettings {
             summary: self.summary,
             predictor: self.predictor,
             log: self.log,
+            partitions: self.partitions,
         };
         if problems.0.is_empty() {
             Ok(settings)

@@ -266,6 +266,12 @@ impl AlertBook {
         alerts.forecast_ms = Some(alerts.forecast_ms.unwrap_or(i64::MIN).max(event.at_ms));
     }
 
+    /// Forgets everything about `server` (its partition went to another instance, or is
+    /// rebuilt from its inputs).
+    pub fn forget(&mut self, server: &str) {
+        self.servers.remove(server);
+    }
+
     /// Alerts open now (risk and metric).
     pub fn open_alerts(&self) -> usize {
         self.servers

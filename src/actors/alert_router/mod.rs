@@ -33,6 +33,12 @@
 //!   and puts every open alert back at its level with its id and opening time, so a
 //!   restarted router de-escalates and resolves the alerts it had raised instead of raising
 //!   them again; the raise and dwell waits start afresh.
+//! - **Partitioned** (`partitions.count` > 1, [`stage::partition`]): the router reads only
+//!   the partitions it owns, from `FLEETCAST_IN_ALERT_ROUTER`, and does not read the alert
+//!   history back; a claimed partition's ladders are rebuilt from its inputs up to its
+//!   consumer's acknowledgement floor (their events dropped: published by the earlier
+//!   owner, counted `replayed`), so the events that follow are those one router would
+//!   route; a lost partition's ladders are forgotten.
 //! - **Observability and shutdown** come from the [stage toolkit](crate::actors::stage):
 //!   the consumers' pending counts as `consumer_lag`, the
 //!   counters (extras `replayed`, `events`, `stale_forecasts`, `superseded`: risk scores
@@ -47,7 +53,7 @@ pub mod ladder;
 
 use self::book::{AlertBook, BookConfig, publish_severity};
 use crate::actors::stage::{
-    self, DURABLE_EXTRAS, Deliveries, Delivery, Drain, Durable, DurableError, Extra, Reject,
+    self, Deliveries, Delivery, Drain, Durable, DurableError, Extra, Input, PartitionMap, Reject,
     ReplayError, ServiceError, Stage, StageHandle, StageSpec, Staged, Stop, replay,
 };
 use crate::bus::Bus;
@@ -90,6 +96,10 @@ pub struct AlertRouter {
     superseded: Extra,
     durable: Durable,
     inputs: Option<Deliveries>,
+    /// The partition of each server held (partitioned input only).
+    partitions: PartitionMap,
+    /// Inputs taken in silently to rebuild a claimed partition (and history read back).
+    replayed: Extra,
 }
 
 impl Staged for AlertRouter {
@@ -132,14 +142,13 @@ pub async fn spawn(
             "fleetcast alert router: raises, escalates and resolves alerts from risk scores and forecasts",
         )
         .extras(&["replayed", "events", "stale_forecasts", "superseded"])
-        .extras(&DURABLE_EXTRAS),
+        .extras(&stage::partition::extras(settings)),
     )
     .await?;
-    let (durable, inputs) = Durable::open(
+    let (durable, inputs) = Durable::open_stage(
         &bus,
-        stage.counters(),
-        STAGE,
-        &settings.nats,
+        &stage,
+        settings,
         &[
             (StreamKind::Risk, subjects.risk_all()),
             (StreamKind::Forecasts, subjects.forecasts_all()),
@@ -147,13 +156,18 @@ pub async fn spawn(
     )
     .await?;
     let mut book = AlertBook::new(BookConfig::from_settings(&settings.alerts));
-    let history = replay(
-        &bus,
-        StreamKind::Alerts,
-        subjects.alerts_all(),
-        DeliverPolicy::All,
-    )
-    .await?;
+    // Partitioned, each claimed partition's ladders are rebuilt from its own inputs instead.
+    let history = if settings.partitions.enabled() {
+        Vec::new()
+    } else {
+        replay(
+            &bus,
+            StreamKind::Alerts,
+            subjects.alerts_all(),
+            DeliverPolicy::All,
+        )
+        .await?
+    };
     for message in &history {
         match wire::decode::<AlertEvent>(&message.payload) {
             Ok(event) => book.restore(&event),
@@ -176,6 +190,8 @@ pub async fn spawn(
         events: stage.counters().extra("events"),
         stale_forecasts: stage.counters().extra("stale_forecasts"),
         superseded: stage.counters().extra("superseded"),
+        replayed: stage.counters().extra("replayed"),
+        partitions: PartitionMap::default(),
         stage,
         durable,
         inputs: Some(inputs),
@@ -235,8 +251,56 @@ impl AlertRouter {
     }
 }
 
-impl StreamHandler<Delivery> for AlertRouter {
-    fn handle(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+impl AlertRouter {
+    /// Forgets the ladders of `partition`'s servers (claimed anew or lost).
+    fn forget(&mut self, partition: u32) {
+        for server in self.partitions.take(partition) {
+            self.book.forget(&server);
+        }
+    }
+
+    /// A claimed partition: its servers' ladders rebuilt from `history`, the events it
+    /// gives dropped (they were published by the partition's earlier owner).
+    fn rebuild(&mut self, partition: u32, history: &[async_nats::Message]) {
+        self.forget(partition);
+        for message in history {
+            let subject = message.subject.as_str();
+            if self.subjects.is_forecast(subject) {
+                if let Ok(forecast) = wire::decode::<Forecast>(&message.payload) {
+                    let _ = self.book.on_forecast(&forecast);
+                    self.partitions.note(&forecast.server, Some(partition));
+                }
+            } else if let Ok(risk) = wire::decode::<RiskScore>(&message.payload) {
+                let _ = self.book.on_risk(&risk);
+                self.partitions.note(&risk.server, Some(partition));
+            }
+            self.replayed.incr();
+        }
+    }
+}
+
+impl StreamHandler<Input> for AlertRouter {
+    fn handle(&mut self, input: Input, ctx: &mut Context<Self>) {
+        match input {
+            Input::Delivery(delivery) => self.on_delivery(delivery, ctx),
+            Input::Claimed { partition, history } => self.rebuild(partition, &history),
+            Input::Lost { partition } => self.forget(partition),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if !self.durable.is_stopping() {
+            tracing::error!(
+                stage = STAGE,
+                "the consumers ended (connection closed): the alert router stops"
+            );
+            ctx.stop();
+        }
+    }
+}
+
+impl AlertRouter {
+    fn on_delivery(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         self.stage.counters().received();
         let message = &delivery.message;
         let subject = message.subject.as_str();
@@ -254,6 +318,9 @@ impl StreamHandler<Delivery> for AlertRouter {
             }
         };
         self.stage.counters().accepted();
+        if let Some(server) = self.subjects.server_of(subject) {
+            self.partitions.note(server, delivery.partition);
+        }
         let mut receipts = Vec::with_capacity(events.len());
         for event in events {
             tracing::info!(
@@ -272,16 +339,6 @@ impl StreamHandler<Delivery> for AlertRouter {
             self.events.incr();
         }
         self.durable.ack_after(delivery, receipts);
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        if !self.durable.is_stopping() {
-            tracing::error!(
-                stage = STAGE,
-                "the consumers ended (connection closed): the alert router stops"
-            );
-            ctx.stop();
-        }
     }
 }
 

@@ -31,6 +31,10 @@
 //!   sample (or forecast) replaces the replayed one, so each is scored once, in order.
 //!   Afterwards an older input handed out again (`redelivered`) was handled before: counted
 //!   `superseded`, acknowledged, not refused.
+//! - **Partitioned** (`partitions.count` > 1, [`stage::partition`]): the scorer reads only
+//!   the partitions it owns, from `FLEETCAST_IN_RISK_SCORER`, and skips the read-back above;
+//!   a claimed partition's servers are rebuilt from its history (scored silently, counted
+//!   `replayed`), a lost one's are forgotten.
 //! - **Fails** only at start (its service, subscribing, reading the streams back);
 //!   afterwards bad input (undecodable, another schema version, a sample or forecast for
 //!   another server than its subject, NaN or out-of-range values, wrong-length series, an
@@ -50,7 +54,7 @@ pub mod summary;
 
 use self::scoring::{RiskConfig, assess};
 use crate::actors::stage::{
-    self, DURABLE_EXTRAS, Deliveries, Delivery, Drain, Durable, DurableError, Extra, Reject,
+    self, Deliveries, Delivery, Drain, Durable, DurableError, Extra, Input, PartitionMap, Reject,
     ReplayError, ServiceError, Stage, StageHandle, StageSpec, Staged, Stop, replay,
 };
 use crate::bus::Bus;
@@ -127,6 +131,10 @@ pub struct RiskScorer {
     superseded: Extra,
     durable: Durable,
     inputs: Option<Deliveries>,
+    /// The partition of each server held (partitioned input only).
+    partitions: PartitionMap,
+    /// Inputs taken in silently to rebuild a claimed partition.
+    replayed: Extra,
 }
 
 impl Staged for RiskScorer {
@@ -172,14 +180,13 @@ pub async fn spawn(
             "stale_forecasts",
             "superseded",
         ])
-        .extras(&DURABLE_EXTRAS),
+        .extras(&stage::partition::extras(settings)),
     )
     .await?;
-    let (durable, inputs) = Durable::open(
+    let (durable, inputs) = Durable::open_stage(
         &bus,
-        stage.counters(),
-        STAGE,
-        &settings.nats,
+        &stage,
+        settings,
         &[
             (StreamKind::Metrics, subjects.metrics_all()),
             (StreamKind::Forecasts, subjects.forecasts_all()),
@@ -198,6 +205,8 @@ pub async fn spawn(
         summary_checks: stage.counters().extra("summary_checks"),
         stale_forecasts: stage.counters().extra("stale_forecasts"),
         superseded: stage.counters().extra("superseded"),
+        replayed: stage.counters().extra("replayed"),
+        partitions: PartitionMap::default(),
         stage,
         durable,
         inputs: Some(inputs),
@@ -209,6 +218,12 @@ pub async fn spawn(
         (StreamKind::Metrics, bus.subjects().metrics_all()),
         (StreamKind::Forecasts, bus.subjects().forecasts_all()),
     ];
+    // Partitioned, each claimed partition's state is rebuilt from its own history instead.
+    let sources = if settings.partitions.enabled() {
+        Vec::new()
+    } else {
+        sources.to_vec()
+    };
     for (kind, filter) in sources {
         for message in replay(&bus, kind, filter, DeliverPolicy::LastPerSubject).await? {
             let subject = message.subject.as_str();
@@ -393,8 +408,56 @@ fn risk_msg_id(risk: &RiskScore) -> String {
     }
 }
 
-impl StreamHandler<Delivery> for RiskScorer {
-    fn handle(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+impl RiskScorer {
+    /// Forgets the servers of `partition` (claimed anew or lost).
+    fn forget(&mut self, partition: u32) {
+        for server in self.partitions.take(partition) {
+            self.servers.remove(&server);
+        }
+        self.changed = true;
+    }
+
+    /// A claimed partition: its servers rebuilt from `history`, scored silently.
+    fn rebuild(&mut self, partition: u32, history: &[async_nats::Message]) {
+        self.forget(partition);
+        for message in history {
+            let subject = message.subject.as_str();
+            let outcome = if self.subjects.is_forecast(subject) {
+                self.on_forecast(subject, &message.payload, false)
+            } else {
+                self.on_sample(subject, &message.payload, false)
+            };
+            if let Ok(Taken::Score(server)) = outcome {
+                self.score(&server);
+                self.partitions.note(&server, Some(partition));
+            }
+            self.replayed.incr();
+        }
+    }
+}
+
+impl StreamHandler<Input> for RiskScorer {
+    fn handle(&mut self, input: Input, ctx: &mut Context<Self>) {
+        match input {
+            Input::Delivery(delivery) => self.on_delivery(delivery, ctx),
+            Input::Claimed { partition, history } => self.rebuild(partition, &history),
+            Input::Lost { partition } => self.forget(partition),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if !self.durable.is_stopping() {
+            tracing::error!(
+                stage = STAGE,
+                "the consumers ended (connection closed): the risk scorer stops"
+            );
+            ctx.stop();
+        }
+    }
+}
+
+impl RiskScorer {
+    fn on_delivery(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         self.stage.counters().received();
         let message = &delivery.message;
         let subject = message.subject.as_str();
@@ -409,6 +472,7 @@ impl StreamHandler<Delivery> for RiskScorer {
             Ok(Taken::Nothing) => self.stage.counters().accepted(),
             Ok(Taken::Score(server)) => {
                 self.stage.counters().accepted();
+                self.partitions.note(&server, delivery.partition);
                 if let Some(risk) = self.score(&server) {
                     let id = risk_msg_id(&risk);
                     receipts.push(self.stage.publish_to_stream_once(
@@ -425,16 +489,6 @@ impl StreamHandler<Delivery> for RiskScorer {
             }
         }
         self.durable.ack_after(delivery, receipts);
-    }
-
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        if !self.durable.is_stopping() {
-            tracing::error!(
-                stage = STAGE,
-                "the consumers ended (connection closed): the risk scorer stops"
-            );
-            ctx.stop();
-        }
     }
 }
 

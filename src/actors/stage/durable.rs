@@ -24,6 +24,10 @@
 //!   out show as a gap in the stream sequence and are counted (`skipped`, warned), never
 //!   silent. Consumer errors (a missed heartbeat) are counted (`consumer_errors`); the
 //!   consumer goes on by itself.
+//! - **Partitioned.** With `partitions.count` above 1, [`Durable::open_stage`] reads the
+//!   stage's partitioned input instead ([`partition`](super::partition)): one consumer per
+//!   partition the instance owns, the rest of this module (acknowledgements, drain) alike;
+//!   the actor is also handed [`Input::Claimed`] and [`Input::Lost`].
 //! - **Takeover.** One instance of a stage reads its consumers. When [`Durable::open`] finds
 //!   messages handed out and never acknowledged (the previous instance died holding them),
 //!   it rewinds the consumer to its acknowledgement floor (deletes it and makes it again
@@ -36,9 +40,10 @@
 //!   to be sent.
 
 use super::counters::{Extra, StageCounters};
+use super::partition::Leases;
 use crate::bus::Bus;
 use crate::ratelog::RateLimited;
-use crate::settings::NatsSettings;
+use crate::settings::{NatsSettings, Settings};
 use crate::subjects::{StreamKind, Subjects};
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::{Stream, StreamExt};
@@ -81,10 +86,38 @@ pub struct Delivery {
     pub kind: StreamKind,
     /// Handed out before and not acknowledged (an instance died or was too slow).
     pub redelivered: bool,
+    /// The partition it belongs to, when the stage runs partitioned
+    /// ([`partition`](super::partition)); its subject is then the original one.
+    pub partition: Option<u32>,
 }
 
-/// The deliveries of every consumer of a stage, for `ctx.add_stream`.
-pub type Deliveries = Pin<Box<dyn Stream<Item = Delivery> + Send>>;
+/// What a stage reading through [`Durable`] is handed, in order.
+#[derive(Debug)]
+// Deliveries are nearly every input: boxing them would allocate per message for the sake of
+// the rare claim.
+#[allow(clippy::large_enum_variant)]
+pub enum Input {
+    /// An input to handle and acknowledge.
+    Delivery(Delivery),
+    /// A partition this instance now owns: forget its servers, take `history` (its inputs
+    /// up to its consumer's acknowledgement floor, oldest first, original subjects) in
+    /// silently to rebuild their state; its deliveries follow.
+    Claimed {
+        /// The partition.
+        partition: u32,
+        /// Its inputs handled before, to rebuild from.
+        history: Vec<async_nats::Message>,
+    },
+    /// A partition this instance lost (its lease was not renewed in time): forget its
+    /// servers.
+    Lost {
+        /// The partition.
+        partition: u32,
+    },
+}
+
+/// The inputs of a stage, for `ctx.add_stream`.
+pub type Deliveries = Pin<Box<dyn Stream<Item = Input> + Send>>;
 
 /// A stage's durable input: acknowledgements and the drain. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -92,6 +125,7 @@ pub struct Durable {
     client: async_nats::Client,
     stop: Arc<watch::Sender<bool>>,
     acks: Arc<Acks>,
+    leases: Option<Arc<Leases>>,
 }
 
 #[derive(Debug)]
@@ -103,6 +137,45 @@ struct Acks {
 }
 
 impl Durable {
+    /// Opens `stage`'s input: with `partitions.count` above 1 the partitioned input
+    /// ([`partition`](super::partition)) sourcing the streams of `inputs`, otherwise
+    /// [`Durable::open`] on `inputs`.
+    ///
+    /// # Errors
+    /// [`DurableError`] when a stream, a consumer or the lease bucket cannot be made.
+    pub async fn open_stage(
+        bus: &Bus,
+        stage: &super::Stage,
+        settings: &Settings,
+        inputs: &[(StreamKind, String)],
+    ) -> Result<(Durable, Deliveries), DurableError> {
+        let name = stage.identity().stage;
+        if !settings.partitions.enabled() {
+            return Durable::open(bus, stage.counters(), name, &settings.nats, inputs).await;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let kinds: Vec<StreamKind> = inputs.iter().map(|(kind, _)| *kind).collect();
+        let (leases, deliveries) =
+            super::partition::open(bus, stage, settings, &kinds, stopped).await?;
+        let mut durable = Durable::new(bus, stop, name);
+        durable.leases = Some(leases);
+        Ok((durable, deliveries))
+    }
+
+    fn new(bus: &Bus, stop: watch::Sender<bool>, stage: &'static str) -> Durable {
+        Durable {
+            client: bus.client().clone(),
+            stop: Arc::new(stop),
+            acks: Arc::new(Acks {
+                outstanding: AtomicUsize::new(0),
+                idle: Notify::new(),
+                failures: Mutex::new(RateLimited::default()),
+                stage,
+            }),
+            leases: None,
+        }
+    }
+
     /// Binds `stage`'s durable consumer on each stream of `inputs` (`(stream, filter)`),
     /// creating it when missing, and returns the handle and the deliveries.
     ///
@@ -134,6 +207,7 @@ impl Durable {
                 log: RateLimited::default(),
                 stage,
                 consumer,
+                gaps: true,
             };
             streams.push(tracked(messages, tracker));
         }
@@ -141,21 +215,12 @@ impl Durable {
         let until = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        let deliveries: Deliveries =
-            Box::pin(futures::stream::select_all(streams).take_until(until));
-        Ok((
-            Durable {
-                client: bus.client().clone(),
-                stop: Arc::new(stop),
-                acks: Arc::new(Acks {
-                    outstanding: AtomicUsize::new(0),
-                    idle: Notify::new(),
-                    failures: Mutex::new(RateLimited::default()),
-                    stage,
-                }),
-            },
-            deliveries,
-        ))
+        let deliveries: Deliveries = Box::pin(
+            futures::stream::select_all(streams)
+                .map(Input::Delivery)
+                .take_until(until),
+        );
+        Ok((Durable::new(bus, stop, stage), deliveries))
     }
 
     /// Acknowledges `delivery` now (it caused nothing to publish).
@@ -199,10 +264,12 @@ impl Durable {
         *self.stop.borrow()
     }
 
-    /// Resolves once every acknowledgement asked for so far is sent and written out.
+    /// Resolves once every acknowledgement asked for so far is sent and written out; a
+    /// partitioned stage then releases its partitions.
     pub fn settled(&self) -> impl Future<Output = ()> + use<> {
         let acks = self.acks.clone();
         let client = self.client.clone();
+        let leases = self.leases.clone();
         async move {
             loop {
                 let idle = acks.idle.notified();
@@ -212,6 +279,9 @@ impl Durable {
                 idle.await;
             }
             let _ = client.flush().await;
+            if let Some(leases) = leases {
+                leases.release().await;
+            }
         }
     }
 }
@@ -299,7 +369,7 @@ async fn open_one(
 }
 
 /// What one consumer's stream keeps to count lag, gaps and errors.
-struct Tracker {
+pub(super) struct Tracker {
     kind: StreamKind,
     index: usize,
     lags: Arc<Vec<AtomicU64>>,
@@ -312,10 +382,37 @@ struct Tracker {
     log: RateLimited,
     stage: &'static str,
     consumer: String,
+    /// Whether a gap in the stream sequence is a loss (not for a partition's consumer,
+    /// whose stream interleaves the other partitions).
+    gaps: bool,
 }
 
 impl Tracker {
-    fn take(
+    /// The tracker of one partition's consumer: its pending count is `lags[partition]`.
+    pub(super) fn partition(
+        partition: u32,
+        lags: Arc<Vec<AtomicU64>>,
+        counters: &StageCounters,
+        stage: &'static str,
+        consumer: String,
+    ) -> Tracker {
+        Tracker {
+            kind: StreamKind::Metrics,
+            index: partition as usize,
+            lags,
+            counters: counters.clone(),
+            skipped: counters.extra("skipped"),
+            redelivered: counters.extra("redelivered"),
+            errors: counters.extra("consumer_errors"),
+            last: None,
+            log: RateLimited::default(),
+            stage,
+            consumer,
+            gaps: false,
+        }
+    }
+
+    pub(super) fn take(
         &mut self,
         result: Result<jetstream::Message, pull::MessagesError>,
     ) -> Option<Delivery> {
@@ -339,7 +436,7 @@ impl Tracker {
         let redelivered = delivered > 1;
         if redelivered {
             self.redelivered.incr();
-        } else if sequence > 0 {
+        } else if self.gaps && sequence > 0 {
             if let Some(last) = self.last
                 && sequence > last + 1
             {
@@ -353,10 +450,14 @@ impl Tracker {
             message,
             kind: self.kind,
             redelivered,
+            partition: None,
         })
     }
 }
 
-fn tracked(messages: pull::Stream, mut tracker: Tracker) -> Deliveries {
+fn tracked(
+    messages: pull::Stream,
+    mut tracker: Tracker,
+) -> Pin<Box<dyn Stream<Item = Delivery> + Send>> {
     Box::pin(messages.filter_map(move |result| futures::future::ready(tracker.take(result))))
 }

@@ -10,6 +10,7 @@
 //! | [`StageService`] ([`service`]) | the instance as a NATS micro service (`$SRV.PING/INFO/STATS`) reporting its counters and [`Facts`] |
 //! | [`Intake`] ([`intake`]) | input subscriptions with a measured lag and a drain that loses nothing |
 //! | [`Durable`] ([`durable`]) | input through JetStream durable consumers: nothing lost while the stage is slow or stopped, acknowledged once its outputs are stored |
+//! | [`partition`] | scale-out: N instances split a stage's input by a stable partition of the server name, one owner per partition (leases), takeover with the state rebuilt from the streams |
 //! | [`replay`](replay::replay) | a JetStream stream read back at start-up |
 //! | [`Drain`], [`Stop`], [`StageHandle`] | the shutdown protocol and what `spawn` returns |
 //!
@@ -38,15 +39,17 @@ pub mod counters;
 pub mod durable;
 pub mod intake;
 pub mod outbox;
+pub mod partition;
 pub mod reject;
 pub mod replay;
 pub mod service;
 
 pub use crate::ratelog::RateLimited;
 pub use counters::{Counters, Extra, StageCounters};
-pub use durable::{DURABLE_EXTRAS, Deliveries, Delivery, Durable, DurableError};
+pub use durable::{DURABLE_EXTRAS, Deliveries, Delivery, Durable, DurableError, Input};
 pub use intake::{Intake, IntakeError, Tracked};
 pub use outbox::{Envelope, OUTBOX_CAPACITY, Outbox};
+pub use partition::{PARTITION_EXTRAS, PartitionMap};
 pub use reject::Reject;
 pub use replay::{ReplayError, replay};
 pub use service::{Facts, Identity, ServiceError, StageService, default_instance};
