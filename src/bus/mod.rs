@@ -551,3 +551,18 @@ pub async fn round_trip(client: &async_nats::Client) -> Result<(), BusError> {
         Err(_) => Err(BusError::RoundTrip("no echo within 5 s".into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A cluster's nodes are one comma-separated `nats.url`; a part that is not a URL is
+    /// named in the error.
+    #[test]
+    fn a_url_list_names_every_node() {
+        let addrs = super::server_addrs("nats://n1:4222, nats://n2:4222,nats://n3:4222")
+            .expect("three nodes");
+        assert_eq!(addrs.len(), 3);
+        let error = super::server_addrs("nats://n1:4222,nats://no such host")
+            .expect_err("a space is no host");
+        assert!(error.to_string().contains("no such host"), "{error}");
+    }
+}
