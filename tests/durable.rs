@@ -57,7 +57,11 @@ async fn publish_all<T: wire::WireMessage>(bus: &Bus, messages: &[(String, T)]) 
 }
 
 /// Everything stream `kind` holds, decoded.
-async fn stored<T: wire::WireMessage>(bus: &Bus, kind: StreamKind, filter: String) -> Vec<T> {
+pub(crate) async fn stored<T: wire::WireMessage>(
+    bus: &Bus,
+    kind: StreamKind,
+    filter: String,
+) -> Vec<T> {
     replay(bus, kind, filter, DeliverPolicy::All)
         .await
         .expect("stream read back")
@@ -180,7 +184,7 @@ async fn scorer_scores_a_burst_once_and_doubles_nothing_on_redelivery() {
 }
 
 /// What identifies an event, for comparing runs.
-fn key(event: &AlertEvent) -> (String, String, String, i64) {
+pub(crate) fn key(event: &AlertEvent) -> (String, String, String, i64) {
     (
         event.id.clone(),
         format!("{:?}", event.action),

@@ -15,19 +15,19 @@ use std::path::Path;
 use std::time::Duration;
 
 /// A Monday midnight, so a day of data covers every hour once.
-const START_S: i64 = 1_767_571_200;
-const STEP_S: i64 = 300;
+pub(crate) const START_S: i64 = 1_767_571_200;
+pub(crate) const STEP_S: i64 = 300;
 /// Steps of history published before going live: one full window plus an hour.
-const BACKFILL_STEPS: i64 = 300;
+pub(crate) const BACKFILL_STEPS: i64 = 300;
 
 /// Settings for a small fleet stepping every `interval_ms` of wall time.
-fn pipeline_settings(
-    nats: &TestNats,
+pub(crate) fn pipeline_settings(
+    base: &Settings,
     servers: u32,
     scenario: Scenario,
     interval_ms: u64,
 ) -> Settings {
-    let mut settings = nats.settings.clone();
+    let mut settings = base.clone();
     settings.generator.servers = servers;
     settings.generator.seed = 7;
     settings.generator.scenario = scenario;
@@ -49,7 +49,7 @@ async fn start_pipeline(settings: &Settings, bus: &Bus) -> Pipeline {
 }
 
 /// Simulated time of a live step, unix seconds.
-fn live_step_s(step: i64) -> i64 {
+pub(crate) fn live_step_s(step: i64) -> i64 {
     START_S + (BACKFILL_STEPS + step) * STEP_S
 }
 
@@ -102,7 +102,7 @@ async fn healthy_day_raises_no_critical_alert() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
     let servers = 10;
-    let settings = pipeline_settings(&nats, servers, Scenario::Healthy, 60);
+    let settings = pipeline_settings(&nats.settings, servers, Scenario::Healthy, 60);
     let mut alerts = subscribe(&bus, bus.subjects().alerts_all()).await;
     let mut forecasts = subscribe(&bus, bus.subjects().forecasts_all()).await;
     let _pipeline = start_pipeline(&settings, &bus).await;
@@ -140,7 +140,7 @@ async fn healthy_day_raises_no_critical_alert() {
 async fn critical_scenario_raises_then_resolves() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
-    let settings = pipeline_settings(&nats, 12, Scenario::Healthy, 100);
+    let settings = pipeline_settings(&nats.settings, 12, Scenario::Healthy, 100);
     let mut alerts = subscribe(&bus, bus.subjects().alerts_all()).await;
     let mut forecasts = subscribe(&bus, bus.subjects().forecasts_all()).await;
     let _pipeline = start_pipeline(&settings, &bus).await;
@@ -238,7 +238,7 @@ async fn every_actor_runs_as_its_own_user() {
     let watcher = Bus::connect_as(&nats.settings.nats, fleetcast::settings::BusRole::Client)
         .await
         .expect("the client user connects");
-    let mut settings = pipeline_settings(&nats, 6, Scenario::Critical, 100);
+    let mut settings = pipeline_settings(&nats.settings, 6, Scenario::Critical, 100);
     settings.gateway.bind = "127.0.0.1:0".parse().expect("an address");
     let mut alerts = subscribe(&watcher, watcher.subjects().alerts_all()).await;
     let mut forecasts = subscribe(&watcher, watcher.subjects().forecasts_all()).await;

@@ -7,6 +7,7 @@ mod alerts;
 mod auth;
 mod bus;
 mod cli;
+mod cluster;
 mod durable;
 mod e2e;
 mod evaluate;

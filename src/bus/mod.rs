@@ -7,10 +7,10 @@
 mod publisher;
 mod server;
 
-pub use publisher::{Receipt, STREAM_PUBLISH_WINDOW, Settled, StreamPublisher};
+pub use publisher::{RETRY_WINDOW, Receipt, STREAM_PUBLISH_WINDOW, Settled, StreamPublisher};
 pub use server::{
-    NatsServer, PID_FILE, STOP_GRACE, connect_or_embed, find_server_binary, loopback_port,
-    password_env, stop_stale_server,
+    ClusterNode, NatsServer, PID_FILE, STOP_GRACE, connect_or_embed, find_server_binary,
+    loopback_port, password_env, stop_stale_server,
 };
 
 use crate::settings::{BusRole, NatsSettings};
@@ -32,6 +32,15 @@ pub enum BusError {
         /// What the client said.
         #[source]
         source: async_nats::ConnectError,
+    },
+    /// A part of `nats.url` is not a server URL.
+    #[error("`{url}` in nats.url is not a server URL")]
+    Url {
+        /// The part.
+        url: String,
+        /// What the client said.
+        #[source]
+        source: std::io::Error,
     },
     /// No nats-server binary could be found.
     #[error(
@@ -491,12 +500,32 @@ pub async fn connect_client(
                 }
             }
         })
-        .connect(settings.url.as_str())
+        .connect(server_addrs(&settings.url)?)
         .await
         .map_err(|source| BusError::Connect {
             url: settings.url.clone(),
             source,
         })
+}
+
+/// The servers of `url`: one URL, or several separated by commas (the nodes of a cluster,
+/// e.g. `nats://n1:4222,nats://n2:4222,nats://n3:4222`). The client connects to one of them
+/// and, when that node goes, reconnects to another (and to the nodes the cluster tells it
+/// about).
+///
+/// # Errors
+/// [`BusError::Url`] naming the part that is not a server URL.
+pub fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, BusError> {
+    url.split(',')
+        .map(str::trim)
+        .map(|part| {
+            part.parse::<async_nats::ServerAddr>()
+                .map_err(|source| BusError::Url {
+                    url: part.to_string(),
+                    source,
+                })
+        })
+        .collect()
 }
 
 /// Returns once nats-server has handled everything `client` sent before (subscriptions,
@@ -520,5 +549,20 @@ pub async fn round_trip(client: &async_nats::Client) -> Result<(), BusError> {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(BusError::RoundTrip("the connection closed".into())),
         Err(_) => Err(BusError::RoundTrip("no echo within 5 s".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A cluster's nodes are one comma-separated `nats.url`; a part that is not a URL is
+    /// named in the error.
+    #[test]
+    fn a_url_list_names_every_node() {
+        let addrs = super::server_addrs("nats://n1:4222, nats://n2:4222,nats://n3:4222")
+            .expect("three nodes");
+        assert_eq!(addrs.len(), 3);
+        let error = super::server_addrs("nats://n1:4222,nats://no such host")
+            .expect_err("a space is no host");
+        assert!(error.to_string().contains("no such host"), "{error}");
     }
 }

@@ -43,6 +43,12 @@ pub struct StreamPublisher {
     pending: VecDeque<Pending>,
     window: usize,
     unstored_log: RateLimited,
+    retry_log: RateLimited,
+    /// Since when no acknowledgement came (`None` while they do): messages are sent again
+    /// only within [`RETRY_WINDOW`] of it.
+    failing_since: Option<std::time::Instant>,
+    /// Messages sent again so far.
+    resent: u64,
 }
 
 impl std::fmt::Debug for StreamPublisher {
@@ -59,9 +65,36 @@ type AckFuture = <jetstream::context::PublishAckFuture as std::future::IntoFutur
 
 struct Pending {
     subject: String,
-    /// Polled in place (it is boxed), so waiting for it can be given up and taken up again.
-    ack: AckFuture,
+    /// What was sent, to send it again when no acknowledgement comes.
+    payload: bytes::Bytes,
+    headers: async_nats::HeaderMap,
+    /// Polled in place (it is boxed), so waiting for it can be given up and taken up again;
+    /// `None` once it failed and the message is to be sent again.
+    ack: Option<AckFuture>,
     receipt: Option<Receipt>,
+}
+
+/// How long a publisher keeps sending a message again while no stream acknowledges
+/// anything (a cluster node died and a stream's leader is being elected, the connection is
+/// moving to another node; an election took more than 5 s on a loaded machine): long enough
+/// for a failover, short enough that a stream that is really gone (or a subject no stream
+/// captures: nobody answers, as for a stream without a leader yet) stalls a stage only once
+/// per 20 s. Any acknowledgement starts the window anew.
+pub const RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The pause before sending a message again.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Whether a publish that was not acknowledged may be stored when sent again: no answer in
+/// time, nobody answering for the stream (no leader yet), the connection lost, or the server
+/// saying something else (JetStream unavailable, no quorum). A message the client refused
+/// (too large) or a stream's expectation failed is not sent again.
+fn may_succeed_again(kind: jetstream::context::PublishErrorKind) -> bool {
+    use jetstream::context::PublishErrorKind as Kind;
+    matches!(
+        kind,
+        Kind::TimedOut | Kind::StreamNotFound | Kind::BrokenPipe | Kind::Other
+    )
 }
 
 impl StreamPublisher {
@@ -72,6 +105,9 @@ impl StreamPublisher {
             pending: VecDeque::new(),
             window: window.max(1),
             unstored_log: RateLimited::default(),
+            retry_log: RateLimited::default(),
+            failing_since: None,
+            resent: 0,
         }
     }
 
@@ -124,13 +160,15 @@ impl StreamPublisher {
         }
         match self
             .jetstream
-            .publish_with_headers(subject.clone(), headers, payload)
+            .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
             .await
         {
             Ok(ack) => {
                 self.pending.push_back(Pending {
                     subject,
-                    ack: std::future::IntoFuture::into_future(ack),
+                    payload,
+                    headers,
+                    ack: Some(std::future::IntoFuture::into_future(ack)),
                     receipt,
                 });
                 Ok(settled)
@@ -171,11 +209,64 @@ impl StreamPublisher {
         self.await_oldest().await
     }
 
+    /// Messages sent again because no acknowledgement came (see [`RETRY_WINDOW`]).
+    pub fn resent(&self) -> u64 {
+        self.resent
+    }
+
+    /// Waits for the oldest acknowledgement; a publish that failed in a way that may pass
+    /// (see [`may_succeed_again`]) is sent again, same subject, payload and headers (its
+    /// `Nats-Msg-Id` too, so a copy the stream did store is dropped), after
+    /// [`RETRY_PAUSE`], for as long as no acknowledgement has come for [`RETRY_WINDOW`].
+    /// Messages sent again may be stored after newer ones of the window.
     async fn await_oldest(&mut self) -> Settled {
-        let Some(oldest) = self.pending.front_mut() else {
-            return Settled::default();
+        let result = loop {
+            let Some(oldest) = self.pending.front_mut() else {
+                return Settled::default();
+            };
+            let error = match &mut oldest.ack {
+                Some(ack) => match ack.await {
+                    Ok(ack) => break Ok(ack),
+                    Err(error) => error,
+                },
+                None => match self
+                    .jetstream
+                    .publish_with_headers(
+                        oldest.subject.clone(),
+                        oldest.headers.clone(),
+                        oldest.payload.clone(),
+                    )
+                    .await
+                {
+                    Ok(ack) => {
+                        oldest.ack = Some(std::future::IntoFuture::into_future(ack));
+                        self.resent += 1;
+                        continue;
+                    }
+                    Err(error) => error,
+                },
+            };
+            let since = *self
+                .failing_since
+                .get_or_insert_with(std::time::Instant::now);
+            if !may_succeed_again(error.kind()) || since.elapsed() >= RETRY_WINDOW {
+                break Err(error);
+            }
+            // Cancel-safe: a wait given up here sends the message again at the next call.
+            oldest.ack = None;
+            if let Some(held_back) = self.retry_log.check() {
+                tracing::warn!(
+                    subject = oldest.subject,
+                    %error,
+                    held_back,
+                    "a stream did not acknowledge a message: sending it again (logged at most every 10 s)"
+                );
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
         };
-        let result = (&mut oldest.ack).await;
+        if result.is_ok() {
+            self.failing_since = None;
+        }
         let Some(Pending {
             subject, receipt, ..
         }) = self.pending.pop_front()

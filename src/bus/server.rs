@@ -27,6 +27,35 @@ pub const STOP_GRACE: Duration = Duration::from_secs(3);
 /// The file in the data folder naming a private server and the fleetcast process owning it.
 pub const PID_FILE: &str = "fleetcast-nats.pid";
 
+/// How a [`NatsServer`] joins a cluster on loopback ([`NatsServer::start_node`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// Its route port on 127.0.0.1.
+    pub port: u16,
+    /// The route ports (127.0.0.1) it solicits: every node's, its own included (a route to
+    /// itself is recognised and dropped), as `nats/cluster/n1.conf` lists all three.
+    pub routes: Vec<u16>,
+}
+
+impl ClusterNode {
+    fn args(&self) -> Vec<String> {
+        let routes = self
+            .routes
+            .iter()
+            .map(|port| format!("nats-route://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        vec![
+            "--cluster".into(),
+            format!("nats://127.0.0.1:{}", self.port),
+            "--routes".into(),
+            routes,
+            "-m".into(),
+            "-1".into(),
+        ]
+    }
+}
+
 /// A nats-server child process with JetStream on; stopped on drop.
 #[derive(Debug)]
 pub struct NatsServer {
@@ -73,6 +102,26 @@ impl NatsServer {
         config: Option<&Path>,
         env: &[(String, String)],
     ) -> Result<NatsServer, BusError> {
+        NatsServer::start_node(binary, port, data_dir, config, env, None)
+    }
+
+    /// As [`NatsServer::start_with`], as one node of a cluster when `cluster` is given: its
+    /// route listener on loopback `cluster.port` and routes to `cluster.routes` (overriding
+    /// the config's `cluster.listen` and `routes`, e.g. those of `nats/cluster/n1.conf`,
+    /// written for docker hostnames; the cluster's name and the server's come from the
+    /// config), and its HTTP monitor on a free port (the config's 8222 would collide between
+    /// nodes on one host).
+    ///
+    /// # Errors
+    /// As [`NatsServer::start_with`].
+    pub fn start_node(
+        binary: &Path,
+        port: u16,
+        data_dir: &Path,
+        config: Option<&Path>,
+        env: &[(String, String)],
+        cluster: Option<&ClusterNode>,
+    ) -> Result<NatsServer, BusError> {
         std::fs::create_dir_all(data_dir).map_err(|source| BusError::DataDir {
             path: data_dir.to_path_buf(),
             source,
@@ -94,6 +143,7 @@ impl NatsServer {
             .arg(data_dir)
             .arg("--log")
             .arg(data_dir.join("nats-server.log"))
+            .args(cluster.map(ClusterNode::args).unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

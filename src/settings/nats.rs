@@ -13,7 +13,8 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsSettings {
-    /// Server URL.
+    /// Server URL, or the URLs of a cluster's nodes separated by commas (the client connects
+    /// to one and moves to another when it goes).
     pub url: String,
     /// Prefix of every subject and stream name.
     pub prefix: String,
@@ -192,11 +193,14 @@ impl NatsSettings {
             "nats.server_config",
             || format!("`{}` is not a file", self.server_config),
         );
-        problems.check(
-            self.url.starts_with("nats://") || self.url.starts_with("tls://"),
-            "nats.url",
-            || format!("`{}` must start with nats:// or tls://", self.url),
-        );
+        for part in self.url.split(',').map(str::trim) {
+            problems.check(
+                (part.starts_with("nats://") || part.starts_with("tls://"))
+                    && crate::bus::server_addrs(part).is_ok(),
+                "nats.url",
+                || format!("`{part}` must be a server URL starting with nats:// or tls://"),
+            );
+        }
         problems.check(
             crate::catalog::is_valid_server_name(&self.prefix),
             "nats.prefix",

@@ -4,10 +4,11 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod cluster;
 pub mod programs;
 
 use fleetcast::actors::stage::{Counters, StageCounters};
-use fleetcast::bus::{Bus, NatsServer, find_server_binary, password_env};
+use fleetcast::bus::{Bus, ClusterNode, NatsServer, find_server_binary, password_env};
 use fleetcast::settings::{BusRole, BusUser, Settings};
 use futures::StreamExt;
 use std::time::Duration;
@@ -32,34 +33,14 @@ impl TestNats {
     /// the settings carry every role's user with a password made for this test, which the
     /// server gets through its environment as `fleetcast up` gives it.
     pub fn start_authenticated() -> TestNats {
-        let mut settings = Settings::default();
-        for role in BusRole::ALL {
-            settings.nats.users.insert(
-                role.key().to_string(),
-                BusUser {
-                    user: role.key().to_string(),
-                    password: format!("pw-{}-{}", role.key(), std::process::id()),
-                },
-            );
-        }
-        let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("nats/auth.conf");
-        TestNats::launch(settings, Some(&config))
+        TestNats::launch(authenticated_settings(), Some(&repo_file("nats/auth.conf")))
     }
 
     /// Starts nats-server on a free port in a temporary folder, with `config` when given and
     /// the passwords of `settings`' users in its environment, and points `settings` at it.
     fn launch(mut settings: Settings, config: Option<&std::path::Path>) -> TestNats {
-        let binary = find_server_binary("")
-            .unwrap_or_else(|error| panic!("integration tests need nats-server: {error}"));
         let dir = tempfile::tempdir().expect("temporary folder");
-        let server = NatsServer::start_with(
-            &binary,
-            0,
-            dir.path(),
-            config,
-            &password_env(&settings.nats),
-        )
-        .unwrap_or_else(|error| panic!("nats-server starts (config {config:?}): {error}"));
+        let server = launch(&settings, config, 0, dir.path(), None);
         settings.nats.url = server.url().to_string();
         settings.nats.embedded = false;
         settings.nats.data_dir = dir.path().to_path_buf();
@@ -83,6 +64,54 @@ impl TestNats {
         bus.ensure_streams().await.expect("streams");
         bus
     }
+}
+
+/// A file of the repository, by its path from the root.
+pub fn repo_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Default settings with every role a user of its own and a password made for this test
+/// (what `nats/auth.conf` expects).
+pub fn authenticated_settings() -> Settings {
+    let mut settings = Settings::default();
+    for role in BusRole::ALL {
+        settings.nats.users.insert(
+            role.key().to_string(),
+            BusUser {
+                user: role.key().to_string(),
+                password: format!("pw-{}-{}", role.key(), std::process::id()),
+            },
+        );
+    }
+    settings
+}
+
+/// Starts one nats-server (JetStream on) on loopback `port` (0: a free one) with its data in
+/// `data_dir`, `config` when given, the passwords of `settings`' users in its environment,
+/// and as a cluster node when `cluster` is given. Panics, loudly, when no binary is
+/// installed or the server does not start: these tests never skip.
+pub fn launch(
+    settings: &Settings,
+    config: Option<&std::path::Path>,
+    port: u16,
+    data_dir: &std::path::Path,
+    cluster: Option<&ClusterNode>,
+) -> NatsServer {
+    let binary = find_server_binary("")
+        .unwrap_or_else(|error| panic!("integration tests need nats-server: {error}"));
+    NatsServer::start_node(
+        &binary,
+        port,
+        data_dir,
+        config,
+        &password_env(&settings.nats),
+        cluster,
+    )
+    .unwrap_or_else(|error| {
+        let log = std::fs::read_to_string(data_dir.join("nats-server.log")).unwrap_or_default();
+        panic!("nats-server starts (config {config:?}, port {port}): {error}\n{log}")
+    })
 }
 
 impl Drop for TestNats {
