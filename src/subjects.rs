@@ -374,6 +374,15 @@ pub enum StreamKind {
 }
 
 impl StreamKind {
+    /// Every stream, in the pipeline's order.
+    pub const ALL: [StreamKind; 5] = [
+        StreamKind::Metrics,
+        StreamKind::PredictJobs,
+        StreamKind::Forecasts,
+        StreamKind::Risk,
+        StreamKind::Alerts,
+    ];
+
     fn suffix(self) -> &'static str {
         match self {
             StreamKind::Metrics => "METRICS",

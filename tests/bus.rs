@@ -48,13 +48,7 @@ async fn streams_are_created_idempotently() {
     let bus = nats.bus().await;
     bus.ensure_streams().await.expect("second call is fine");
     let jetstream = bus.jetstream();
-    for kind in [
-        fleetcast::subjects::StreamKind::Metrics,
-        fleetcast::subjects::StreamKind::PredictJobs,
-        fleetcast::subjects::StreamKind::Forecasts,
-        fleetcast::subjects::StreamKind::Risk,
-        fleetcast::subjects::StreamKind::Alerts,
-    ] {
+    for kind in fleetcast::subjects::StreamKind::ALL {
         let name = bus.subjects().stream_name(kind);
         jetstream
             .get_stream(&name)

@@ -141,13 +141,7 @@ impl TestCluster {
 
 /// Whether every stream answers its info with a leader and all its replicas current.
 async fn streams_led(bus: &Bus) -> bool {
-    for kind in [
-        StreamKind::Metrics,
-        StreamKind::PredictJobs,
-        StreamKind::Forecasts,
-        StreamKind::Risk,
-        StreamKind::Alerts,
-    ] {
+    for kind in StreamKind::ALL {
         let Ok(mut stream) = bus
             .jetstream()
             .get_stream(bus.subjects().stream_name(kind))

@@ -152,13 +152,7 @@ pub async fn poll_services(bus: &Bus, wait: Duration) -> Result<Vec<ServiceSeen>
 /// Reads the streams' sizes and every consumer's state.
 async fn poll_jetstream(bus: &Bus, polled: &mut Polled) -> Result<(), String> {
     let jetstream = bus.jetstream();
-    for kind in [
-        StreamKind::Metrics,
-        StreamKind::PredictJobs,
-        StreamKind::Forecasts,
-        StreamKind::Risk,
-        StreamKind::Alerts,
-    ] {
+    for kind in StreamKind::ALL {
         let name = bus.subjects().stream_name(kind);
         let mut stream = match jetstream.get_stream(&name).await {
             Ok(stream) => stream,
