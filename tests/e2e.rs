@@ -266,19 +266,7 @@ async fn every_actor_runs_as_its_own_user() {
             .any(|event| event.action == AlertAction::Raise),
         "no alert raised for a critical fleet in an hour: {events:#?}"
     );
-    for name in [
-        "fleetcast-generator",
-        "fleetcast-window-keeper",
-        "fleetcast-predictor",
-        "fleetcast-risk-scorer",
-        "fleetcast-alert-router",
-    ] {
-        watcher
-            .client()
-            .request(format!("$SRV.PING.{name}"), "".into())
-            .await
-            .unwrap_or_else(|error| panic!("{name} does not answer $SRV.PING: {error}"));
-    }
+    crate::util::assert_pipeline_answers(&watcher, "with every actor on its own user").await;
     drop(running);
     let log = nats.server_log();
     let violations: Vec<&str> = log

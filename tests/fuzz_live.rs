@@ -156,18 +156,7 @@ async fn random_payloads_on_every_subject_break_nothing() {
         scorer.rejected > 10_000,
         "the garbage was counted: {scorer:?}"
     );
-    for name in [
-        "fleetcast-generator",
-        "fleetcast-window-keeper",
-        "fleetcast-predictor",
-        "fleetcast-risk-scorer",
-        "fleetcast-alert-router",
-    ] {
-        bus.client()
-            .request(format!("$SRV.PING.{name}"), "".into())
-            .await
-            .unwrap_or_else(|error| panic!("{name} does not answer after the garbage: {error}"));
-    }
+    crate::util::assert_pipeline_answers(&bus, "after the garbage").await;
     // Good traffic still flows: the generator's next samples give new forecasts and scores.
     // (What the subscription holds now includes the garbage this client published: skip it.)
     let mut newest = real.origin_s;

@@ -174,6 +174,23 @@ pub async fn answers(bus: &Bus, name: &str) -> bool {
     }
 }
 
+/// Panics unless every pipeline stage's micro service answers `$SRV.PING` (`when`: at what
+/// point of the test, for the message).
+pub async fn assert_pipeline_answers(bus: &Bus, when: &str) {
+    for name in [
+        "fleetcast-generator",
+        "fleetcast-window-keeper",
+        "fleetcast-predictor",
+        "fleetcast-risk-scorer",
+        "fleetcast-alert-router",
+    ] {
+        bus.client()
+            .request(format!("$SRV.PING.{name}"), "".into())
+            .await
+            .unwrap_or_else(|error| panic!("{name} does not answer $SRV.PING {when}: {error}"));
+    }
+}
+
 /// Sends `subject` (a `$SRV` verb) and collects exactly `count` JSON answers (waiting at most
 /// 10 s in all): discovery waits for the answers it expects, not for a quiet period.
 pub async fn ask(bus: &Bus, subject: &str, count: usize) -> Vec<serde_json::Value> {
