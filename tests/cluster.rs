@@ -12,9 +12,9 @@
 //!   process: every `publish_errors` is 0 across the failover);
 //! - **no lost or doubled alert event**: the ALERTS stream holds exactly the events an
 //!   [`AlertBook`] computes from the RISK and FORECASTS streams in stream order (what the
-//!   alert router read), each once. The cluster test asserts only "none doubled" and prints
-//!   the difference: after a failover it has differed by an event or two (README "Not built
-//!   yet").
+//!   alert router read), each once. (The read-backs ask each stream's leader for its newest
+//!   message and read on until they have it: an ordered consumer may sit on a replica still
+//!   catching up, which once made this differ by an event or two after a failover.)
 //!
 //! The streams keep every forecast and risk score of the run (`nats.forecast_history`,
 //! `nats.risk_history` raised), so the replay sees what the router saw.
@@ -51,6 +51,7 @@ fn keep_everything(settings: &mut Settings) {
 /// The newest forecast origin seen on a core subscription: how the tests wait for the
 /// pipeline to move on (a wait on messages, never on a clock).
 struct Progress {
+    bus: Bus,
     forecasts: async_nats::Subscriber,
     newest_s: i64,
 }
@@ -66,6 +67,7 @@ impl Progress {
             .await
             .expect("the subscription is in place");
         Progress {
+            bus: bus.clone(),
             forecasts,
             newest_s: i64::MIN,
         }
@@ -81,8 +83,9 @@ impl Progress {
                     self.newest_s = self.newest_s.max(forecast.origin_s);
                 }
                 _ => panic!(
-                    "{what}: no forecast from {origin_s} within {timeout:?} (newest {})",
-                    self.newest_s
+                    "{what}: no forecast from {origin_s} within {timeout:?} (newest {})\n{}",
+                    self.newest_s,
+                    where_stuck(&self.bus).await
                 ),
             }
         }
@@ -93,6 +96,69 @@ impl Progress {
         let target = self.newest_s + steps * STEP_S;
         self.reach(target, Duration::from_secs(60), what).await;
     }
+}
+
+/// What the streams and the stages' durable consumers hold, for a failure message: where
+/// the pipeline stopped moving.
+async fn where_stuck(bus: &Bus) -> String {
+    let mut report = String::new();
+    for kind in StreamKind::ALL {
+        let name = bus.subjects().stream_name(kind);
+        let Ok(mut stream) = bus.jetstream().get_stream(&name).await else {
+            report += &format!("{name}: no answer\n");
+            continue;
+        };
+        match stream.info().await {
+            Ok(info) => {
+                report += &format!(
+                    "{name}: last {} cluster {:?}\n",
+                    info.state.last_sequence, info.cluster
+                )
+            }
+            Err(error) => report += &format!("{name}: {error}\n"),
+        }
+        let mut consumers = stream.consumers();
+        while let Some(Ok(info)) = consumers.next().await {
+            report += &format!(
+                "  {}: pending {} unacknowledged {} delivered {} leader {:?}\n",
+                info.name,
+                info.num_pending,
+                info.num_ack_pending,
+                info.delivered.stream_sequence,
+                info.cluster.and_then(|cluster| cluster.leader)
+            );
+        }
+    }
+    report
+}
+
+/// Whether every replica of every stream has stored all its leader has (trivially so on a
+/// single server): an ordered consumer, such as the window keeper's, may read from any
+/// replica, and one still catching up after a restart reports nothing pending too soon.
+async fn replicas_caught_up(bus: &Bus) -> bool {
+    for kind in StreamKind::ALL {
+        let Ok(mut stream) = bus
+            .jetstream()
+            .get_stream(bus.subjects().stream_name(kind))
+            .await
+        else {
+            return false;
+        };
+        let Ok(info) = stream.info().await else {
+            return false;
+        };
+        let replicas = info
+            .cluster
+            .as_ref()
+            .map_or(&[][..], |cluster| &cluster.replicas);
+        if replicas
+            .iter()
+            .any(|replica| !replica.current || replica.lag.unwrap_or(0) > 0)
+        {
+            return false;
+        }
+    }
+    true
 }
 
 /// The newest sample in the METRICS stream, simulated unix seconds.
@@ -115,10 +181,14 @@ async fn newest_sample_s(bus: &Bus) -> i64 {
         / 1000
 }
 
-/// Whether every input has been handled: no predict job waiting, the predictor's and the
-/// risk scorer's and alert router's durable consumers with nothing pending or
-/// unacknowledged, and the window keeper (asked through `$SRV.STATS` on `stats`) with no lag.
+/// Whether every input has been handled: every replica caught up, no predict job waiting,
+/// the predictor's and the risk scorer's and alert router's durable consumers with nothing
+/// pending or unacknowledged, and the window keeper (asked through `$SRV.STATS` on `stats`)
+/// with no lag.
 async fn idle(bus: &Bus, stats: &Bus) -> bool {
+    if !replicas_caught_up(bus).await {
+        return false;
+    }
     let subjects = bus.subjects();
     let consumers = [
         (StreamKind::PredictJobs, predictor::CONSUMER.to_string()),
@@ -316,11 +386,12 @@ async fn check_alerts(bus: &Bus, settings: &Settings, exact: bool) -> AlertCheck
 /// exactly the events of an alert book, none doubled.
 ///
 /// Ignored in `scripts/test` (run it with `cargo test --release --test tests -- --ignored
-/// cluster::`): in one of four runs on a quiet machine the FORECASTS stream read back after
-/// the failover held nothing newer than the step the node was killed at, while the test's own
-/// subscription had seen eight steps more (README "Not built yet").
+/// cluster::`): in about one run in five on this machine the pipeline stops for more than
+/// 60 s after the kill (the window keeper's ordered consumer, which sat on the killed node,
+/// is not made again, and the generator publishes nothing, without a warning); README "Not
+/// built yet".
 #[actix::test]
-#[ignore = "intermittent: after the failover the FORECASTS stream read back can miss the steps published while a node was down (README, Not built yet)"]
+#[ignore = "intermittent: in about one run in five the pipeline stops for more than 60 s after the node is killed (README, Not built yet)"]
 async fn a_cluster_node_killed_mid_stream_loses_nothing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("warn")
@@ -407,9 +478,7 @@ async fn a_cluster_node_killed_mid_stream_loses_nothing() {
         );
     }
     let forecasts = check_forecasts(&admin, live_step_s(0)).await;
-    // Not exact yet: after a failover the router's events and a book's replay have differed
-    // by an event or two (README "Not built yet"); doubled events are refused.
-    let alerts = check_alerts(&admin, &settings, false).await;
+    let alerts = check_alerts(&admin, &settings, true).await;
     eprintln!(
         "cluster: {forecasts:?}; alert events {} routed, {} missing, {} not computed by the book",
         alerts.routed, alerts.missing, alerts.extra

@@ -8,6 +8,7 @@
 //! whose time is in range was stored no earlier than that as long as the fleet clock runs at
 //! least as fast as the wall clock, so nothing in range is missed and far less is read.
 
+use crate::actors::stage::replay::newest_message;
 use crate::bus::Bus;
 use crate::subjects::StreamKind;
 use crate::wire::{self, AlertEvent};
@@ -103,14 +104,20 @@ pub async fn read(
     let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartTime { start_time },
-            filter_subject: filter,
+            filter_subject: filter.clone(),
             ..Default::default()
         })
         .await
         .map_err(|error| format!("alert stream {name}: {error}"))?;
-    if consumer.cached_info().num_pending == 0 {
-        return Ok(history);
-    }
+    // Asked of the leader: a consumer on a replica still catching up sees nothing pending
+    // too soon.
+    let newest = match newest_message(&stream, &filter)
+        .await
+        .map_err(|error| format!("alert stream {name}: {error}"))?
+    {
+        Some(newest) if newest.time >= start_time => newest.sequence,
+        _ => return Ok(history),
+    };
     let mut messages = consumer
         .messages()
         .await
@@ -122,17 +129,16 @@ pub async fn read(
             .map_err(|_| format!("alert stream {name}: no message within 5 s"))?
             .ok_or_else(|| format!("alert stream {name}: the consumer ended early"))?
             .map_err(|error| format!("alert stream {name}: {error}"))?;
-        let pending = message
+        let info = message
             .info()
-            .map_err(|error| format!("alert stream {name}: {error}"))?
-            .pending;
+            .map_err(|error| format!("alert stream {name}: {error}"))?;
         read += 1;
         if let Ok(event) = wire::decode::<AlertEvent>(&message.payload)
             && (from_ms..=fleet_now_ms).contains(&event.at_ms)
         {
             history.events.push(event);
         }
-        if pending == 0 {
+        if info.pending == 0 && info.stream_sequence >= newest {
             break;
         }
         if read >= limit {

@@ -374,6 +374,22 @@ impl Stage {
     }
 
     /// Queues `message` on `subject`, which a stream captures, with the `Nats-Msg-Id`
+    /// `msg_id`: the stream drops a copy sent again (same id) inside its duplicate window.
+    pub fn publish_to_stream_with_id<A, T>(
+        &self,
+        ctx: &mut Context<A>,
+        subject: String,
+        message: &T,
+        msg_id: String,
+    ) where
+        A: Actor<Context = Context<A>>,
+        T: WireMessage,
+    {
+        self.outbox
+            .push(ctx, Envelope::stream(subject, message).with_msg_id(msg_id));
+    }
+
+    /// Queues `message` on `subject`, which a stream captures, with the `Nats-Msg-Id`
     /// `msg_id`: the stream drops a republished copy (same id) inside its duplicate window.
     /// The receiver says whether it was stored (for [`Durable::ack_after`]).
     pub fn publish_to_stream_once<A, T>(

@@ -580,7 +580,11 @@ impl Claimer {
         filter: &str,
         floor: u64,
     ) -> Result<Vec<async_nats::Message>, async_nats::Error> {
-        if floor == 0 {
+        // The newest of the partition's messages the leader holds up to the floor: an ordered
+        // consumer on a replica still catching up would otherwise end the read early.
+        let newest = super::replay::newest_message(stream, filter).await?;
+        let last = floor.min(newest.map_or(0, |message| message.sequence));
+        if last == 0 {
             return Ok(Vec::new());
         }
         let consumer = stream
@@ -592,32 +596,29 @@ impl Claimer {
             .await?;
         let name = consumer.cached_info().name.clone();
         let mut history = Vec::new();
-        if consumer.cached_info().num_pending > 0 {
-            let mut messages = consumer.messages().await?;
-            loop {
-                let Some(message) = tokio::time::timeout(HISTORY_WAIT, messages.next())
-                    .await
-                    .map_err(|_| "no message within 5 s")?
-                else {
-                    break;
-                };
-                let message = message?;
-                let info = message.info()?;
-                let (sequence, pending) = (info.stream_sequence, info.pending);
-                if sequence > floor {
-                    break;
-                }
-                let mut message = message.message;
-                if let Some((_, original)) = self
-                    .subjects
-                    .partition_original(self.stage, &message.subject)
-                {
-                    message.subject = original.into();
-                }
-                history.push(message);
-                if pending == 0 || sequence == floor {
-                    break;
-                }
+        let mut messages = consumer.messages().await?;
+        loop {
+            let Some(message) = tokio::time::timeout(HISTORY_WAIT, messages.next())
+                .await
+                .map_err(|_| "no message within 5 s")?
+            else {
+                break;
+            };
+            let message = message?;
+            let sequence = message.info()?.stream_sequence;
+            if sequence > floor {
+                break;
+            }
+            let mut message = message.message;
+            if let Some((_, original)) = self
+                .subjects
+                .partition_original(self.stage, &message.subject)
+            {
+                message.subject = original.into();
+            }
+            history.push(message);
+            if sequence >= last {
+                break;
             }
         }
         let _ = stream.delete_consumer(&name).await;

@@ -1,9 +1,19 @@
 //! Reading a JetStream stream back at start-up, so a restarted stage rebuilds its view (the
 //! risk scorer's latest sample and forecast per server, the alert router's open alerts).
+//!
+//! In a cluster an ordered consumer (one replica, placed by the server on any of the
+//! stream's peers) may sit on a node still catching up after a restart, whose copy of the
+//! stream ends early: its pending count then says "nothing more" too soon. So every read-back
+//! first asks the stream's leader for the newest message on its filter ([`newest_message`])
+//! and reads on until it has it.
 
 use crate::bus::Bus;
 use crate::subjects::StreamKind;
-use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use async_nats::jetstream::{
+    self,
+    consumer::{DeliverPolicy, pull::OrderedConfig},
+    stream::LastRawMessageErrorKind,
+};
 use futures::StreamExt;
 use std::time::Duration;
 
@@ -69,26 +79,30 @@ pub async fn replay(
     let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_policy,
-            filter_subject: filter,
+            filter_subject: filter.clone(),
             ..Default::default()
         })
         .await
         .map_err(|error| failed("create consumer")(error.into()))?;
     let consumer_name = consumer.cached_info().name.clone();
-    let replayed = if consumer.cached_info().num_pending == 0 {
-        Ok(Vec::new())
-    } else {
-        read_all(&name, consumer).await
+    let newest = newest_message(&stream, &filter)
+        .await
+        .map_err(failed("newest message"))?;
+    let replayed = match newest {
+        None => Ok(Vec::new()),
+        Some(newest) => read_all(&name, consumer, newest.sequence).await,
     };
     // Best effort: an ordered consumer also expires by itself once nobody reads it.
     let _ = stream.delete_consumer(&consumer_name).await;
     replayed
 }
 
-/// Every message `consumer` has pending, oldest first.
+/// Every message `consumer` has pending, oldest first, at least up to stream sequence
+/// `newest` (a consumer on a replica still catching up sees nothing pending before it).
 async fn read_all(
     name: &str,
     consumer: async_nats::jetstream::consumer::Consumer<OrderedConfig>,
+    newest: u64,
 ) -> Result<Vec<async_nats::Message>, ReplayError> {
     let failed = |step: &'static str| {
         move |source: async_nats::Error| ReplayError::Failed {
@@ -112,10 +126,28 @@ async fn read_all(
                 stream: name.to_string(),
             })?
             .map_err(|error| failed("read")(error.into()))?;
-        let pending = message.info().map_err(failed("read"))?.pending;
+        let info = message.info().map_err(failed("read"))?;
+        let done = info.pending == 0 && info.stream_sequence >= newest;
         replayed.push(message.message);
-        if pending == 0 {
+        if done {
             return Ok(replayed);
         }
+    }
+}
+
+/// The newest message on subjects matching `filter`, `None` when there is none. A message
+/// get is answered by the stream's leader, so this is the newest the stream has stored,
+/// whatever replica a consumer reads from.
+///
+/// # Errors
+/// What the server or client said when the get fails for another reason than "no message".
+pub async fn newest_message(
+    stream: &jetstream::stream::Stream,
+    filter: &str,
+) -> Result<Option<jetstream::message::StreamMessage>, async_nats::Error> {
+    match stream.get_last_raw_message_by_subject(filter).await {
+        Ok(message) => Ok(Some(message)),
+        Err(error) if error.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+        Err(error) => Err(error.into()),
     }
 }

@@ -14,7 +14,9 @@
 //!   server has `window_keeper.min_observed_steps` observed steps (default 24: two hours), with
 //!   every such metric's full context (NaN where not observed), and
 //!   `window_keeper.publish_jobs` is on; the JetStream work queue `PREDICT_JOBS` captures it.
-//!   Metrics a server never reports are never in its jobs.
+//!   Metrics a server never reports are never in its jobs. Header `Nats-Msg-Id:
+//!   <server>-<last_step_s>`: a job sent again after a lost acknowledgement is stored once
+//!   (the queue keeps two jobs per server, so stored copies would push the newest out).
 //! - `rejected.window_keeper` ([`Rejection`]): every refused sample with its kind and a reason
 //!   naming the field and value (see [`fleet`] and [`crate::samples`] for the rules).
 //! - `status.window_keeper` ([`StageStatus`]): every `window_keeper.status_interval_seconds`,
@@ -230,7 +232,10 @@ impl StreamHandler<Vec<Result<jetstream::Message, OrderedError>>> for WindowKeep
                 Some(Outgoing::Job(server, job)) => {
                     self.ingest.extras.jobs_published.incr();
                     let subject = self.ingest.subjects.predict_job(&server);
-                    self.stage.publish_to_stream(ctx, subject, &job);
+                    // With an id, a job sent again after a lost acknowledgement (a failover)
+                    // is not stored twice.
+                    let id = format!("{server}-{}", job.last_step_s);
+                    self.stage.publish_to_stream_with_id(ctx, subject, &job, id);
                 }
                 Some(Outgoing::Reject(reject)) => {
                     self.stage.reject(ctx, &message.subject, reject);
