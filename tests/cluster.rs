@@ -3,8 +3,8 @@
 //! and killed once mid-stream. Both end with the same assertions, on what the streams hold
 //! once the pipeline has handled everything (the generator stopped, nothing pending):
 //!
-//! - **no forecast stored twice** (one per server and origin), every server's newest step
-//!   forecast; the steps from the first live ones without a forecast are counted, not
+//! - **no forecast stored twice** (one per server and origin), every server's newest closed
+//!   step forecast; the steps from the first live ones without a forecast are counted, not
 //!   refused: the PREDICT_JOBS work queue keeps the newest two jobs per server and drops
 //!   older ones the predictor had not taken (while it lags or is down), and a restarted
 //!   window keeper publishes no jobs for the steps it replays (README "Not built yet");
@@ -283,9 +283,30 @@ struct ForecastCheck {
     superseded: usize,
 }
 
+/// The step a server's newest job is for: its last sample opened a step and closed the ones
+/// before it (the last one a gap when the simulation skipped a step), so the newest forecast
+/// is of the step before the last sample's. Asked of the METRICS stream's leader.
+async fn newest_closed_step_s(bus: &Bus, server: &str) -> i64 {
+    let stream = bus
+        .jetstream()
+        .get_stream(bus.subjects().stream_name(StreamKind::Metrics))
+        .await
+        .expect("metrics stream");
+    let last = stream
+        .get_last_raw_message_by_subject(&bus.subjects().metrics(server))
+        .await
+        .expect("the server's last sample");
+    let sample_s = wire::decode::<MetricSample>(&last.payload)
+        .expect("a sample")
+        .ts_ms
+        / 1000;
+    sample_s - sample_s.rem_euclid(STEP_S) - STEP_S
+}
+
 /// The FORECASTS stream holds each forecast once (server, origin), every server has one,
-/// and every server's newest step is forecast (nothing left behind once the pipeline
-/// settled). Counts the steps from `from_s` on that have none.
+/// and every server's newest closed step is forecast (nothing left behind once the pipeline
+/// settled; a server whose simulated sample of the last step is missing closed one step
+/// less). Counts the steps from `from_s` on that have none.
 async fn check_forecasts(bus: &Bus, from_s: i64) -> ForecastCheck {
     let forecasts: Vec<Forecast> =
         stored(bus, StreamKind::Forecasts, bus.subjects().forecasts_all()).await;
@@ -308,20 +329,23 @@ async fn check_forecasts(bus: &Bus, from_s: i64) -> ForecastCheck {
         newest >= from_s + 8 * STEP_S,
         "the run went on: newest {newest}"
     );
-    let behind: Vec<_> = origins
-        .iter()
-        .filter(|(_, have)| have.last() != Some(&newest))
-        .map(|(server, have)| (server.clone(), have.last().copied()))
-        .collect();
+    let mut behind = Vec::new();
+    for (server, have) in &origins {
+        let closed_s = newest_closed_step_s(bus, server).await;
+        if have.last() != Some(&closed_s) {
+            behind.push((server.clone(), closed_s, have.last().copied()));
+        }
+    }
     assert!(
         behind.is_empty(),
-        "servers whose newest step ({newest}) has no forecast: {behind:?}"
+        "servers whose newest closed step has no forecast (server, step, newest forecast): {behind:?}"
     );
     let mut check = ForecastCheck {
         covered: 0,
         superseded: 0,
     };
     for have in origins.values() {
+        let newest = *have.last().expect("a forecast");
         for step_s in (from_s..=newest).step_by(STEP_S as usize) {
             if have.contains(&step_s) {
                 check.covered += 1;
@@ -386,12 +410,11 @@ async fn check_alerts(bus: &Bus, settings: &Settings, exact: bool) -> AlertCheck
 /// exactly the events of an alert book, none doubled.
 ///
 /// Ignored in `scripts/test` (run it with `cargo test --release --test tests -- --ignored
-/// cluster::`): in about one run in five on this machine the pipeline stops for more than
-/// 60 s after the kill (the window keeper's ordered consumer, which sat on the killed node,
-/// is not made again, and the generator publishes nothing, without a warning); README "Not
-/// built yet".
+/// cluster::`): in about one run in eight on this machine the FORECASTS stream, whose
+/// leader was killed, takes no write for more than 60 s although it reports a leader and
+/// current replicas (the predictor's publishes time out), README "Not built yet".
 #[actix::test]
-#[ignore = "intermittent: in about one run in five the pipeline stops for more than 60 s after the node is killed (README, Not built yet)"]
+#[ignore = "intermittent: in about one run in eight FORECASTS takes no write for more than 60 s after its leader is killed (README, Not built yet)"]
 async fn a_cluster_node_killed_mid_stream_loses_nothing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("warn")

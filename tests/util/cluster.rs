@@ -26,13 +26,18 @@ pub struct TestCluster {
     _dir: tempfile::TempDir,
 }
 
-/// A loopback port free now (the route ports must be known before the nodes start, as every
-/// node's routes name all three).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port()
+/// `count` distinct loopback ports free now, each node's client and route port (the route
+/// ports must be known before the nodes start, as every node's routes name all three; a
+/// client port the server picked itself could be one of them). All are held open until all
+/// are picked, so none comes twice.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("its address").port())
+        .collect()
 }
 
 impl TestCluster {
@@ -40,10 +45,11 @@ impl TestCluster {
     /// three).
     pub fn start() -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary folder");
+        let mut ports = free_ports(2 * NODES);
         let mut cluster = TestCluster {
             nodes: (0..NODES).map(|_| None).collect(),
-            client_ports: vec![0; NODES],
-            route_ports: (0..NODES).map(|_| free_port()).collect(),
+            route_ports: ports.split_off(NODES),
+            client_ports: ports,
             dirs: (1..=NODES)
                 .map(|node| dir.path().join(format!("n{node}")))
                 .collect(),

@@ -18,6 +18,10 @@ use async_nats::jetstream::{
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 
+/// The longest pull request of the keeper's ordered consumer; its idle heartbeats come every
+/// half of it, and two missed ones (8 s) make the client open the consumer again.
+const ORDERED_EXPIRES: Duration = Duration::from_secs(4);
+
 /// Longest wait for the next replayed message before the rebuild is given up as failed.
 const REPLAY_WAIT: Duration = Duration::from_secs(5);
 
@@ -182,6 +186,11 @@ pub(super) async fn open_ingest(
         .create_consumer(OrderedConfig {
             deliver_policy,
             filter_subject: bus.subjects().metrics_all(),
+            // Pull requests of at most this long, so idle heartbeats every half of it: the
+            // client makes the consumer again after two missed ones. With the default (15 s
+            // heartbeats), a consumer on a cluster node that died was made again only after
+            // 60 s, and the pipeline stood still that long.
+            max_expires: ORDERED_EXPIRES,
             ..Default::default()
         })
         .await

@@ -44,7 +44,8 @@
 //! **Failure**: bad input never stops it (refused, counted, published, logged at debug and a
 //! rate-limited warn). A failed publish is counted and logged. A keeper that falls behind only
 //! falls behind: the consumer pulls at its pace. Consumer errors (the ordered consumer
-//! recreates itself after a missed heartbeat or a sequence gap) are counted and logged. The
+//! recreates itself after two missed idle heartbeats, 8 s: its node died, or a sequence
+//! gap) are counted and logged. The
 //! actor stops on [`Drain`] (it stops taking samples, publishes a last status, flushes its
 //! outbox: what it did not take stays in the stream), on [`Stop`], or when its consumer ends
 //! (the connection closed for good), logging an error; its windows live in memory only, and
