@@ -21,7 +21,7 @@
 
 use crate::durable::{key, stored};
 use crate::e2e::{STEP_S, live_step_s, pipeline_settings};
-use crate::util::cluster::TestCluster;
+use crate::util::cluster::{TestCluster, every_stream};
 use crate::util::{TestNats, answers, ask, repo_file};
 use async_nats::jetstream::consumer::pull;
 use fleetcast::actors::alert_router::book::{AlertBook, BookConfig};
@@ -164,38 +164,28 @@ fn kind_subject_prefix(bus: &Bus, kind: StreamKind) -> String {
 /// single server): an ordered consumer, such as the window keeper's, may read from any
 /// replica, and one still catching up after a restart reports nothing pending too soon.
 async fn replicas_caught_up(bus: &Bus) -> bool {
-    for kind in StreamKind::ALL {
-        let Ok(mut stream) = bus
-            .jetstream()
-            .get_stream(bus.subjects().stream_name(kind))
-            .await
-        else {
-            return false;
-        };
-        let Ok(info) = stream.info().await else {
-            return false;
-        };
-        let replicas = info
-            .cluster
-            .as_ref()
-            .map_or(&[][..], |cluster| &cluster.replicas);
-        if replicas
-            .iter()
-            .any(|replica| !replica.current || replica.lag.unwrap_or(0) > 0)
-        {
-            return false;
-        }
-    }
-    true
+    every_stream(bus, |info| {
+        info.cluster.as_ref().is_none_or(|cluster| {
+            cluster
+                .replicas
+                .iter()
+                .all(|replica| replica.current && replica.lag.unwrap_or(0) == 0)
+        })
+    })
+    .await
+}
+
+/// The METRICS stream.
+async fn metrics_stream(bus: &Bus) -> async_nats::jetstream::stream::Stream {
+    bus.jetstream()
+        .get_stream(bus.subjects().stream_name(StreamKind::Metrics))
+        .await
+        .expect("metrics stream")
 }
 
 /// The newest sample in the METRICS stream, simulated unix seconds.
 async fn newest_sample_s(bus: &Bus) -> i64 {
-    let stream = bus
-        .jetstream()
-        .get_stream(bus.subjects().stream_name(StreamKind::Metrics))
-        .await
-        .expect("metrics stream");
+    let stream = metrics_stream(bus).await;
     let last = stream
         .get_info()
         .await
@@ -315,11 +305,7 @@ struct ForecastCheck {
 /// before it (the last one a gap when the simulation skipped a step), so the newest forecast
 /// is of the step before the last sample's. Asked of the METRICS stream's leader.
 async fn newest_closed_step_s(bus: &Bus, server: &str) -> i64 {
-    let stream = bus
-        .jetstream()
-        .get_stream(bus.subjects().stream_name(StreamKind::Metrics))
-        .await
-        .expect("metrics stream");
+    let stream = metrics_stream(bus).await;
     let last = stream
         .get_last_raw_message_by_subject(&bus.subjects().metrics(server))
         .await

@@ -5,6 +5,7 @@
 //! restarted on the same ports with the same store.
 
 use super::{authenticated_settings, launch, repo_file};
+use async_nats::jetstream::stream;
 use fleetcast::bus::{Bus, ClusterNode, NatsServer};
 use fleetcast::settings::Settings;
 use fleetcast::subjects::StreamKind;
@@ -145,8 +146,8 @@ impl TestCluster {
     }
 }
 
-/// Whether every stream answers its info with a leader and all its replicas current.
-async fn streams_led(bus: &Bus) -> bool {
+/// Whether every stream answers its info and `check` holds for each.
+pub async fn every_stream(bus: &Bus, check: impl Fn(&stream::Info) -> bool) -> bool {
     for kind in StreamKind::ALL {
         let Ok(mut stream) = bus
             .jetstream()
@@ -155,20 +156,24 @@ async fn streams_led(bus: &Bus) -> bool {
         else {
             return false;
         };
-        let Ok(info) = stream.info().await else {
-            return false;
-        };
-        let Some(cluster) = &info.cluster else {
-            return false;
-        };
-        if cluster.leader.is_none()
-            || cluster.replicas.len() + 1 < NODES
-            || cluster.replicas.iter().any(|replica| !replica.current)
-        {
-            return false;
+        match stream.info().await {
+            Ok(info) if check(info) => {}
+            _ => return false,
         }
     }
     true
+}
+
+/// Whether every stream answers its info with a leader and all its replicas current.
+async fn streams_led(bus: &Bus) -> bool {
+    every_stream(bus, |info| {
+        info.cluster.as_ref().is_some_and(|cluster| {
+            cluster.leader.is_some()
+                && cluster.replicas.len() + 1 >= NODES
+                && cluster.replicas.iter().all(|replica| replica.current)
+        })
+    })
+    .await
 }
 
 impl Drop for TestCluster {
