@@ -117,20 +117,6 @@ async fn where_stuck(bus: &Bus) -> String {
             }
             Err(error) => report += &format!("{name}: {error}\n"),
         }
-        // Whether the stream takes a write from this connection now (the message is not
-        // a wire message: the test has failed when this runs).
-        let probe = bus
-            .jetstream()
-            .publish(
-                format!("{}.where-stuck", kind_subject_prefix(bus, kind)),
-                "".into(),
-            )
-            .await;
-        let probe = match probe {
-            Ok(ack) => ack.await.map(|ack| ack.sequence).map_err(|e| e.to_string()),
-            Err(error) => Err(error.to_string()),
-        };
-        report += &format!("  a write now: {probe:?}\n");
         let mut consumers = stream.consumers();
         while let Some(Ok(info)) = consumers.next().await {
             report += &format!(
@@ -144,20 +130,6 @@ async fn where_stuck(bus: &Bus) -> String {
         }
     }
     report
-}
-
-/// The subject prefix a stream of `kind` captures (`fleetcast.forecasts` for
-/// `fleetcast.forecasts.>`).
-fn kind_subject_prefix(bus: &Bus, kind: StreamKind) -> String {
-    let subjects = bus.subjects();
-    let all = match kind {
-        StreamKind::Metrics => subjects.metrics_all(),
-        StreamKind::PredictJobs => subjects.predict_jobs_all(),
-        StreamKind::Forecasts => subjects.forecasts_all(),
-        StreamKind::Risk => subjects.risk_all(),
-        StreamKind::Alerts => subjects.alerts_all(),
-    };
-    all.trim_end_matches(".>").to_string()
 }
 
 /// Whether every replica of every stream has stored all its leader has (trivially so on a
