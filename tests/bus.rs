@@ -163,3 +163,46 @@ async fn stream_publisher_stores_a_burst_and_counts_what_is_not_stored() {
         .expect("sent");
     assert_eq!(publisher.flush().await, 1);
 }
+
+/// Messages whose acknowledgements never come (sent while no stream captured their subject,
+/// as to a cluster node killed before it answered) are each sent again once their own
+/// deadline from the send has passed, not one acknowledgement timeout after another: a
+/// window of lost messages costs one timeout, not one per message.
+#[tokio::test]
+async fn stream_publisher_resends_a_lost_window_after_one_timeout() {
+    const LOST: u64 = 10;
+    const ACK_TIMEOUT: Duration = Duration::from_millis(800);
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    // A silent subscriber: the publishes have a responder, so no "no responders" comes back
+    // and their acknowledgements time out, as for a leader that died holding them.
+    let _silent = bus.client().subscribe("lost.>").await.unwrap();
+    let mut publisher =
+        StreamPublisher::new(bus.client().clone(), 256).with_ack_timeout(ACK_TIMEOUT);
+    for index in 0..LOST {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("lost-{index}").as_str());
+        publisher
+            .publish_tracked(format!("lost.{index}"), "x".into(), headers, None)
+            .await
+            .expect("sent");
+    }
+    bus.client().flush().await.unwrap();
+    let mut stream = bus
+        .jetstream()
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "LOST".into(),
+            subjects: vec!["lost.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let settled = publisher.settle().await;
+    let took = started.elapsed();
+    assert_eq!(settled.stored, LOST, "{settled:?}");
+    assert_eq!(publisher.resent(), LOST);
+    assert_eq!(stream.info().await.unwrap().state.messages, LOST);
+    // One timeout after another would take LOST x 0.8 s = 8 s.
+    assert!(took < ACK_TIMEOUT * 4, "settling took {took:?}");
+}

@@ -4,6 +4,7 @@ use super::{BusError, headers};
 use crate::ratelog::RateLimited;
 use crate::wire::{self, WireMessage};
 use async_nats::jetstream;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use std::collections::VecDeque;
 use tokio::sync::oneshot;
 
@@ -49,6 +50,8 @@ pub struct StreamPublisher {
     failing_since: Option<std::time::Instant>,
     /// Messages sent again so far.
     resent: u64,
+    /// How long an acknowledgement is waited for, counted from the send.
+    ack_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for StreamPublisher {
@@ -71,6 +74,9 @@ struct Pending {
     /// Polled in place (it is boxed), so waiting for it can be given up and taken up again;
     /// `None` once it failed and the message is to be sent again.
     ack: Option<AckFuture>,
+    /// When it was (last) sent: its acknowledgement is due [`StreamPublisher`]'s
+    /// `ack_timeout` after.
+    sent_at: tokio::time::Instant,
     receipt: Option<Receipt>,
 }
 
@@ -82,18 +88,25 @@ struct Pending {
 /// per 20 s. Any acknowledgement starts the window anew.
 pub const RETRY_WINDOW: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// The pause before sending a message again.
+/// How long an acknowledgement is waited for by default, counted from the send (async-nats's
+/// own timeout starts only when its future is first polled, which for the newer messages of
+/// a window is when the older ones are settled).
+pub const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The least time between two sends of one message (a "no responders" answer comes at once).
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Whether a publish that was not acknowledged may be stored when sent again: no answer in
 /// time, nobody answering for the stream (no leader yet), the connection lost, or the server
 /// saying something else (JetStream unavailable, no quorum). A message the client refused
 /// (too large) or a stream's expectation failed is not sent again.
-fn may_succeed_again(kind: jetstream::context::PublishErrorKind) -> bool {
-    use jetstream::context::PublishErrorKind as Kind;
+fn may_succeed_again(kind: PublishErrorKind) -> bool {
     matches!(
         kind,
-        Kind::TimedOut | Kind::StreamNotFound | Kind::BrokenPipe | Kind::Other
+        PublishErrorKind::TimedOut
+            | PublishErrorKind::StreamNotFound
+            | PublishErrorKind::BrokenPipe
+            | PublishErrorKind::Other
     )
 }
 
@@ -108,7 +121,17 @@ impl StreamPublisher {
             retry_log: RateLimited::default(),
             failing_since: None,
             resent: 0,
+            ack_timeout: ACK_TIMEOUT,
         }
+    }
+
+    /// The same publisher, waiting `timeout` for each acknowledgement instead of
+    /// [`ACK_TIMEOUT`].
+    #[must_use]
+    pub fn with_ack_timeout(mut self, timeout: std::time::Duration) -> StreamPublisher {
+        self.jetstream.set_timeout(timeout);
+        self.ack_timeout = timeout;
+        self
     }
 
     /// Sends `payload` (MessagePack, with the content-type header) to `subject`, first waiting
@@ -169,6 +192,7 @@ impl StreamPublisher {
                     payload,
                     headers,
                     ack: Some(std::future::IntoFuture::into_future(ack)),
+                    sent_at: tokio::time::Instant::now(),
                     receipt,
                 });
                 Ok(settled)
@@ -214,37 +238,50 @@ impl StreamPublisher {
         self.resent
     }
 
-    /// Waits for the oldest acknowledgement; a publish that failed in a way that may pass
-    /// (see [`may_succeed_again`]) is sent again, same subject, payload and headers (its
-    /// `Nats-Msg-Id` too, so a copy the stream did store is dropped), after
-    /// [`RETRY_PAUSE`], for as long as no acknowledgement has come for [`RETRY_WINDOW`].
-    /// Messages sent again may be stored after newer ones of the window.
+    /// Waits for the oldest acknowledgement, until [`ACK_TIMEOUT`] after it was sent; a
+    /// publish that failed in a way that may pass (see [`may_succeed_again`]) is sent again,
+    /// same subject, payload and headers (its `Nats-Msg-Id` too, so a copy the stream did
+    /// store is dropped), no sooner than [`RETRY_PAUSE`] after its last send, for as long as
+    /// no acknowledgement has come for [`RETRY_WINDOW`]. Messages sent again may be stored
+    /// after newer ones of the window.
+    ///
+    /// Counting each deadline from the send matters after a failover: every message of the
+    /// window sent to the dead leader is lost, and waiting for each one's timeout only once
+    /// the one before it was settled stood a stage still 5 s per lost message.
     async fn await_oldest(&mut self) -> Settled {
         let result = loop {
             let Some(oldest) = self.pending.front_mut() else {
                 return Settled::default();
             };
             let error = match &mut oldest.ack {
-                Some(ack) => match ack.await {
-                    Ok(ack) => break Ok(ack),
-                    Err(error) => error,
-                },
-                None => match self
-                    .jetstream
-                    .publish_with_headers(
-                        oldest.subject.clone(),
-                        oldest.headers.clone(),
-                        oldest.payload.clone(),
-                    )
-                    .await
-                {
-                    Ok(ack) => {
-                        oldest.ack = Some(std::future::IntoFuture::into_future(ack));
-                        self.resent += 1;
-                        continue;
+                Some(ack) => {
+                    let due = oldest.sent_at + self.ack_timeout;
+                    match tokio::time::timeout_at(due, ack).await {
+                        Ok(Ok(ack)) => break Ok(ack),
+                        Ok(Err(error)) => error,
+                        Err(_elapsed) => PublishError::new(PublishErrorKind::TimedOut),
                     }
-                    Err(error) => error,
-                },
+                }
+                None => {
+                    tokio::time::sleep_until(oldest.sent_at + RETRY_PAUSE).await;
+                    oldest.sent_at = tokio::time::Instant::now();
+                    match self
+                        .jetstream
+                        .publish_with_headers(
+                            oldest.subject.clone(),
+                            oldest.headers.clone(),
+                            oldest.payload.clone(),
+                        )
+                        .await
+                    {
+                        Ok(ack) => {
+                            oldest.ack = Some(std::future::IntoFuture::into_future(ack));
+                            self.resent += 1;
+                            continue;
+                        }
+                        Err(error) => error,
+                    }
+                }
             };
             let since = *self
                 .failing_since
@@ -262,7 +299,6 @@ impl StreamPublisher {
                     "a stream did not acknowledge a message: sending it again (logged at most every 10 s)"
                 );
             }
-            tokio::time::sleep(RETRY_PAUSE).await;
         };
         if result.is_ok() {
             self.failing_since = None;
