@@ -2,7 +2,8 @@
 //! fleet by a stable partition of the server name and store exactly the alert events one
 //! instance of each stores from the same samples, none missing, none doubled; killed without
 //! draining, one instance's partitions are taken over by the other within two steps, and the
-//! events are still those of one instance.
+//! events are still those of one instance. Every instance connects as its actor's user of
+//! `nats/auth.conf` (least privilege: its own input stream, consumers and the lease bucket).
 
 use crate::risk::{NOW, sample};
 use crate::util::TestNats;
@@ -11,7 +12,7 @@ use fleetcast::actors::alert_router::{self, AlertRouter};
 use fleetcast::actors::risk_scorer::{self, RiskScorer};
 use fleetcast::actors::stage::{StageCounters, StageHandle, Stop, replay};
 use fleetcast::bus::{Bus, StreamPublisher};
-use fleetcast::settings::Settings;
+use fleetcast::settings::{BusRole, Settings};
 use fleetcast::subjects::{StreamKind, Subjects};
 use fleetcast::wire::{self, AlertEvent, MetricSample};
 use std::collections::BTreeSet;
@@ -59,10 +60,10 @@ fn samples(subjects: &Subjects) -> Vec<(String, MetricSample)> {
         .collect()
 }
 
-/// One deployment: its own nats-server, `instances` risk scorers and alert routers, each
-/// instance on its own connection.
+/// One deployment: its own nats-server with the per-actor users, `instances` risk scorers
+/// and alert routers, each instance on connections of its own as its actor's user.
 struct Run {
-    _nats: TestNats,
+    nats: TestNats,
     bus: Bus,
     settings: Settings,
     scorers: Vec<StageHandle<RiskScorer>>,
@@ -72,24 +73,19 @@ struct Run {
 impl Run {
     /// Starts the instances together; partitioned, waits until each holds its share.
     async fn start(instances: usize, partitions: u32) -> Run {
-        let nats = TestNats::start();
+        let nats = TestNats::start_authenticated();
         let mut settings = nats.settings.clone();
         settings.partitions.count = partitions;
         settings.generator.step_interval_ms = STEP_MS;
         let bus = nats.bus().await;
         let started = futures::future::join_all((0..instances).map(|_| {
             let settings = settings.clone();
-            async move {
-                let bus = Bus::connect(&settings.nats).await.expect("connect");
-                let scorer = risk_scorer::spawn(&settings, bus.clone()).await.unwrap();
-                let router = alert_router::spawn(&settings, bus).await.unwrap();
-                (scorer, router)
-            }
+            async move { spawn_instance(&settings).await }
         }))
         .await;
         let (scorers, routers): (Vec<_>, Vec<_>) = started.into_iter().unzip();
         let run = Run {
-            _nats: nats,
+            nats,
             bus,
             settings,
             scorers,
@@ -103,14 +99,9 @@ impl Run {
 
     /// Starts one more scorer and router on a connection of their own.
     async fn add_instance(&mut self) {
-        let bus = Bus::connect(&self.settings.nats).await.expect("connect");
-        self.scorers.push(
-            risk_scorer::spawn(&self.settings, bus.clone())
-                .await
-                .unwrap(),
-        );
-        self.routers
-            .push(alert_router::spawn(&self.settings, bus).await.unwrap());
+        let (scorer, router) = spawn_instance(&self.settings).await;
+        self.scorers.push(scorer);
+        self.routers.push(router);
     }
 
     /// The partitions each instance owns now (its fact `partitions`), scorers then routers.
@@ -148,7 +139,10 @@ impl Run {
     }
 
     async fn publish(&self, samples: &[(String, MetricSample)]) {
-        let mut publisher = StreamPublisher::new(self.bus.client().clone(), 256);
+        let generator = Bus::connect_as(&self.settings.nats, BusRole::Generator)
+            .await
+            .expect("the generator user connects");
+        let mut publisher = StreamPublisher::new(generator.client().clone(), 256);
         for (subject, message) in samples {
             let failed = publisher
                 .publish_message(subject.clone(), message)
@@ -224,8 +218,12 @@ impl Run {
         }
     }
 
-    /// The stored alert events, as (id, action, severity, at_ms), and how many are stored.
+    /// The stored alert events, as (id, action, severity, at_ms), and how many are stored;
+    /// asserts first that no user was refused anything (the server logs each refusal).
     async fn events(&self) -> (BTreeSet<(String, String, String, i64)>, usize) {
+        let log = self.nats.server_log();
+        let refused: Vec<&str> = log.lines().filter(|l| l.contains("Violation")).collect();
+        assert!(refused.is_empty(), "users were refused: {refused:#?}");
         let stored = replay(
             &self.bus,
             StreamKind::Alerts,
@@ -248,6 +246,24 @@ impl Run {
             .collect();
         (keys, stored.len())
     }
+}
+
+/// One risk scorer and one alert router, each on a connection of its own as its user.
+async fn spawn_instance(
+    settings: &Settings,
+) -> (StageHandle<RiskScorer>, StageHandle<AlertRouter>) {
+    let connect = |role| async move {
+        Bus::connect_as(&settings.nats, role)
+            .await
+            .unwrap_or_else(|error| panic!("{role:?} connects: {error}"))
+    };
+    let scorer = risk_scorer::spawn(settings, connect(BusRole::RiskScorer).await)
+        .await
+        .expect("the risk scorer starts");
+    let router = alert_router::spawn(settings, connect(BusRole::AlertRouter).await)
+        .await
+        .expect("the alert router starts");
+    (scorer, router)
 }
 
 /// Waits on the counters (at most 20 s) until `takeovers` reaches `count`; returns it.

@@ -453,10 +453,12 @@ pub fn headers() -> async_nats::HeaderMap {
 /// replies on the inbox prefix `_INBOX_<role>` (what `nats/auth.conf` lets that user
 /// subscribe to). Errors the server reports on the connection (a permissions violation: a
 /// publish or subscription the user may not make) are logged as warnings, at most one line
-/// per [`LOG_INTERVAL`](crate::ratelog::LOG_INTERVAL) per connection.
+/// per [`LOG_INTERVAL`](crate::ratelog::LOG_INTERVAL) per connection. `[nats.tls]` gives the
+/// CA the servers are checked against (then TLS is required) and a client certificate.
 ///
 /// # Errors
-/// [`BusError::Connect`] when nothing answers or the server refuses the user.
+/// [`BusError::Connect`] when nothing answers, the server refuses the user, or TLS fails
+/// (an unknown CA, a certificate not for that host).
 pub async fn connect_client(
     settings: &NatsSettings,
     name: &str,
@@ -471,6 +473,16 @@ pub async fn connect_client(
         options = options
             .user_and_password(user.user.clone(), user.password.clone())
             .custom_inbox_prefix(format!("_INBOX_{}", role.key()));
+    }
+    let tls = &settings.tls;
+    if !tls.ca_file.is_empty() {
+        options = options
+            .add_root_certificates(tls.ca_file.clone().into())
+            .require_tls(true);
+    }
+    if !tls.cert_file.is_empty() {
+        options = options
+            .add_client_certificate(tls.cert_file.clone().into(), tls.key_file.clone().into());
     }
     options
         .name(name)

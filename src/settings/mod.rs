@@ -28,7 +28,9 @@ pub use inputs::{
     NodeExporterSettings, NodeMetricsSettings, RawNodeMetricsSettings, RawRemoteWriteSettings,
     RemoteWriteSettings,
 };
-pub use nats::{BusRole, BusUser, DEFAULT_NATS_URL, LogSettings, NatsSettings, TimeSettings};
+pub use nats::{
+    BusRole, BusTls, BusUser, DEFAULT_NATS_URL, LogSettings, NatsSettings, TimeSettings,
+};
 pub use partitions::PartitionSettings;
 
 use serde::{Deserialize, Serialize};

@@ -47,6 +47,23 @@ pub struct NatsSettings {
     /// Credentials per [`BusRole`] (`[nats.users.<role>]`): a role with a user connects as it,
     /// on a connection of its own; a role without connects anonymously on the shared one.
     pub users: BTreeMap<String, BusUser>,
+    /// TLS to the bus (`[nats.tls]`).
+    pub tls: BusTls,
+}
+
+/// `[nats.tls]`: TLS to the bus, as the cluster configs of `nats/cluster/` require. Without
+/// a CA file the client uses TLS only when the server asks for it (or the URL is `tls://`),
+/// checking it against the system's roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusTls {
+    /// PEM file of the certificate authority the servers' certificates are checked against
+    /// (`scripts/nats-certs` writes `ca.pem`); when set, every connection requires TLS.
+    pub ca_file: String,
+    /// PEM file of a client certificate, for a server that verifies its clients; empty: none.
+    pub cert_file: String,
+    /// The client certificate's key (PEM).
+    pub key_file: String,
 }
 
 /// Who a connection to the bus is: one role per actor, `client` (read-only: `tail`,
@@ -146,6 +163,7 @@ impl Default for NatsSettings {
             max_ack_pending: 20_000,
             server_config: String::new(),
             users: BTreeMap::new(),
+            tls: BusTls::default(),
         }
     }
 }
@@ -188,10 +206,22 @@ impl NatsSettings {
                 || "a password without a user".to_string(),
             );
         }
+        for (name, path) in [
+            ("nats.server_config", &self.server_config),
+            ("nats.tls.ca_file", &self.tls.ca_file),
+            ("nats.tls.cert_file", &self.tls.cert_file),
+            ("nats.tls.key_file", &self.tls.key_file),
+        ] {
+            problems.check(
+                path.is_empty() || std::path::Path::new(path).is_file(),
+                name,
+                || format!("`{path}` is not a file"),
+            );
+        }
         problems.check(
-            self.server_config.is_empty() || std::path::Path::new(&self.server_config).is_file(),
-            "nats.server_config",
-            || format!("`{}` is not a file", self.server_config),
+            self.tls.cert_file.is_empty() == self.tls.key_file.is_empty(),
+            "nats.tls.key_file",
+            || "a client certificate needs its key, and a key its certificate".to_string(),
         );
         for part in self.url.split(',').map(str::trim) {
             problems.check(

@@ -2,7 +2,8 @@
 //! configs (`nats/cluster/n1.conf`..`n3.conf`, which include `nats/auth.conf`): only the
 //! addresses (client port, route port, routes, monitor) and the store folder are given on the
 //! command line, as [`NatsServer::start_node`] does. Nodes can be killed (SIGKILL) and
-//! restarted on the same ports with the same store.
+//! restarted on the same ports with the same store. The configs require TLS: each cluster
+//! gets its own CA and certificate from `scripts/nats-certs`, and its settings that CA.
 
 use super::{authenticated_settings, launch, repo_file};
 use async_nats::jetstream::stream;
@@ -21,6 +22,8 @@ pub struct TestCluster {
     client_ports: Vec<u16>,
     route_ports: Vec<u16>,
     dirs: Vec<PathBuf>,
+    /// The nodes' TLS files (`NATS_TLS_*_FILE`, which the configs read).
+    tls_env: Vec<(String, String)>,
     /// Settings with `nats.url` listing the three nodes, `nats.stream_replicas = 3` and a
     /// user per role.
     pub settings: Settings,
@@ -47,6 +50,19 @@ impl TestCluster {
     pub fn start() -> TestCluster {
         let dir = tempfile::tempdir().expect("temporary folder");
         let mut ports = free_ports(2 * NODES);
+        let tls = dir.path().join("tls");
+        let made = std::process::Command::new(repo_file("scripts/nats-certs"))
+            .arg(&tls)
+            .output()
+            .expect("scripts/nats-certs runs");
+        assert!(
+            made.status.success(),
+            "scripts/nats-certs: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let file = |name: &str| tls.join(name).to_string_lossy().into_owned();
+        let mut settings = authenticated_settings();
+        settings.nats.tls.ca_file = file("ca.pem");
         let mut cluster = TestCluster {
             nodes: (0..NODES).map(|_| None).collect(),
             route_ports: ports.split_off(NODES),
@@ -54,7 +70,12 @@ impl TestCluster {
             dirs: (1..=NODES)
                 .map(|node| dir.path().join(format!("n{node}")))
                 .collect(),
-            settings: authenticated_settings(),
+            tls_env: vec![
+                ("NATS_TLS_CERT_FILE".into(), file("server.pem")),
+                ("NATS_TLS_KEY_FILE".into(), file("server-key.pem")),
+                ("NATS_TLS_CA_FILE".into(), file("ca.pem")),
+            ],
+            settings,
             _dir: dir,
         };
         for node in 0..NODES {
@@ -86,6 +107,7 @@ impl TestCluster {
                 port: self.route_ports[node],
                 routes: self.route_ports.clone(),
             }),
+            &self.tls_env,
         );
         self.client_ports[node] = server.port();
         self.nodes[node] = Some(server);

@@ -40,7 +40,7 @@ impl TestNats {
     /// the passwords of `settings`' users in its environment, and points `settings` at it.
     fn launch(mut settings: Settings, config: Option<&std::path::Path>) -> TestNats {
         let dir = tempfile::tempdir().expect("temporary folder");
-        let server = launch(&settings, config, 0, dir.path(), None);
+        let server = launch(&settings, config, 0, dir.path(), None, &[]);
         settings.nats.url = server.url().to_string();
         settings.nats.embedded = false;
         settings.nats.data_dir = dir.path().to_path_buf();
@@ -88,8 +88,8 @@ pub fn authenticated_settings() -> Settings {
 }
 
 /// Starts one nats-server (JetStream on) on loopback `port` (0: a free one) with its data in
-/// `data_dir`, `config` when given, the passwords of `settings`' users in its environment,
-/// and as a cluster node when `cluster` is given. Panics, loudly, when no binary is
+/// `data_dir`, `config` when given, the passwords of `settings`' users and `env` in its
+/// environment, and as a cluster node when `cluster` is given. Panics, loudly, when no binary is
 /// installed or the server does not start: these tests never skip.
 pub fn launch(
     settings: &Settings,
@@ -97,6 +97,7 @@ pub fn launch(
     port: u16,
     data_dir: &std::path::Path,
     cluster: Option<&ClusterNode>,
+    env: &[(String, String)],
 ) -> NatsServer {
     let binary = find_server_binary("")
         .unwrap_or_else(|error| panic!("integration tests need nats-server: {error}"));
@@ -105,7 +106,7 @@ pub fn launch(
         port,
         data_dir,
         config,
-        &password_env(&settings.nats),
+        &[password_env(&settings.nats), env.to_vec()].concat(),
         cluster,
     )
     .unwrap_or_else(|error| {
