@@ -238,7 +238,8 @@ impl StreamPublisher {
         self.resent
     }
 
-    /// Waits for the oldest acknowledgement, until [`ACK_TIMEOUT`] after it was sent; a
+    /// Waits for the oldest acknowledgement, until the acknowledgement timeout
+    /// ([`ACK_TIMEOUT`] by default) after it was sent; a
     /// publish that failed in a way that may pass (see [`may_succeed_again`]) is sent again,
     /// same subject, payload and headers (its `Nats-Msg-Id` too, so a copy the stream did
     /// store is dropped), no sooner than [`RETRY_PAUSE`] after its last send, for as long as
