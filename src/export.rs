@@ -21,9 +21,7 @@
 //! generator settings (`fleetcast.seed`, `fleetcast.servers`, ...).
 
 use crate::catalog::Metric;
-use crate::sim::{
-    CATALOG_THRESHOLDS, LABELS_VERSION, LabelsFile, Scenario, SimConfig, SimError, Simulation,
-};
+use crate::sim::{CATALOG_THRESHOLDS, Scenario, SimConfig, SimError, Simulation};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Array, StringBuilder, TimestampMillisecondBuilder,
 };
@@ -375,23 +373,9 @@ pub fn run(args: &ExportArgs) -> Result<ExportSummary, ExportError> {
     writer.close()?;
     progress.finish_and_clear();
     let bytes = std::fs::metadata(&args.out).map_err(io_error)?.len();
-    let labels = match (&args.labels, fleet.labeller()) {
-        (Some(path), Some(labeller)) => {
-            let file = LabelsFile {
-                v: LABELS_VERSION,
-                seed: args.seed,
-                servers: args.servers,
-                step_seconds: args.step_seconds,
-                start_ms,
-                steps,
-                scenario,
-                thresholds: labeller.thresholds().base().to_vec(),
-                profile_normal_sigmas: labeller.thresholds().sigmas(),
-                profile_thresholds: labeller.thresholds().lifted(),
-                labels: labeller.labels(),
-            };
-            let json = serde_json::to_vec_pretty(&file).expect("labels serialize");
-            std::fs::write(path, json).map_err(|source| ExportError::Io {
+    let labels = match (&args.labels, fleet.labels_file(args.seed)) {
+        (Some(path), Some(file)) => {
+            file.write(path).map_err(|source| ExportError::Io {
                 path: path.clone(),
                 source,
             })?;

@@ -412,3 +412,58 @@ async fn restart_resumes_after_the_stream() {
             .all(|sample| sample.ts_ms == last_ms + step_ms)
     );
 }
+
+/// With `generator.labels_file` the generator writes the ground truth of what it simulated:
+/// after every simulated hour, and when it stops, exactly the labels the engine (and so
+/// `export --labels`) gives for the same seed, start, scenario and steps.
+#[actix::test]
+async fn a_live_run_writes_the_engines_labels() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let path = dir.path().join("labels.json");
+    let mut settings = fast_settings(&nats, 12, Scenario::Critical);
+    settings.generator.backfill_hours = 1;
+    settings.generator.labels_file = Some(path.clone());
+    let generator = generator::spawn(&settings, bus.clone()).await.unwrap();
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&path).expect("the labels file exists"))
+            .expect("the labels file is JSON")
+    };
+    // Hour one's file is written before step 12 is published, so before it counts.
+    wait_counters(&generator.counters, |c| c.extra("steps") >= 13).await;
+    let hourly = read();
+    assert_eq!(hourly["steps"].as_u64().map(|steps| steps % 12), Some(0));
+    generator
+        .addr
+        .send(fleetcast::actors::stage::Drain)
+        .await
+        .expect("the generator drains");
+    let written = read();
+    let steps = generator.counters.snapshot().extra("steps");
+    assert_eq!(
+        written["steps"].as_u64(),
+        Some(steps),
+        "every step labelled"
+    );
+
+    let mut config = SimConfig::new(12, settings.generator.seed);
+    config.start_ms = START_MS;
+    config.scenario = Scenario::Critical;
+    let mut fleet = Simulation::new(&config).unwrap();
+    fleet.record_labels(
+        &fleetcast::sim::CATALOG_THRESHOLDS,
+        settings.alerts.profile_normal_sigmas,
+    );
+    for _ in 0..steps {
+        fleet.step();
+    }
+    let engine = serde_json::to_value(fleet.labels_file(settings.generator.seed).unwrap())
+        .expect("labels serialize");
+    assert_eq!(written, engine, "the live labels are the engine's");
+    let labels = written["labels"].as_array().expect("a list of labels");
+    assert!(
+        labels.iter().any(|label| label["kind"] == "critical"),
+        "the critical scenario's ramps are labelled: {labels:?}"
+    );
+}

@@ -5,6 +5,7 @@ use super::Problems;
 use crate::sim::{MAX_SERVERS, Scenario};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, Serializer};
+use std::path::PathBuf;
 
 /// `[generator]` as the file and the environment say it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -26,6 +27,8 @@ pub struct RawGeneratorSettings {
     pub problem_child_share: f64,
     /// RFC 3339, or empty.
     pub start: String,
+    /// See [`GeneratorSettings::labels_file`].
+    pub labels_file: String,
 }
 
 impl Default for RawGeneratorSettings {
@@ -40,6 +43,7 @@ impl Default for RawGeneratorSettings {
             scenario: defaults.scenario.name().into(),
             problem_child_share: defaults.problem_child_share,
             start: String::new(),
+            labels_file: String::new(),
         }
     }
 }
@@ -64,6 +68,12 @@ pub struct GeneratorSettings {
     /// Simulated start time; `None` means now minus the backfill, on a step boundary.
     #[serde(serialize_with = "rfc3339")]
     pub start: Option<DateTime<Utc>>,
+    /// Where the generator writes the ground truth of what it simulates (every incident,
+    /// cascade and offline episode with its first threshold crossings, the format of
+    /// `fleetcast export --labels`), rewritten every simulated hour and when it stops;
+    /// `None`: no labels.
+    #[serde(serialize_with = "path_or_empty")]
+    pub labels_file: Option<PathBuf>,
 }
 
 impl Default for GeneratorSettings {
@@ -77,7 +87,15 @@ impl Default for GeneratorSettings {
             scenario: Scenario::Healthy,
             problem_child_share: 0.10,
             start: None,
+            labels_file: None,
         }
+    }
+}
+
+fn path_or_empty<S: Serializer>(path: &Option<PathBuf>, serializer: S) -> Result<S::Ok, S::Error> {
+    match path {
+        Some(path) => serializer.serialize_str(&path.to_string_lossy()),
+        None => serializer.serialize_str(""),
     }
 }
 
@@ -135,7 +153,19 @@ impl RawGeneratorSettings {
                 }
             }
         };
+        let labels_file = (!self.labels_file.is_empty()).then(|| PathBuf::from(&self.labels_file));
+        if let Some(path) = &labels_file {
+            let folder = path
+                .parent()
+                .filter(|folder| !folder.as_os_str().is_empty());
+            problems.check(
+                folder.is_none_or(std::path::Path::is_dir),
+                "generator.labels_file",
+                || format!("the folder of `{}` does not exist", path.display()),
+            );
+        }
         GeneratorSettings {
+            labels_file,
             enabled: self.enabled,
             servers: self.servers,
             seed: self.seed,

@@ -307,9 +307,11 @@ mod tests {
     /// Every bad value is reported at once, each with its key.
     #[test]
     fn bad_values_name_their_keys() {
-        let text = "[generator]\nservers = 0\nscenario = \"chaos\"\n[time]\nstep_seconds = 7\n";
+        let text = "[generator]\nservers = 0\nscenario = \"chaos\"\nlabels_file = \"no/such/dir/l.json\"\n\
+                    [time]\nstep_seconds = 7\n";
         let message = Settings::from_toml(text).unwrap_err().to_string();
         assert!(message.contains("generator.servers"), "{message}");
+        assert!(message.contains("generator.labels_file"), "{message}");
         assert!(message.contains("generator.scenario"), "{message}");
         assert!(message.contains("time.step_seconds"), "{message}");
     }
@@ -468,9 +470,12 @@ mod tests {
         assert!(!json.contains("s3cret") && json.contains("***"), "{json}");
 
         let text = "[nats]\nserver_config = \"nowhere.conf\"\n[nats.users.predictor]\nuser = \"p\"\n\
-                    [nats.users.gateway]\npassword = \"x\"\n[nats.users.root]\nuser = \"r\"\npassword = \"x\"\n";
+                    [nats.users.gateway]\npassword = \"x\"\n[nats.users.root]\nuser = \"r\"\npassword = \"x\"\n\
+                    [nats.tls]\nca_file = \"nowhere.pem\"\ncert_file = \"Cargo.toml\"\n";
         let message = Settings::from_toml(text).unwrap_err().to_string();
         for key in [
+            "nats.tls.ca_file",
+            "nats.tls.key_file",
             "nats.server_config",
             "nats.users.predictor.password",
             "nats.users.gateway.user",

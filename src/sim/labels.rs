@@ -410,6 +410,21 @@ pub struct LabelsFile {
     pub labels: Vec<Label>,
 }
 
+impl LabelsFile {
+    /// Writes the file as pretty JSON to `path`, whole or not at all: into a temporary file
+    /// beside it, then renamed over it (a reader never sees half a file).
+    ///
+    /// # Errors
+    /// The I/O error of the write or the rename.
+    pub fn write(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).expect("labels serialize");
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        std::fs::write(&partial, json)?;
+        std::fs::rename(&partial, path)
+    }
+}
+
 /// The metrics an episode of `kind` moves on `spec`.
 fn metrics_of(kind: LabelKind, spec: &ServerSpec, row: &Row) -> Vec<Metric> {
     let mut metrics = match kind {

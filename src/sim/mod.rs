@@ -311,6 +311,26 @@ impl Simulation {
         self.labeller.as_ref()
     }
 
+    /// The ground truth so far as the file `export --labels` writes (`seed`: the fleet's;
+    /// the scenario in it is the one in effect now), when [`Simulation::record_labels`] was
+    /// called.
+    pub fn labels_file(&self, seed: u64) -> Option<LabelsFile> {
+        let labeller = self.labeller.as_ref()?;
+        Some(LabelsFile {
+            v: LABELS_VERSION,
+            seed,
+            servers: self.layout.len() as u32,
+            step_seconds: (self.step_ms / 1000) as u32,
+            start_ms: self.start_ms,
+            steps: self.next_step,
+            scenario: self.scenario,
+            thresholds: labeller.thresholds().base().to_vec(),
+            profile_normal_sigmas: labeller.thresholds().sigmas(),
+            profile_thresholds: labeller.thresholds().lifted(),
+            labels: labeller.labels(),
+        })
+    }
+
     /// The number of the next step to be computed.
     pub fn next_step(&self) -> u64 {
         self.next_step

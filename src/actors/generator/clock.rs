@@ -10,6 +10,7 @@ use crate::sim::{Row, ServerSpec, Simulation};
 use crate::wire::{self, MetricSample, SCHEMA_VERSION};
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
@@ -31,6 +32,38 @@ pub(super) struct Clock {
     pub(super) stop: watch::Receiver<bool>,
     /// Told when the clock has stopped.
     pub(super) stopped: oneshot::Sender<()>,
+    /// Where the ground truth goes, when asked for (`generator.labels_file`).
+    pub(super) labels: Option<LabelsOut>,
+}
+
+/// The ground-truth file of a live run: rewritten every `every_steps` steps (a simulated
+/// hour) and when the clock stops.
+pub(super) struct LabelsOut {
+    pub(super) path: PathBuf,
+    pub(super) seed: u64,
+    pub(super) every_steps: u64,
+}
+
+impl LabelsOut {
+    /// Writes the labels so far (on the blocking pool: the file grows with the run); a
+    /// failure is logged, and the next write tries again.
+    fn write(&self, simulation: &Simulation) {
+        let Some(file) = simulation.labels_file(self.seed) else {
+            return;
+        };
+        match file.write(&self.path) {
+            Ok(()) => tracing::debug!(
+                path = %self.path.display(),
+                episodes = file.labels.len(),
+                "labels written"
+            ),
+            Err(error) => tracing::warn!(
+                path = %self.path.display(),
+                %error,
+                "cannot write the labels file"
+            ),
+        }
+    }
 }
 
 /// One step's messages: the encoded sample of every server, in server order; `None` for a
@@ -92,7 +125,9 @@ pub(super) async fn run_clock(clock: Clock, shared: Arc<Shared>) {
         facts,
         mut stop,
         stopped,
+        labels,
     } = clock;
+    let labels = labels.map(Arc::new);
     let started = Instant::now();
     let mut ticker: Option<tokio::time::Interval> = None;
     let mut slow_log = RateLimited::every(Duration::from_secs(60));
@@ -127,8 +162,14 @@ pub(super) async fn run_clock(clock: Clock, shared: Arc<Shared>) {
             simulation.set_scenario(scenario);
         }
         let step_started = Instant::now();
+        let step_labels = labels.clone();
         let computed = tokio::task::spawn_blocking(move || {
             let batch = compute_step(&mut simulation);
+            if let Some(labels) = step_labels
+                && simulation.next_step() % labels.every_steps == 0
+            {
+                labels.write(&simulation);
+            }
             (simulation, batch)
         })
         .await;
@@ -198,5 +239,11 @@ pub(super) async fn run_clock(clock: Clock, shared: Arc<Shared>) {
         next_step = simulation.next_step(),
         "generator clock stopped"
     );
+    if let Some(labels) = labels {
+        let written = tokio::task::spawn_blocking(move || labels.write(&simulation)).await;
+        if let Err(error) = written {
+            tracing::warn!(%error, "cannot write the labels file");
+        }
+    }
     let _ = stopped.send(());
 }

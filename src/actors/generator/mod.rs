@@ -32,8 +32,13 @@
 //!   request is rejected and counted. `spawn` fails before starting when the settings cannot
 //!   make a fleet or the service cannot subscribe. With `generator.enabled = false` the
 //!   actor starts idle: no clock, no scenario endpoint (its service reports it).
+//! - **Ground truth** (`generator.labels_file`): every episode of trouble it simulates, with
+//!   its first crossings of the catalog's thresholds lifted by
+//!   `alerts.profile_normal_sigmas` (what `fleetcast export --labels` writes), rewritten
+//!   whole every simulated hour and when the clock stops; a failed write is logged.
 //! - **Drain** ([`Drain`]): the clock stops after the step in hand (every sample of it
-//!   stored), the service stops answering, the outbox is flushed, then the actor stops.
+//!   stored) and the labels file is written, the service stops answering, the outbox is
+//!   flushed, then the actor stops.
 
 pub mod clock;
 pub mod control;
@@ -45,14 +50,14 @@ use crate::actors::stage::{
 };
 use crate::bus::{Bus, headers};
 use crate::settings::Settings;
-use crate::sim::{SimConfig, SimError, Simulation};
+use crate::sim::{CATALOG_THRESHOLDS, SimConfig, SimError, Simulation};
 use crate::subjects::StreamKind;
 use crate::wire::{self, ScenarioRequest};
 use actix::fut::wrap_future;
 use actix::prelude::*;
 use async_nats::service;
 use bytes::Bytes;
-use clock::{Clock, run_clock};
+use clock::{Clock, LabelsOut, run_clock};
 use control::Shared;
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,9 +156,17 @@ pub async fn spawn(
         start_ms: start_ms - start_ms.rem_euclid(step_ms),
         scenario: generator.scenario,
     };
-    let simulation = tokio::task::spawn_blocking(move || Simulation::new(&config))
+    let mut simulation = tokio::task::spawn_blocking(move || Simulation::new(&config))
         .await
         .expect("fleet construction does not panic")?;
+    let labels = generator.labels_file.clone().map(|path| {
+        simulation.record_labels(&CATALOG_THRESHOLDS, settings.alerts.profile_normal_sigmas);
+        LabelsOut {
+            path,
+            seed: generator.seed,
+            every_steps: u64::from(3600 / settings.time.step_seconds).max(1),
+        }
+    });
     let mut spec = StageSpec::new(
         STAGE,
         "fleetcast synthetic fleet: publishes metrics, serves scenario control",
@@ -186,6 +199,7 @@ pub async fn spawn(
         facts: stage.facts().clone(),
         stop,
         stopped,
+        labels,
     });
     if let Some(clock) = &clock {
         tracing::info!(
