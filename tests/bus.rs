@@ -103,22 +103,7 @@ fn shipped_nats_configs_are_valid() {
     let binary = fleetcast::bus::find_server_binary("").expect("nats-server installed");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let tls = tempfile::tempdir().expect("temporary folder");
-    let made = std::process::Command::new(root.join("scripts/nats-certs"))
-        .arg(tls.path())
-        .args(["n1", "n2", "n3"])
-        .output()
-        .expect("scripts/nats-certs runs");
-    assert!(
-        made.status.success(),
-        "scripts/nats-certs: {}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let tls_env = [
-        ("NATS_TLS_CERT_FILE", "server.pem"),
-        ("NATS_TLS_KEY_FILE", "server-key.pem"),
-        ("NATS_TLS_CA_FILE", "ca.pem"),
-    ]
-    .map(|(name, file)| (name.to_string(), tls.path().join(file)));
+    let tls_env = crate::util::nats_certs(tls.path(), &["n1", "n2", "n3"]);
     let configs = [
         "nats/nats-server.conf",
         "nats/auth.conf",

@@ -5,7 +5,7 @@
 //! restarted on the same ports with the same store. The configs require TLS: each cluster
 //! gets its own CA and certificate from `scripts/nats-certs`, and its settings that CA.
 
-use super::{authenticated_settings, launch, repo_file};
+use super::{authenticated_settings, launch, nats_certs, repo_file};
 use async_nats::jetstream::stream;
 use fleetcast::bus::{Bus, ClusterNode, NatsServer};
 use fleetcast::settings::Settings;
@@ -51,18 +51,9 @@ impl TestCluster {
         let dir = tempfile::tempdir().expect("temporary folder");
         let mut ports = free_ports(2 * NODES);
         let tls = dir.path().join("tls");
-        let made = std::process::Command::new(repo_file("scripts/nats-certs"))
-            .arg(&tls)
-            .output()
-            .expect("scripts/nats-certs runs");
-        assert!(
-            made.status.success(),
-            "scripts/nats-certs: {}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-        let file = |name: &str| tls.join(name).to_string_lossy().into_owned();
+        let tls_env = nats_certs(&tls, &[]);
         let mut settings = authenticated_settings();
-        settings.nats.tls.ca_file = file("ca.pem");
+        settings.nats.tls.ca_file = tls.join("ca.pem").to_string_lossy().into_owned();
         let mut cluster = TestCluster {
             nodes: (0..NODES).map(|_| None).collect(),
             route_ports: ports.split_off(NODES),
@@ -70,11 +61,7 @@ impl TestCluster {
             dirs: (1..=NODES)
                 .map(|node| dir.path().join(format!("n{node}")))
                 .collect(),
-            tls_env: vec![
-                ("NATS_TLS_CERT_FILE".into(), file("server.pem")),
-                ("NATS_TLS_KEY_FILE".into(), file("server-key.pem")),
-                ("NATS_TLS_CA_FILE".into(), file("ca.pem")),
-            ],
+            tls_env,
             settings,
             _dir: dir,
         };

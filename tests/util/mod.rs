@@ -71,6 +71,34 @@ pub fn repo_file(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// Makes a cluster's TLS files in `dir` with `scripts/nats-certs` (a CA, and the nodes'
+/// certificate for `hosts`, localhost and 127.0.0.1) and returns the environment the node
+/// configs read them from (`NATS_TLS_CERT_FILE`, `NATS_TLS_KEY_FILE`, `NATS_TLS_CA_FILE`).
+pub fn nats_certs(dir: &std::path::Path, hosts: &[&str]) -> Vec<(String, String)> {
+    let made = std::process::Command::new(repo_file("scripts/nats-certs"))
+        .arg(dir)
+        .args(hosts)
+        .output()
+        .expect("scripts/nats-certs runs");
+    assert!(
+        made.status.success(),
+        "scripts/nats-certs: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    [
+        ("NATS_TLS_CERT_FILE", "server.pem"),
+        ("NATS_TLS_KEY_FILE", "server-key.pem"),
+        ("NATS_TLS_CA_FILE", "ca.pem"),
+    ]
+    .map(|(name, file)| {
+        (
+            name.to_string(),
+            dir.join(file).to_string_lossy().into_owned(),
+        )
+    })
+    .to_vec()
+}
+
 /// Default settings with every role a user of its own and a password made for this test
 /// (what `nats/auth.conf` expects).
 pub fn authenticated_settings() -> Settings {
