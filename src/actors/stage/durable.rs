@@ -22,7 +22,9 @@
 //! - **Losses are counted.** A stream keeps a bounded history (`nats.forecast_history`,
 //!   `nats.risk_history` per server); messages it dropped before the consumer handed them
 //!   out show as a gap in the stream sequence and are counted (`skipped`, warned), never
-//!   silent. Consumer errors (a missed heartbeat) are counted (`consumer_errors`); the
+//!   silent. A replicated stream may also skip sequences that never held a message (seen
+//!   after a node of a cluster was killed, with every input accounted for), so `skipped`
+//!   is at most what was dropped. Consumer errors (a missed heartbeat) are counted (`consumer_errors`); the
 //!   consumer goes on by itself.
 //! - **Partitioned.** With `partitions.count` above 1, [`Durable::open_stage`] reads the
 //!   stage's partitioned input instead ([`partition`](super::partition)): one consumer per
@@ -442,7 +444,7 @@ impl Tracker {
             {
                 let gap = sequence - last - 1;
                 self.skipped.add(gap);
-                tracing::warn!(stage = self.stage, consumer = %self.consumer, gap, "the stream dropped inputs before they were handed out (raise its per-server history)");
+                tracing::warn!(stage = self.stage, consumer = %self.consumer, gap, "a gap in the stream's sequence: inputs it dropped before they were handed out (raise its per-server history), or sequences a clustered stream skipped in a failover");
             }
             self.last = Some(self.last.map_or(sequence, |last| last.max(sequence)));
         }
