@@ -24,8 +24,8 @@
 //!   out show as a gap in the stream sequence and are counted (`skipped`, warned), never
 //!   silent. A replicated stream may also skip sequences that never held a message (seen
 //!   after a node of a cluster was killed, with every input accounted for), so `skipped`
-//!   is at most what was dropped. Consumer errors (a missed heartbeat) are counted (`consumer_errors`); the
-//!   consumer goes on by itself.
+//!   is at most what was dropped. Consumer errors (a missed heartbeat) are counted
+//!   (`consumer_errors`); the consumer goes on by itself.
 //! - **Partitioned.** With `partitions.count` above 1, [`Durable::open_stage`] reads the
 //!   stage's partitioned input instead ([`partition`](super::partition)): one consumer per
 //!   partition the instance owns, the rest of this module (acknowledgements, drain) alike;
