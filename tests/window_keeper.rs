@@ -648,3 +648,74 @@ async fn generator_samples_fill_every_window() {
     assert_eq!(job.values.len(), 6 * METRIC_COUNT);
     assert_eq!(job.gap_steps, 0);
 }
+
+/// With `forecast_every_steps` = 3 each server gets a job for every third closed step only,
+/// the steps of different servers offset by their names, and the steps between are counted.
+#[actix::test]
+async fn forecast_cadence_makes_a_job_every_n_steps_per_server() {
+    const EVERY: i64 = 3;
+    const STEPS: i64 = 20;
+    let servers = [
+        "ppdb001",
+        "ppweb002",
+        "ppml0003",
+        "ppapi004",
+        "ppcache05",
+        "ppetl006",
+    ];
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let mut settings = settings(&nats, 2);
+    settings.window_keeper.forecast_every_steps = EVERY as u32;
+    let mut jobs = bus
+        .client()
+        .subscribe(bus.subjects().predict_jobs_all())
+        .await
+        .unwrap();
+    let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
+    let t0 = t0();
+    for step in 0..STEPS {
+        for server in servers {
+            publish(&bus, &sample(server, t0 + step * STEP_MS, step as f64)).await;
+        }
+    }
+    // Steps 1..=18 close with a full window (step 0 fills it; step 19 stays open).
+    let closed_ready = (STEPS - 2) as u64 * servers.len() as u64;
+    let counters = wait_for(&keeper, |c| {
+        c.extra("jobs_published") + c.extra("jobs_between") == closed_ready
+    })
+    .await;
+    let published = counters.extra("jobs_published");
+    let messages = collect(&mut jobs, published as usize, Duration::from_secs(10)).await;
+    assert_eq!(messages.len() as u64, published);
+    let mut steps: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for message in &messages {
+        let job: PredictJob = wire::decode(&message.payload).unwrap();
+        steps
+            .entry(job.server)
+            .or_default()
+            .push(job.last_step_s * 1000 / STEP_MS);
+    }
+    assert_eq!(
+        steps.len(),
+        servers.len(),
+        "every server has jobs: {steps:?}"
+    );
+    for (server, steps) in &steps {
+        assert_eq!(
+            steps.len(),
+            6,
+            "{server}: every third of 18 steps: {steps:?}"
+        );
+        assert!(
+            steps.windows(2).all(|pair| pair[1] - pair[0] == EVERY),
+            "{server}: {steps:?}"
+        );
+    }
+    let offsets: std::collections::BTreeSet<i64> = steps
+        .values()
+        .map(|steps| steps[0].rem_euclid(EVERY))
+        .collect();
+    assert!(offsets.len() > 1, "servers are offset: {steps:?}");
+    assert_eq!(counters.extra("jobs_between"), closed_ready - published);
+}

@@ -25,6 +25,10 @@ pub struct WindowKeeperSettings {
     pub publish_jobs: bool,
     /// Rebuild the windows from the JetStream metrics stream at start, before going live.
     pub rebuild_on_start: bool,
+    /// A server's predict job every this many closed steps (1: every step), its steps offset
+    /// by a hash of its name so the fleet's jobs spread over the steps: fewer forecasts when
+    /// the predictors cannot make one per server and step.
+    pub forecast_every_steps: u32,
 }
 
 impl Default for WindowKeeperSettings {
@@ -36,12 +40,23 @@ impl Default for WindowKeeperSettings {
             status_interval_seconds: 10,
             publish_jobs: true,
             rebuild_on_start: true,
+            forecast_every_steps: 1,
         }
     }
 }
 
 impl WindowKeeperSettings {
     pub(super) fn check(&self, problems: &mut Problems) {
+        problems.check(
+            (1..=96).contains(&self.forecast_every_steps),
+            "window_keeper.forecast_every_steps",
+            || {
+                format!(
+                    "{} is outside 1–96 (a forecast covers 96 steps)",
+                    self.forecast_every_steps
+                )
+            },
+        );
         problems.check(
             (2..=10_000).contains(&self.context_steps),
             "window_keeper.context_steps",

@@ -172,6 +172,11 @@ impl Fleet {
         (ready, 100.0 * progress / self.servers.len() as f64)
     }
 
+    /// The newest closed step of `server` (steps since the epoch), when it has one.
+    pub fn newest_closed_step(&self, server: &str) -> Option<i64> {
+        self.servers.get(server)?.newest_closed_step()
+    }
+
     /// The predict job for a server's current window: every metric with enough observed steps,
     /// each over the full context (NaN where not observed); `None` when no metric has enough.
     pub fn job(&self, server: &str) -> Option<PredictJob> {

@@ -1,7 +1,7 @@
 //! The keeper's input: its own connection, the ordered consumer on the `METRICS` stream, the
 //! start-up replay, and what one message does to the windows and the counters.
 
-use super::fleet::{Fleet, Verdict};
+use super::fleet::{Fleet, FnvHasher, Verdict};
 use super::{STAGE, WindowKeeperError};
 use crate::actors::stage::{Extra, Reject, Stage, StageCounters};
 use crate::bus::{Bus, BusError};
@@ -16,6 +16,7 @@ use async_nats::jetstream::{
     },
 };
 use futures::StreamExt;
+use std::hash::Hasher;
 use std::time::{Duration, Instant};
 
 /// The longest pull request of the keeper's ordered consumer; its idle heartbeats come every
@@ -26,11 +27,12 @@ const ORDERED_EXPIRES: Duration = Duration::from_secs(4);
 const REPLAY_WAIT: Duration = Duration::from_secs(5);
 
 /// The keeper's own counters, as extras of its stage counters.
-pub(super) const EXTRAS: [&str; 5] = [
+pub(super) const EXTRAS: [&str; 6] = [
     "steps_closed",
     "gap_steps",
     "replayed",
     "jobs_published",
+    "jobs_between",
     "consumer_errors",
 ];
 
@@ -40,6 +42,9 @@ pub(super) struct Extras {
     pub(super) gap_steps: Extra,
     pub(super) replayed: Extra,
     pub(super) jobs_published: Extra,
+    /// Steps that closed with a job ready but between the server's forecast steps
+    /// (`window_keeper.forecast_every_steps`), so no job was made.
+    pub(super) jobs_between: Extra,
     pub(super) consumer_errors: Extra,
 }
 
@@ -50,6 +55,7 @@ impl Extras {
             gap_steps,
             replayed,
             jobs_published,
+            jobs_between,
             consumer_errors,
         ] = EXTRAS.map(|name| counters.extra(name));
         Extras {
@@ -57,6 +63,7 @@ impl Extras {
             gap_steps,
             replayed,
             jobs_published,
+            jobs_between,
             consumer_errors,
         }
     }
@@ -84,6 +91,8 @@ pub(super) struct Ingest {
     pub(super) extras: Extras,
     pub(super) subjects: Subjects,
     pub(super) publish_jobs: bool,
+    /// A server's job every this many closed steps (`window_keeper.forecast_every_steps`).
+    pub(super) forecast_every: u64,
 }
 
 impl Ingest {
@@ -116,6 +125,10 @@ impl Ingest {
                 self.extras.steps_closed.add(u64::from(closed_step));
                 self.extras.gap_steps.add(gap_steps);
                 if job_ready && self.publish_jobs && source == Source::Live {
+                    if !self.forecast_due(subject_server) {
+                        self.extras.jobs_between.incr();
+                        return None;
+                    }
                     let job = self.fleet.job(subject_server)?;
                     return Some(Outgoing::Job(subject_server.to_string(), job));
                 }
@@ -131,6 +144,24 @@ impl Ingest {
                 reason,
             })),
         }
+    }
+}
+
+impl Ingest {
+    /// Whether `server`'s newest closed step is one of its forecast steps: every step with
+    /// `forecast_every` 1, else every `forecast_every`-th, offset by a hash of the name so
+    /// that a fleet's jobs spread evenly over the steps instead of coming all at once.
+    fn forecast_due(&self, server: &str) -> bool {
+        if self.forecast_every <= 1 {
+            return true;
+        }
+        let Some(step) = self.fleet.newest_closed_step(server) else {
+            return false;
+        };
+        let mut hasher = FnvHasher::default();
+        hasher.write(server.as_bytes());
+        let offset = hasher.finish() % self.forecast_every;
+        (step.rem_euclid(self.forecast_every as i64) as u64 + offset) % self.forecast_every == 0
     }
 }
 

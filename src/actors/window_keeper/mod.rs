@@ -14,6 +14,8 @@
 //!   server has `window_keeper.min_observed_steps` observed steps (default 24: two hours), with
 //!   every such metric's full context (NaN where not observed), and
 //!   `window_keeper.publish_jobs` is on; the JetStream work queue `PREDICT_JOBS` captures it.
+//!   With `window_keeper.forecast_every_steps` N above 1, only every N-th closed step of a
+//!   server makes a job (steps offset per server by a hash of its name).
 //!   Metrics a server never reports are never in its jobs. Header `Nats-Msg-Id:
 //!   <server>-<last_step_s>`: a job sent again after a lost acknowledgement is stored once
 //!   (the queue keeps two jobs per server, so stored copies would push the newest out).
@@ -38,7 +40,8 @@
 //! `fleetcast-window-keeper`): `received` live samples, `accepted`, rejections by kind,
 //! `published` (jobs once the stream stored them, rejections, status), `consumer_lag` (the
 //! ordered consumer's pending count); extras `steps_closed`, `gap_steps`, `replayed`,
-//! `jobs_published` (jobs queued), `consumer_errors`; facts `warmup_pct` and
+//! `jobs_published` (jobs queued), `jobs_between` (steps closed between a server's forecast
+//! steps), `consumer_errors`; facts `warmup_pct` and
 //! `servers_ready` (`ready/tracked`), refreshed every second.
 //!
 //! **Failure**: bad input never stops it (refused, counted, published, logged at debug and a
@@ -329,6 +332,7 @@ pub async fn spawn(
         counters,
         subjects: bus.subjects().clone(),
         publish_jobs: keeper.publish_jobs,
+        forecast_every: u64::from(keeper.forecast_every_steps),
     };
     let consumer = ingest::open_ingest(
         &bus,
