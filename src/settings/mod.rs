@@ -310,7 +310,10 @@ mod tests {
         let text = "[generator]\nservers = 0\nscenario = \"chaos\"\nlabels_file = \"no/such/dir/l.json\"\n\
                     [time]\nstep_seconds = 7\n[window_keeper]\nforecast_every_steps = 0\n";
         let message = Settings::from_toml(text).unwrap_err().to_string();
-        assert!(message.contains("window_keeper.forecast_every_steps"), "{message}");
+        assert!(
+            message.contains("window_keeper.forecast_every_steps"),
+            "{message}"
+        );
         assert!(message.contains("generator.servers"), "{message}");
         assert!(message.contains("generator.labels_file"), "{message}");
         assert!(message.contains("generator.scenario"), "{message}");

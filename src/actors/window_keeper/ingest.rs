@@ -161,7 +161,8 @@ impl Ingest {
         let mut hasher = FnvHasher::default();
         hasher.write(server.as_bytes());
         let offset = hasher.finish() % self.forecast_every;
-        (step.rem_euclid(self.forecast_every as i64) as u64 + offset) % self.forecast_every == 0
+        (step.rem_euclid(self.forecast_every as i64) as u64 + offset)
+            .is_multiple_of(self.forecast_every)
     }
 }
 
