@@ -719,3 +719,40 @@ async fn forecast_cadence_makes_a_job_every_n_steps_per_server() {
     assert!(offsets.len() > 1, "servers are offset: {steps:?}");
     assert_eq!(counters.extra("jobs_between"), closed_ready - published);
 }
+
+/// The replay reads on to the stream's last sequence at start; when the last messages were
+/// deleted (so that sequence never comes), it ends once nothing is pending and nothing came
+/// for a while, with the windows of what is left, and the keeper goes live.
+#[actix::test]
+async fn a_replay_whose_last_messages_are_gone_still_ends() {
+    let nats = TestNats::start();
+    let bus = nats.bus().await;
+    let settings = settings(&nats, 4);
+    let t0 = t0();
+    for step in 0..6 {
+        publish(&bus, &sample("ppetl001", t0 + step * STEP_MS, step as f64)).await;
+    }
+    let stream_name = bus
+        .subjects()
+        .stream_name(fleetcast::subjects::StreamKind::Metrics);
+    let mut stream = bus.jetstream().get_stream(&stream_name).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    assert_eq!(last, 6);
+    for sequence in [last - 1, last] {
+        stream.delete_message(sequence).await.unwrap();
+    }
+    let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
+    let counters = keeper.counters.snapshot();
+    assert_eq!(counters.extra("replayed"), 4, "the four messages left");
+    let window = keeper
+        .send(GetWindow {
+            server: "ppetl001".into(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(window.last_step_s, Some((t0 + 2 * STEP_MS) / 1000));
+    publish(&bus, &sample("ppetl001", t0 + 6 * STEP_MS, 6.0)).await;
+    let counters = wait_for(&keeper, |counters| counters.received == 1).await;
+    assert_eq!(counters.accepted, 5, "live after the replay");
+}

@@ -227,7 +227,10 @@ pub(super) async fn open_ingest(
         })
         .await
         .map_err(|error| consume_failed(error.to_string()))?;
-    let replay = replay && consumer.cached_info().num_pending > 0;
+    // What the consumer says is pending counts only for ending a replay that gets no more
+    // messages: it may sit on a replica still catching up, which says "nothing pending"
+    // early, so the replay reads on to the leader's last sequence.
+    let mut nothing_pending = consumer.cached_info().num_pending == 0;
     let mut messages = consumer
         .messages()
         .await
@@ -241,17 +244,32 @@ pub(super) async fn open_ingest(
         reason,
     };
     loop {
-        let message = tokio::time::timeout(REPLAY_WAIT, messages.next())
-            .await
-            .map_err(|_| rebuild_failed(format!("no message within {} s", REPLAY_WAIT.as_secs())))?
+        let Ok(next) = tokio::time::timeout(REPLAY_WAIT, messages.next()).await else {
+            if nothing_pending {
+                // The last stored messages were deleted (or aged out) meanwhile.
+                tracing::info!(
+                    stage = STAGE,
+                    stream = %name,
+                    last_sequence,
+                    "the replay ends early: the stream's last messages are gone"
+                );
+                break;
+            }
+            return Err(rebuild_failed(format!(
+                "no message within {} s",
+                REPLAY_WAIT.as_secs()
+            )));
+        };
+        let message = next
             .ok_or_else(|| rebuild_failed("the consumer ended early".into()))?
             .map_err(|error| rebuild_failed(error.to_string()))?;
         let info = message
             .info()
             .map_err(|error| rebuild_failed(error.to_string()))?;
-        // The replay ends with the last message stored when the consumer opened (or earlier,
-        // when nothing is pending because the last ones aged out meanwhile).
-        let done = info.stream_sequence >= last_sequence || info.pending == 0;
+        nothing_pending = info.pending == 0;
+        // The replay ends with the last message stored when the consumer opened, as the
+        // stream's leader counted it.
+        let done = info.stream_sequence >= last_sequence;
         if let Some(Outgoing::Reject(reject)) = ingest.message(
             &message.subject,
             &message.payload,

@@ -33,8 +33,11 @@
 //! **Start-up** ([`spawn`]): connects its ingest connection, creates the `METRICS` stream when
 //! missing, and opens the consumer: from the stream's first message when
 //! `window_keeper.rebuild_on_start` is on, else just after its last. Messages up to the last
-//! one stored at start are a replay (rejections counted, not republished; no jobs) and are
-//! taken before the actor starts; everything after is live.
+//! one stored at start (the stream leader's last sequence: the consumer may sit on a replica
+//! still catching up, whose "nothing pending" comes early) are a replay (rejections
+//! counted, not republished; no jobs) and are taken before the actor starts; everything
+//! after is live. When the last stored messages are gone (deleted meanwhile), the replay
+//! ends after 5 s without a message.
 //!
 //! **Counters and service** ([stage toolkit](crate::actors::stage), micro service
 //! `fleetcast-window-keeper`): `received` live samples, `accepted`, rejections by kind,
