@@ -61,6 +61,14 @@ fn settings(nats: &TestNats, context_steps: u32) -> Settings {
     settings
 }
 
+/// A subscription to every predict job, confirmed by the server.
+async fn subscribe_jobs(bus: &Bus) -> async_nats::Subscriber {
+    bus.client()
+        .subscribe(bus.subjects().predict_jobs_all())
+        .await
+        .unwrap()
+}
+
 async fn publish(bus: &Bus, sample: &MetricSample) {
     bus.publish(bus.subjects().metrics(&sample.server), sample)
         .await
@@ -87,11 +95,7 @@ async fn window_fills_to_exactly_the_context_and_jobs_follow() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
     let settings = settings(&nats, 6);
-    let mut jobs = bus
-        .client()
-        .subscribe(bus.subjects().predict_jobs_all())
-        .await
-        .unwrap();
+    let mut jobs = subscribe_jobs(&bus).await;
     let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
     let t0 = t0();
     for step in 0..10 {
@@ -196,11 +200,7 @@ async fn steps_hold_the_mean_of_their_samples() {
 async fn gaps_are_not_observed_and_counted() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
-    let mut jobs = bus
-        .client()
-        .subscribe(bus.subjects().predict_jobs_all())
-        .await
-        .unwrap();
+    let mut jobs = subscribe_jobs(&bus).await;
     let mut settings = settings(&nats, 6);
     settings.window_keeper.min_observed_steps = 4;
     let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
@@ -252,11 +252,7 @@ async fn gaps_are_not_observed_and_counted() {
 async fn partial_server_gets_jobs_after_min_observed_steps() {
     let nats = TestNats::start();
     let bus = nats.bus().await;
-    let mut jobs = bus
-        .client()
-        .subscribe(bus.subjects().predict_jobs_all())
-        .await
-        .unwrap();
+    let mut jobs = subscribe_jobs(&bus).await;
     let mut settings = settings(&nats, 288);
     settings.window_keeper.min_observed_steps = 24;
     let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
@@ -505,11 +501,7 @@ async fn windows_are_rebuilt_from_the_stream() {
         .subscribe(bus.subjects().rejected("window_keeper"))
         .await
         .unwrap();
-    let mut jobs = bus
-        .client()
-        .subscribe(bus.subjects().predict_jobs_all())
-        .await
-        .unwrap();
+    let mut jobs = subscribe_jobs(&bus).await;
     bus.client().flush().await.unwrap();
 
     let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
@@ -620,11 +612,7 @@ async fn generator_samples_fill_every_window() {
     settings.generator.step_interval_ms = 20;
     settings.generator.start = None;
     settings.generator.backfill_hours = 0;
-    let mut jobs = bus
-        .client()
-        .subscribe(bus.subjects().predict_jobs_all())
-        .await
-        .unwrap();
+    let mut jobs = subscribe_jobs(&bus).await;
     let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
     let _generator = fleetcast::actors::generator::spawn(&settings, bus.clone())
         .await
@@ -667,11 +655,7 @@ async fn forecast_cadence_makes_a_job_every_n_steps_per_server() {
     let bus = nats.bus().await;
     let mut settings = settings(&nats, 2);
     settings.window_keeper.forecast_every_steps = EVERY as u32;
-    let mut jobs = bus
-        .client()
-        .subscribe(bus.subjects().predict_jobs_all())
-        .await
-        .unwrap();
+    let mut jobs = subscribe_jobs(&bus).await;
     let keeper = window_keeper::spawn(&settings, bus.clone()).await.unwrap();
     let t0 = t0();
     for step in 0..STEPS {

@@ -45,6 +45,12 @@ pub(super) struct LabelsOut {
 }
 
 impl LabelsOut {
+    /// Whether the labels are written after the step before `next_step` (one that ends a
+    /// simulated hour).
+    fn due(&self, next_step: u64) -> bool {
+        next_step > 0 && next_step.is_multiple_of(self.every_steps)
+    }
+
     /// Writes the labels so far (on the blocking pool: the file grows with the run); a
     /// failure is logged, and the next write tries again.
     fn write(&self, simulation: &Simulation) {
@@ -166,7 +172,7 @@ pub(super) async fn run_clock(clock: Clock, shared: Arc<Shared>) {
         let computed = tokio::task::spawn_blocking(move || {
             let batch = compute_step(&mut simulation);
             if let Some(labels) = step_labels
-                && simulation.next_step() % labels.every_steps == 0
+                && labels.due(simulation.next_step())
             {
                 labels.write(&simulation);
             }
@@ -239,7 +245,8 @@ pub(super) async fn run_clock(clock: Clock, shared: Arc<Shared>) {
         next_step = simulation.next_step(),
         "generator clock stopped"
     );
-    if let Some(labels) = labels {
+    // The last step's labels are already written when it ended a simulated hour.
+    if let Some(labels) = labels.filter(|labels| !labels.due(simulation.next_step())) {
         let written = tokio::task::spawn_blocking(move || labels.write(&simulation)).await;
         if let Err(error) = written {
             tracing::warn!(%error, "cannot write the labels file");

@@ -145,9 +145,7 @@ impl Ingest {
             })),
         }
     }
-}
 
-impl Ingest {
     /// Whether `server`'s newest closed step is one of its forecast steps: every step with
     /// `forecast_every` 1, else every `forecast_every`-th, offset by a hash of the name so
     /// that a fleet's jobs spread evenly over the steps instead of coming all at once.
@@ -160,9 +158,8 @@ impl Ingest {
         };
         let mut hasher = FnvHasher::default();
         hasher.write(server.as_bytes());
-        let offset = hasher.finish() % self.forecast_every;
-        (step.rem_euclid(self.forecast_every as i64) as u64 + offset)
-            .is_multiple_of(self.forecast_every)
+        let every = self.forecast_every as i64;
+        (step + (hasher.finish() % self.forecast_every) as i64).rem_euclid(every) == 0
     }
 }
 
